@@ -1,0 +1,44 @@
+import { checkValue, type Args } from '../protocol/args.js';
+import type { Output } from '../protocol/output.js';
+import type { Command, Context } from './context.js';
+
+export interface AppendRequest {
+  readonly kind: 'append';
+  readonly key: Buffer;
+  readonly value: Buffer;
+  readonly prepend: boolean;
+}
+
+function parser(prepend: boolean) {
+  return (args: Args): AppendRequest => {
+    const key = args.key();
+    return { kind: 'append', key, value: args.value(), prepend };
+  };
+}
+
+function run(req: AppendRequest, ctx: Context, out: Output): undefined {
+  const current = ctx.store.readValue(req.key);
+  let next = req.value;
+  if (current !== undefined) {
+    next = req.prepend ? Buffer.concat([req.value, current]) : Buffer.concat([current, req.value]);
+  }
+  checkValue(next, ctx.limits);
+  ctx.stats.writes++;
+  const done = ctx.store.set(req.key, next);
+  out.bytesLine('VALUE ', next);
+  out.dependOn(done);
+}
+
+export const append = {
+  names: ['APPEND'],
+  requires: 'a key and a value',
+  parse: parser(false),
+  run,
+} as const satisfies Command<AppendRequest>;
+
+export const prepend = {
+  names: ['PREPEND'],
+  requires: 'a key and a value',
+  parse: parser(true),
+  run,
+} as const satisfies Command<AppendRequest>;

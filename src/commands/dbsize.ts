@@ -1,0 +1,20 @@
+import type { Args } from '../protocol/args.js';
+import type { Output } from '../protocol/output.js';
+import type { Command, Context } from './context.js';
+
+export interface DbsizeRequest {
+  readonly kind: 'dbsize';
+}
+
+export default {
+  names: ['DBSIZE'],
+  requires: 'no arguments',
+  parse(args: Args): DbsizeRequest {
+    args.end();
+    return { kind: 'dbsize' };
+  },
+  run(_req: DbsizeRequest, ctx: Context, out: Output): undefined {
+    out.line(`DBSIZE ${ctx.store.size}`);
+    out.dependOn(ctx.store.readPending);
+  },
+} as const satisfies Command<DbsizeRequest>;

@@ -1,0 +1,29 @@
+import type { Args } from '../protocol/args.js';
+import type { Output } from '../protocol/output.js';
+import type { Command, Context } from './context.js';
+
+export interface GetRequest {
+  readonly kind: 'get';
+  readonly key: Buffer;
+}
+
+export default {
+  names: ['GET'],
+  requires: 'exactly one key',
+  parse(args: Args): GetRequest {
+    const key = args.key();
+    args.end();
+    return { kind: 'get', key };
+  },
+  run(req: GetRequest, ctx: Context, out: Output): undefined {
+    const value = ctx.store.readValue(req.key);
+    if (value === undefined) {
+      ctx.stats.getMisses++;
+      out.line('NOT_FOUND');
+    } else {
+      ctx.stats.getHits++;
+      out.bytesLine('VALUE ', value);
+    }
+    out.dependOn(ctx.store.readPending);
+  },
+} as const satisfies Command<GetRequest>;

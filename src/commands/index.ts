@@ -1,0 +1,90 @@
+import type { Args } from '../protocol/args.js';
+import type { Parser } from '../protocol/decode.js';
+import type { Output } from '../protocol/output.js';
+import { append, prepend, type AppendRequest } from './append.js';
+import type { Context, Outcome } from './context.js';
+import dbsize, { type DbsizeRequest } from './dbsize.js';
+import del, { type DelRequest } from './del.js';
+import echo, { type EchoRequest } from './echo.js';
+import exists, { type ExistsRequest } from './exists.js';
+import get, { type GetRequest } from './get.js';
+import { dec, inc, type IncrRequest } from './incr.js';
+import mget, { type MgetRequest } from './mget.js';
+import mset, { type MsetRequest } from './mset.js';
+import ping, { type PingRequest } from './ping.js';
+import quit, { type QuitRequest } from './quit.js';
+import scan, { type ScanRequest } from './scan.js';
+import set, { type SetRequest } from './set.js';
+import { info, stats, type StatsRequest } from './stats.js';
+import truncate, { type TruncateRequest } from './truncate.js';
+import version, { type VersionRequest } from './version.js';
+
+/** Every request a client can make, discriminated by `kind`. */
+export type Request =
+  | GetRequest
+  | SetRequest
+  | DelRequest
+  | IncrRequest
+  | AppendRequest
+  | MgetRequest
+  | MsetRequest
+  | ExistsRequest
+  | ScanRequest
+  | DbsizeRequest
+  | PingRequest
+  | EchoRequest
+  | StatsRequest
+  | VersionRequest
+  | TruncateRequest
+  | QuitRequest;
+
+const ALL = [get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, quit];
+
+/** Command word (upper case) -> its parser. */
+export const PARSERS: ReadonlyMap<string, Parser<Request>> = new Map(
+  ALL.flatMap((cmd) => cmd.names.map((name) => [name, { requires: cmd.requires, parse: (args: Args) => cmd.parse(args) }] as const)),
+);
+
+/** Runs a parsed request. Errors it throws become the request's `ERROR` reply (server/connection.ts). */
+export function execute(req: Request, ctx: Context, out: Output): Outcome {
+  switch (req.kind) {
+    case 'get':
+      return get.run(req, ctx, out);
+    case 'set':
+      return set.run(req, ctx, out);
+    case 'del':
+      return del.run(req, ctx, out);
+    case 'incr':
+      return inc.run(req, ctx, out);
+    case 'append':
+      return append.run(req, ctx, out);
+    case 'mget':
+      return mget.run(req, ctx, out);
+    case 'mset':
+      return mset.run(req, ctx, out);
+    case 'exists':
+      return exists.run(req, ctx, out);
+    case 'scan':
+      return scan.run(req, ctx, out);
+    case 'dbsize':
+      return dbsize.run(req, ctx, out);
+    case 'ping':
+      return ping.run(req, ctx, out);
+    case 'echo':
+      return echo.run(req, ctx, out);
+    case 'stats':
+      return stats.run(req, ctx, out);
+    case 'version':
+      return version.run(req, ctx, out);
+    case 'truncate':
+      return truncate.run(req, ctx, out);
+    case 'quit':
+      return quit.run();
+    default:
+      return unreachable(req);
+  }
+}
+
+function unreachable(req: never): never {
+  throw new TypeError(`unhandled request ${JSON.stringify(req)}`);
+}

@@ -1,0 +1,18 @@
+import type { Args } from '../protocol/args.js';
+import type { Command } from './context.js';
+
+export interface QuitRequest {
+  readonly kind: 'quit';
+}
+
+export default {
+  names: ['QUIT'],
+  requires: 'no arguments',
+  parse(args: Args): QuitRequest {
+    args.end();
+    return { kind: 'quit' };
+  },
+  run(): 'close' {
+    return 'close';
+  },
+} as const satisfies Command<QuitRequest>;

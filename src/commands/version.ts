@@ -1,0 +1,19 @@
+import type { Args } from '../protocol/args.js';
+import type { Output } from '../protocol/output.js';
+import type { Command, Context } from './context.js';
+
+export interface VersionRequest {
+  readonly kind: 'version';
+}
+
+export default {
+  names: ['VERSION'],
+  requires: 'no arguments',
+  parse(args: Args): VersionRequest {
+    args.end();
+    return { kind: 'version' };
+  },
+  run(_req: VersionRequest, ctx: Context, out: Output): undefined {
+    out.line(`VERSION ${ctx.version}`);
+  },
+} as const satisfies Command<VersionRequest>;

@@ -1,0 +1,100 @@
+/** The node's configuration (DESIGN.md section 3), after defaults, file, environment and flags. */
+export interface Config {
+  node_id: string;
+  description: string;
+  cluster_secret: string;
+  network: {
+    bind_address: string;
+    bind_port: number;
+    max_connections: number;
+    connection_timeout: number;
+  };
+  mqtt: {
+    enabled: boolean;
+    broker_address: string;
+    topic_prefix: string;
+    client_id: string;
+    username: string;
+    password: string;
+    keep_alive: number;
+    clean_session: boolean;
+    embedded: { enabled: boolean; bind_address: string; port: number };
+  };
+  anti_entropy: {
+    enabled: boolean;
+    interval_seconds: number;
+    peer_list: string[];
+    max_concurrent_syncs: number;
+  };
+  storage: {
+    path: string;
+    max_key_bytes: number;
+    max_value_bytes: number;
+    tombstone_grace_seconds: number;
+    max_clock_skew_ms: number;
+  };
+  logging: {
+    level: LogLevel;
+    format: 'json' | 'text';
+    file_path: string;
+  };
+}
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** How one leaf of the config is typed, checked and defaulted. */
+export type Field =
+  | { readonly type: 'string'; readonly default: string; readonly nonEmpty?: boolean }
+  | { readonly type: 'int'; readonly default: number; readonly min: number; readonly max: number }
+  | { readonly type: 'bool'; readonly default: boolean }
+  | { readonly type: 'strings'; readonly default: readonly string[] }
+  | { readonly type: 'enum'; readonly default: string; readonly values: readonly string[] };
+
+const str = (d: string, nonEmpty = false): Field => ({ type: 'string', default: d, nonEmpty });
+const int = (d: number, min: number, max: number): Field => ({ type: 'int', default: d, min, max });
+const bool = (d: boolean): Field => ({ type: 'bool', default: d });
+
+/**
+ * Every accepted key, by dotted path. Anything else in a file or a MERKLE_KV_* variable is an error,
+ * so a typo never silently falls back to a default.
+ * Empty defaults of `mqtt.client_id` and `storage.path` are derived from `node_id` in `finish()`.
+ */
+export const FIELDS: Readonly<Record<string, Field>> = {
+  node_id: str('', true),
+  description: str(''),
+  cluster_secret: str(''),
+  'network.bind_address': str('127.0.0.1', true),
+  'network.bind_port': int(7878, 0, 65535),
+  'network.max_connections': int(1000, 1, 1_000_000),
+  'network.connection_timeout': int(30, 0, 86_400 * 365),
+  'mqtt.enabled': bool(true),
+  'mqtt.broker_address': str('tcp://127.0.0.1:1883', true),
+  'mqtt.topic_prefix': str('merkle-kv', true),
+  'mqtt.client_id': str(''),
+  'mqtt.username': str(''),
+  'mqtt.password': str(''),
+  'mqtt.keep_alive': int(60, 0, 65535),
+  'mqtt.clean_session': bool(false),
+  'mqtt.embedded.enabled': bool(false),
+  'mqtt.embedded.bind_address': str('127.0.0.1', true),
+  'mqtt.embedded.port': int(1883, 0, 65535),
+  'anti_entropy.enabled': bool(true),
+  'anti_entropy.interval_seconds': int(60, 1, 86_400),
+  'anti_entropy.peer_list': { type: 'strings', default: [] },
+  'anti_entropy.max_concurrent_syncs': int(3, 1, 64),
+  'storage.path': str(''),
+  // LMDB's own key limit is 1978 bytes; our record key is the client key as is.
+  'storage.max_key_bytes': int(512, 1, 1978),
+  'storage.max_value_bytes': int(1_048_576, 1, 64 * 1_048_576),
+  'storage.tombstone_grace_seconds': int(86_400, 1, 86_400 * 3650),
+  'storage.max_clock_skew_ms': int(60_000, 0, 86_400_000),
+  'logging.level': { type: 'enum', default: 'info', values: LOG_LEVELS },
+  'logging.format': { type: 'enum', default: 'json', values: ['json', 'text'] },
+  'logging.file_path': str(''),
+};
+
+/** `network.bind_port` -> `MERKLE_KV_NETWORK_BIND_PORT` */
+export function envName(path: string): string {
+  return 'MERKLE_KV_' + path.replaceAll('.', '_').toUpperCase();
+}

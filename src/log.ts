@@ -1,0 +1,44 @@
+import { pino, type DestinationStream, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+import type { Config } from './config/schema.js';
+
+export interface LogHandle {
+  readonly logger: Logger;
+  /** Writes out what is buffered; gives up after `timeoutMs` (a reader may never come). */
+  flush(timeoutMs?: number): Promise<void>;
+}
+
+/**
+ * pino on an asynchronous sonic-boom destination with a bounded buffer: when stderr is a pipe that
+ * nobody reads, log lines are dropped once 1 MiB is waiting, and the node keeps serving.
+ */
+export function createLogger(cfg: Config['logging'], base: Record<string, unknown>): LogHandle {
+  const dest = pino.destination({
+    dest: cfg.file_path === '' ? 2 : cfg.file_path,
+    sync: false,
+    mkdir: true,
+    maxLength: 1024 * 1024,
+  });
+  dest.on('error', () => {});
+  const stream: DestinationStream =
+    cfg.format === 'text' ? pretty({ destination: dest, colorize: false, sync: false, singleLine: true }) : dest;
+  const logger = pino({ level: cfg.level, base }, stream);
+  return {
+    logger,
+    flush(timeoutMs = 1000) {
+      return new Promise((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        timer.unref();
+        try {
+          dest.flush(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        } catch {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    },
+  };
+}

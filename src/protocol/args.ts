@@ -1,0 +1,96 @@
+import { ProtocolError } from '../errors.js';
+
+export interface Limits {
+  readonly maxKeyBytes: number;
+  readonly maxValueBytes: number;
+}
+
+const SPACE = 0x20;
+
+/**
+ * The arguments of one request line, after the command word. Words are separated by spaces; a value
+ * (SET, APPEND, PREPEND) is everything after the single space that follows the key (DESIGN.md section 2).
+ * Keys and values are views of the line, not copies.
+ */
+export class Args {
+  constructor(
+    private readonly line: Buffer,
+    private pos: number,
+    readonly limits: Limits,
+    /** Upper-case command word, for messages. */
+    readonly command: string,
+    /** What the command requires, completing "<CMD> command requires ...". */
+    private readonly requires: string,
+  ) {}
+
+  /** Whether no word is left. */
+  get done(): boolean {
+    this.skipSpaces();
+    return this.pos >= this.line.length;
+  }
+
+  /** The next word, or undefined at the end. */
+  word(): Buffer | undefined {
+    this.skipSpaces();
+    if (this.pos >= this.line.length) return undefined;
+    let end = this.line.indexOf(SPACE, this.pos);
+    if (end === -1) end = this.line.length;
+    const w = this.line.subarray(this.pos, end);
+    this.pos = end;
+    return w;
+  }
+
+  /** The next word, checked as a key; a missing key is an arity error. */
+  key(): Buffer {
+    const k = this.word();
+    if (k === undefined) throw this.usage();
+    return checkKey(k, this.limits);
+  }
+
+  /** Everything after the space that follows the previous word, checked as a value; must not be empty. */
+  value(): Buffer {
+    if (this.pos + 1 >= this.line.length) throw this.usage();
+    const v = this.line.subarray(this.pos + 1);
+    this.pos = this.line.length;
+    return checkValue(v, this.limits);
+  }
+
+  /** Everything after the space that follows the command word or previous word, possibly empty. */
+  rest(): Buffer {
+    const r = this.line.subarray(Math.min(this.pos + 1, this.line.length));
+    this.pos = this.line.length;
+    return r;
+  }
+
+  /** Throws an arity error if any word is left. */
+  end(): void {
+    if (!this.done) throw this.usage();
+  }
+
+  usage(): ProtocolError {
+    return new ProtocolError(`${this.command} command requires ${this.requires}`);
+  }
+
+  private skipSpaces(): void {
+    while (this.line[this.pos] === SPACE) this.pos++;
+  }
+}
+
+/** A key: 1..maxKeyBytes bytes, no space or control character (the line is already valid UTF-8). */
+export function checkKey(key: Buffer, limits: Limits): Buffer {
+  if (key.length > limits.maxKeyBytes) {
+    throw new ProtocolError(`key too long (${key.length} bytes, the limit is ${limits.maxKeyBytes})`);
+  }
+  for (let i = 0; i < key.length; i++) {
+    const b = key[i] as number;
+    if (b < 0x20 || b === 0x7f) throw new ProtocolError('invalid key: control characters are not allowed');
+  }
+  return key;
+}
+
+export function checkValue(value: Buffer, limits: Limits): Buffer {
+  if (value.length > limits.maxValueBytes) {
+    throw new ProtocolError(`value too large (${value.length} bytes, the limit is ${limits.maxValueBytes})`);
+  }
+  return value;
+}

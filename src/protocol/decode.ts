@@ -1,0 +1,49 @@
+import { isUtf8 } from 'node:buffer';
+import { ProtocolError } from '../errors.js';
+import { Args, type Limits } from './args.js';
+
+/** How a command word turns its arguments into a typed request. */
+export interface Parser<R> {
+  /** Completes "<CMD> command requires ..." in arity errors. */
+  readonly requires: string;
+  parse(args: Args): R;
+}
+
+const SPACE = 0x20;
+const TAB = 0x09;
+const CR = 0x0d;
+
+/**
+ * Turns one request line (without its `\n`) into a typed request, or throws `ProtocolError`.
+ * The line is trimmed of a trailing `\r` and of surrounding spaces and tabs; the command word is
+ * case-insensitive (DESIGN.md section 2).
+ */
+export function decodeRequest<R>(raw: Buffer, parsers: ReadonlyMap<string, Parser<R>>, limits: Limits): R {
+  let start = 0;
+  let end = raw.length;
+  if (end > 0 && raw[end - 1] === CR) end--;
+  while (start < end && isBlank(raw[start])) start++;
+  while (end > start && isBlank(raw[end - 1])) end--;
+  if (start === end) throw new ProtocolError('empty command');
+  const line = raw.subarray(start, end);
+  if (!isUtf8(line)) throw new ProtocolError('invalid UTF-8 in request');
+  let wordEnd = line.indexOf(SPACE);
+  if (wordEnd === -1) wordEnd = line.length;
+  // Command words are short ASCII: latin1 is the cheapest exact decoding, and anything else is unknown.
+  const word = line.toString('latin1', 0, Math.min(wordEnd, 32)).toUpperCase();
+  const parser = parsers.get(word);
+  if (parser === undefined) {
+    throw new ProtocolError(`Unknown command: ${printable(line.toString('utf8', 0, Math.min(wordEnd, 64)))}`);
+  }
+  return parser.parse(new Args(line, wordEnd, limits, word, parser.requires));
+}
+
+function isBlank(b: number | undefined): boolean {
+  return b === SPACE || b === TAB;
+}
+
+/** Control characters of an echoed word would break the reply's framing. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x1f\x7f]/g, '?');
+}

@@ -1,0 +1,235 @@
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { execute, PARSERS } from '../commands/index.js';
+import type { Context, Outcome } from '../commands/context.js';
+import { ProtocolError } from '../errors.js';
+import { decodeRequest } from '../protocol/decode.js';
+import { LINE_TOO_LONG, LineReader } from '../protocol/lines.js';
+import type { Output, Part } from '../protocol/output.js';
+
+export interface ConnectionOptions {
+  readonly ctx: Context;
+  /** Shared by all connections: a batch is built and taken synchronously, so one scratch buffer serves. */
+  readonly out: Output;
+  readonly logger: Logger;
+  readonly maxLineBytes: number;
+  /** Requests run per batch before the connection yields to others; bounds the work one read causes. */
+  readonly maxBatch: number;
+  /** Close after this long without a request (0: never). */
+  readonly idleTimeoutMs: number;
+  /** Close a client that has not read its replies for this long. */
+  readonly drainTimeoutMs: number;
+  readonly onClose: (conn: Connection) => void;
+}
+
+/**
+ * One client. Reads a chunk, runs every complete request in it (up to `maxBatch`), and sends the replies
+ * in request order with one write. While replies wait for a commit or for the client to read, the
+ * stream is paused: a connection never has more than one batch of requests in hand.
+ */
+export class Connection {
+  private readonly reader: LineReader;
+  private readonly idle: NodeJS.Timeout | undefined;
+  private busy = false;
+  private peerEnded = false;
+  private closing = false;
+  private closed = false;
+  private ending = false;
+
+  constructor(
+    private readonly stream: Duplex,
+    private readonly opts: ConnectionOptions,
+  ) {
+    this.reader = new LineReader(opts.maxLineBytes);
+    if (opts.idleTimeoutMs > 0) {
+      this.idle = setTimeout(() => this.onIdle(), opts.idleTimeoutMs);
+      this.idle.unref();
+    }
+    stream.on('data', (chunk: Buffer) => {
+      this.opts.ctx.stats.bytesIn += chunk.length;
+      this.idle?.refresh();
+      this.reader.push(chunk);
+      this.pump();
+    });
+    stream.on('end', () => {
+      this.peerEnded = true;
+      this.pump();
+    });
+    stream.on('error', (err) => this.opts.logger.debug({ err }, 'connection error'));
+    stream.on('close', () => this.onClosed());
+  }
+
+  /** Stops reading, answers what was already received, then closes (graceful shutdown). */
+  shutdown(): void {
+    if (this.closed) return;
+    this.closing = true;
+    this.stream.pause();
+    this.pump();
+  }
+
+  destroy(): void {
+    this.stream.destroy();
+  }
+
+  private pump(): void {
+    if (this.busy || this.closed || this.ending) return;
+    const out = this.opts.out;
+    let count = 0;
+    let outcome: Outcome;
+    while (count < this.opts.maxBatch && outcome === undefined) {
+      let line = this.reader.next();
+      if (line === undefined) {
+        if (!(this.peerEnded && this.reader.hasPartial)) break;
+        // Input ended without a final newline: run what was sent, as `printf 'GET k' | nc` expects.
+        line = this.reader.takePartial();
+      }
+      count++;
+      if (line === LINE_TOO_LONG) {
+        // Framing is lost: the rest of the line cannot be told from the next request.
+        this.reply(out, new ProtocolError('line too long'));
+        outcome = 'close';
+      } else {
+        outcome = this.runLine(line, out);
+      }
+    }
+    const parts = out.take();
+    const more = count === this.opts.maxBatch;
+    const finished = outcome === 'close' || ((this.peerEnded || this.closing) && !more);
+    if (!finished && !more && parts.every(isBuffer) && this.write(parts)) return;
+    this.busy = true;
+    this.stream.pause();
+    this.send(parts).then(
+      () => {
+        this.busy = false;
+        if (finished) return this.finish();
+        if (!this.closing) this.stream.resume();
+        // Input may have ended, or shutdown begun, while this batch waited.
+        if (more) setImmediate(() => this.pump());
+        else this.pump();
+      },
+      (err: unknown) => {
+        this.opts.logger.debug({ err }, 'closing connection');
+        this.stream.destroy();
+      },
+    );
+  }
+
+  private runLine(line: Buffer, out: Output): Outcome {
+    const ctx = this.opts.ctx;
+    ctx.stats.commands++;
+    out.begin();
+    try {
+      return execute(decodeRequest(line, PARSERS, ctx.limits), ctx, out);
+    } catch (err) {
+      out.rollback();
+      this.reply(out, err);
+      return undefined;
+    }
+  }
+
+  /** The one place where an error becomes a protocol `ERROR` line (DESIGN.md section 2). */
+  private reply(out: Output, err: unknown): void {
+    this.opts.ctx.stats.errors++;
+    out.begin();
+    out.utf8Line(`ERROR ${errorMessage(err, this.opts.logger)}`);
+  }
+
+  /** Sends parts in order; a deferred reply goes out once its commit settles, as an ERROR if it failed. */
+  private async send(parts: Part[]): Promise<void> {
+    let ready: Buffer[] = [];
+    for (const part of parts) {
+      if (isBuffer(part)) {
+        ready.push(part);
+        continue;
+      }
+      if (ready.length > 0 && !this.write(ready)) await this.drained();
+      ready = [];
+      try {
+        await part.after;
+        ready.push(part.bytes);
+      } catch (err) {
+        this.opts.ctx.stats.errors++;
+        ready.push(Buffer.from(`ERROR ${errorMessage(err, this.opts.logger)}\r\n`));
+      }
+    }
+    if (ready.length > 0 && !this.write(ready)) await this.drained();
+  }
+
+  /** Writes buffers as one burst; false when the stream wants the caller to wait for 'drain'. */
+  private write(buffers: Buffer[]): boolean {
+    if (this.closed || buffers.length === 0) return true;
+    let ok = true;
+    if (buffers.length === 1) {
+      this.opts.ctx.stats.bytesOut += (buffers[0] as Buffer).length;
+      return this.stream.write(buffers[0]);
+    }
+    this.stream.cork();
+    for (const b of buffers) {
+      this.opts.ctx.stats.bytesOut += b.length;
+      ok = this.stream.write(b);
+    }
+    this.stream.uncork();
+    return ok;
+  }
+
+  private drained(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error('client did not read its replies in time'));
+      }, this.opts.drainTimeoutMs);
+      const onDrain = (): void => {
+        cleanup();
+        resolve();
+      };
+      const onClose = (): void => {
+        cleanup();
+        reject(new Error('connection closed'));
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.stream.off('drain', onDrain);
+        this.stream.off('close', onClose);
+      };
+      this.stream.on('drain', onDrain);
+      this.stream.on('close', onClose);
+    });
+  }
+
+  private finish(): void {
+    if (this.ending) return;
+    this.ending = true;
+    this.stream.end();
+    // A peer that never closes its side must not keep the connection (and its slot) forever.
+    setTimeout(() => this.stream.destroy(), LINGER_MS).unref();
+  }
+
+  private onIdle(): void {
+    if (this.closed) return;
+    if (this.busy) {
+      this.idle?.refresh();
+      return;
+    }
+    this.opts.logger.debug('closing idle connection');
+    this.stream.destroy();
+  }
+
+  private onClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.idle);
+    this.opts.onClose(this);
+  }
+}
+
+const LINGER_MS = 5000;
+
+function isBuffer(part: Part): part is Buffer {
+  return Buffer.isBuffer(part);
+}
+
+function errorMessage(err: unknown, logger: Logger): string {
+  if (err instanceof ProtocolError) return err.message;
+  logger.error({ err }, 'request failed');
+  return 'internal error';
+}

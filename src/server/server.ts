@@ -1,0 +1,92 @@
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Context } from '../commands/context.js';
+import { Output } from '../protocol/output.js';
+import { Connection } from './connection.js';
+
+export interface ServerOptions {
+  readonly ctx: Context;
+  readonly logger: Logger;
+  readonly maxConnections: number;
+  readonly maxLineBytes: number;
+  readonly idleTimeoutMs: number;
+  readonly drainTimeoutMs?: number;
+  readonly maxBatch?: number;
+}
+
+/**
+ * The client-facing server. `handle()` takes any Duplex stream, so tests can use `duplexPair()`;
+ * `listen()` adds a TCP listener in front of it.
+ */
+export class KvServer {
+  private readonly connections = new Set<Connection>();
+  private readonly out = new Output();
+  private tcp: Server | undefined;
+
+  constructor(private readonly opts: ServerOptions) {}
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Serves one client stream; refuses it with an ERROR line when `maxConnections` are open. */
+  handle(stream: Duplex): void {
+    const { ctx, logger } = this.opts;
+    if (this.connections.size >= this.opts.maxConnections) {
+      ctx.stats.connectionsRejected++;
+      logger.debug('connection refused: max connections reached');
+      stream.on('error', () => {});
+      stream.end('ERROR max connections reached\r\n');
+      setTimeout(() => stream.destroy(), 1000).unref();
+      return;
+    }
+    ctx.stats.connectionsTotal++;
+    const conn = new Connection(stream, {
+      ctx,
+      out: this.out,
+      logger,
+      maxLineBytes: this.opts.maxLineBytes,
+      maxBatch: this.opts.maxBatch ?? 1024,
+      idleTimeoutMs: this.opts.idleTimeoutMs,
+      drainTimeoutMs: this.opts.drainTimeoutMs ?? 30_000,
+      onClose: (c) => this.connections.delete(c),
+    });
+    this.connections.add(conn);
+  }
+
+  listen(port: number, host: string): Promise<AddressInfo> {
+    // allowHalfOpen: `echo CMD | nc host port` half-closes after sending; it must still get its replies.
+    const tcp = createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => {
+      socket.setNoDelay(true);
+      this.handle(socket);
+    });
+    this.tcp = tcp;
+    return new Promise((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(port, host, () => {
+        tcp.off('error', reject);
+        tcp.on('error', (err) => this.opts.logger.error({ err }, 'listener error'));
+        resolve(tcp.address() as AddressInfo);
+      });
+    });
+  }
+
+  /**
+   * Stops accepting, lets every connection answer what it has received, then closes it. Connections
+   * still open after `timeoutMs` are destroyed.
+   */
+  async close(timeoutMs = 5000): Promise<void> {
+    const listening = this.tcp;
+    const stopped = listening
+      ? new Promise<void>((resolve) => listening.close(() => resolve()))
+      : Promise.resolve();
+    for (const conn of this.connections) conn.shutdown();
+    const deadline = Date.now() + timeoutMs;
+    while (this.connections.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const conn of this.connections) conn.destroy();
+    await stopped;
+  }
+}

@@ -1,0 +1,59 @@
+import type { Version } from './hlc.js';
+
+/*
+ * One stored record, as LMDB holds it under the client's key (DESIGN.md section 4):
+ *
+ *   0      format (1)
+ *   1      flags: bit 0 tombstone; bits 4-7 value kind (0: plain bytes; reserved for counters and sets)
+ *   2..7   HLC wall milliseconds, 48-bit big-endian
+ *   8..9   HLC counter, big-endian
+ *   10     n = length of the writer's node id
+ *   11..   node id (UTF-8, n bytes), then the value bytes
+ *
+ * The format byte lets a later layout (say, with the Merkle item hash) be read beside this one.
+ */
+export const RECORD_FORMAT = 1;
+const FLAG_TOMBSTONE = 0x01;
+const HEADER = 11;
+
+export interface StoredRecord extends Version {
+  readonly tombstone: boolean;
+  readonly value: Buffer;
+}
+
+export function encodeRecord(rec: StoredRecord): Buffer {
+  const nodeLen = Buffer.byteLength(rec.node);
+  if (nodeLen > 255) throw new RangeError('node id longer than 255 bytes');
+  const buf = Buffer.allocUnsafe(HEADER + nodeLen + rec.value.length);
+  buf[0] = RECORD_FORMAT;
+  buf[1] = rec.tombstone ? FLAG_TOMBSTONE : 0;
+  buf.writeUIntBE(rec.wall, 2, 6);
+  buf.writeUInt16BE(rec.counter, 8);
+  buf[10] = nodeLen;
+  buf.write(rec.node, HEADER, 'utf8');
+  rec.value.copy(buf, HEADER + nodeLen);
+  return buf;
+}
+
+export function isTombstone(buf: Buffer): boolean {
+  return ((buf[1] ?? 0) & FLAG_TOMBSTONE) !== 0;
+}
+
+/** The value bytes, as a view into `buf` (no copy). */
+export function recordValue(buf: Buffer): Buffer {
+  return buf.subarray(HEADER + (buf[10] ?? 0));
+}
+
+export function decodeRecord(buf: Buffer): StoredRecord {
+  if (buf.length < HEADER || buf[0] !== RECORD_FORMAT) {
+    throw new RangeError(`unknown record format ${buf[0] ?? 'empty'}`);
+  }
+  const nodeLen = buf[10] ?? 0;
+  return {
+    tombstone: isTombstone(buf),
+    wall: buf.readUIntBE(2, 6),
+    counter: buf.readUInt16BE(8),
+    node: buf.toString('utf8', HEADER, HEADER + nodeLen),
+    value: Buffer.from(buf.subarray(HEADER + nodeLen)),
+  };
+}

@@ -1,0 +1,244 @@
+import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Logger } from 'pino';
+import { StorageError } from '../errors.js';
+import { HybridClock, type Hlc } from './hlc.js';
+import { encodeRecord, isTombstone, recordValue } from './record.js';
+
+export interface StoreOptions {
+  readonly path: string;
+  readonly nodeId: string;
+  readonly maxClockSkewMs: number;
+  readonly tombstoneGraceSeconds: number;
+  readonly logger: Logger;
+}
+
+/** A write that LMDB has been given but has not yet committed and synced. */
+interface Pending {
+  readonly rec: Buffer;
+  readonly done: Promise<boolean>;
+}
+
+/**
+ * The node's records in LMDB: one entry per key, value = encoded record (record.ts), tombstones included.
+ *
+ * Writes go through lmdb's asynchronous batched puts, so every write issued in one event-loop turn
+ * shares one synced commit (group commit); `overlappingSync` is off so that a put's promise settles
+ * only after the commit is on disk. Until then the encoded record sits in `pending`, so that later
+ * reads and read-modify-writes in this process see it, and `readPending` tells the caller which
+ * commit a reply built from such a read must wait for: nobody is told of a value that a crash could
+ * still take back.
+ */
+export class Store {
+  readonly clock: HybridClock;
+  /** Set by every read: the commit that the value just read depends on, or null if already durable. */
+  readPending: Promise<boolean> | null = null;
+
+  private readonly pending = new Map<string, Pending>();
+  private lastWrite: Promise<boolean> | null = null;
+  private live = 0;
+  private tombstones = 0;
+  private purgeTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly root: RootDatabase<Buffer, Buffer>,
+    private readonly db: Database<Buffer, Buffer>,
+    private readonly opts: StoreOptions,
+  ) {
+    this.clock = new HybridClock(opts.maxClockSkewMs, Date.now, (remote, limit) =>
+      opts.logger.warn({ remote, limit }, 'remote clock reading too far ahead; clamped'),
+    );
+  }
+
+  static open(opts: StoreOptions): Store {
+    let root: RootDatabase<Buffer, Buffer>;
+    try {
+      root = open<Buffer, Buffer>({
+        path: opts.path,
+        keyEncoding: 'binary',
+        encoding: 'binary',
+        compression: false,
+        overlappingSync: false,
+        noMemInit: true,
+      });
+    } catch (err) {
+      throw new StorageError(`cannot open LMDB at ${opts.path}: ${(err as Error).message}`, { cause: err });
+    }
+    const db = root.openDB<Buffer, Buffer>('records', { keyEncoding: 'binary', encoding: 'binary' });
+    const store = new Store(root, db, opts);
+    store.countRecords();
+    store.schedulePurge();
+    return store;
+  }
+
+  /** Live keys (tombstones excluded), pending writes included. */
+  get size(): number {
+    this.readPending = this.pending.size > 0 ? this.lastWrite : null;
+    return this.live;
+  }
+
+  get tombstoneCount(): number {
+    return this.tombstones;
+  }
+
+  get pendingWrites(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * The encoded record under `key`, tombstones included. LMDB's buffer is only valid until the next
+   * read: copy what you keep.
+   */
+  read(key: Buffer): Buffer | undefined {
+    if (this.pending.size > 0) {
+      const p = this.pending.get(key.toString('latin1'));
+      if (p !== undefined) {
+        this.readPending = p.done;
+        return p.rec;
+      }
+    }
+    this.readPending = null;
+    return this.db.getBinaryFast(key);
+  }
+
+  /** The live value under `key` (a view; copy what you keep), or undefined for missing and deleted keys. */
+  readValue(key: Buffer): Buffer | undefined {
+    const rec = this.read(key);
+    return rec === undefined || isTombstone(rec) ? undefined : recordValue(rec);
+  }
+
+  /** Writes a value, versioned by this node's clock. Settles once the write is committed and synced. */
+  set(key: Buffer, value: Buffer): Promise<boolean> {
+    return this.write(key, value, false, this.clock.now());
+  }
+
+  /** Writes a tombstone. Settles once the write is committed and synced. */
+  delete(key: Buffer): Promise<boolean> {
+    return this.write(key, EMPTY, true, this.clock.now());
+  }
+
+  private write(key: Buffer, value: Buffer, tombstone: boolean, hlc: Hlc): Promise<boolean> {
+    if (this.closed) return Promise.reject(new StorageError('store is closed'));
+    const before = this.read(key);
+    const delta = liveDelta(before, tombstone);
+    const rec = encodeRecord({ wall: hlc.wall, counter: hlc.counter, node: this.opts.nodeId, tombstone, value });
+    const k = key.toString('latin1');
+    const done = this.db.put(key, rec);
+    const entry: Pending = { rec, done };
+    this.pending.set(k, entry);
+    this.lastWrite = done;
+    this.apply(delta);
+    done.then(
+      () => {
+        if (this.pending.get(k) === entry) this.pending.delete(k);
+      },
+      (err: unknown) => {
+        this.opts.logger.error({ err }, 'LMDB commit failed');
+        if (this.pending.get(k) === entry) {
+          this.pending.delete(k);
+          this.apply({ live: -delta.live, tombstones: -delta.tombstones });
+        }
+      },
+    );
+    return done;
+  }
+
+  private apply(delta: { live: number; tombstones: number }): void {
+    this.live += delta.live;
+    this.tombstones += delta.tombstones;
+  }
+
+  /** Live keys starting with `prefix`, in byte order. */
+  scan(prefix: Buffer): Buffer[] {
+    const found = new Map<string, Buffer>();
+    for (const { key, value } of this.db.getRange({ start: prefix })) {
+      if (!startsWith(key, prefix)) break;
+      if (!isTombstone(value)) found.set(key.toString('latin1'), key);
+    }
+    let touched = false;
+    for (const [k, p] of this.pending) {
+      const key = Buffer.from(k, 'latin1');
+      if (!startsWith(key, prefix)) continue;
+      touched = true;
+      if (isTombstone(p.rec)) found.delete(k);
+      else found.set(k, key);
+    }
+    this.readPending = touched ? this.lastWrite : null;
+    return [...found.values()].sort((a, b) => Buffer.compare(a, b));
+  }
+
+  /** Deletes every live key (as tombstones, so the deletes replicate). Settles when all are synced. */
+  truncate(): Promise<unknown> {
+    return Promise.all(this.scan(EMPTY).map((key) => this.delete(key)));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.purgeTimer);
+    await Promise.allSettled([...this.pending.values()].map((p) => p.done));
+    await this.root.close();
+  }
+
+  private countRecords(): void {
+    for (const { value } of this.db.getRange({})) {
+      if (isTombstone(value)) this.tombstones++;
+      else this.live++;
+    }
+  }
+
+  /**
+   * Tombstones older than the grace period are removed, never earlier (DESIGN.md section 4). The check
+   * runs again inside the write transaction, so a key rewritten meanwhile is left alone.
+   */
+  private schedulePurge(): void {
+    const every = Math.min(Math.max((this.opts.tombstoneGraceSeconds * 1000) / 10, 1000), 600_000);
+    this.purgeTimer = setTimeout(() => {
+      this.purgeTombstones(Date.now() - this.opts.tombstoneGraceSeconds * 1000)
+        .catch((err: unknown) => this.opts.logger.error({ err }, 'tombstone purge failed'))
+        .finally(() => {
+          if (!this.closed) this.schedulePurge();
+        });
+    }, every);
+    this.purgeTimer.unref();
+  }
+
+  /** Removes tombstones written before `olderThan` (ms since the epoch). Returns how many. */
+  async purgeTombstones(olderThan: number): Promise<number> {
+    const expired: [Buffer, Buffer][] = [];
+    for (const { key, value } of this.db.getRange({})) {
+      if (isTombstone(value) && value.readUIntBE(2, 6) < olderThan && !this.pending.has(key.toString('latin1'))) {
+        expired.push([key, value]);
+      }
+    }
+    if (expired.length === 0) return 0;
+    let removed = 0;
+    await this.db.transaction(() => {
+      for (const [key, rec] of expired) {
+        const now = this.db.getBinary(key);
+        if (now !== undefined && now.equals(rec)) {
+          void this.db.remove(key);
+          removed++;
+        }
+      }
+    });
+    this.tombstones -= removed;
+    if (removed > 0) this.opts.logger.info({ removed }, 'purged expired tombstones');
+    return removed;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function liveDelta(before: Buffer | undefined, tombstone: boolean): { live: number; tombstones: number } {
+  const wasLive = before !== undefined && !isTombstone(before);
+  const wasTomb = before !== undefined && isTombstone(before);
+  return {
+    live: (tombstone ? 0 : 1) - (wasLive ? 1 : 0),
+    tombstones: (tombstone ? 1 : 0) - (wasTomb ? 1 : 0),
+  };
+}
+
+function startsWith(key: Buffer, prefix: Buffer): boolean {
+  return key.length >= prefix.length && key.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
+}
