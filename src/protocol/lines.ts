@@ -18,11 +18,9 @@ export class LineReader {
   constructor(private readonly maxLine: number) {}
 
   push(chunk: Buffer): void {
-    if (this.pos < this.chunk.length) {
-      // The caller pushed before draining: keep the unread rest as the start of a partial line.
-      this.keepRest();
-    }
-    this.chunk = chunk;
+    // Unread lines remain when the caller pushes before draining: keep them ahead of the new bytes.
+    // (`partial` is empty then: it only fills once a chunk is used up without a newline.)
+    this.chunk = this.pos < this.chunk.length ? Buffer.concat([this.chunk.subarray(this.pos), chunk]) : chunk;
     this.pos = 0;
   }
 

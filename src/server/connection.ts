@@ -47,6 +47,7 @@ export class Connection {
     }
     stream.on('data', (chunk: Buffer) => {
       this.opts.ctx.stats.bytesIn += chunk.length;
+      if (this.ending) return; // we have said goodbye: read only to see the peer's end
       this.idle?.refresh();
       this.reader.push(chunk);
       this.pump();
@@ -200,6 +201,8 @@ export class Connection {
     if (this.ending) return;
     this.ending = true;
     this.stream.end();
+    // Reading on is how the peer's end is noticed, which lets the stream close.
+    this.stream.resume();
     // A peer that never closes its side must not keep the connection (and its slot) forever.
     setTimeout(() => this.stream.destroy(), LINGER_MS).unref();
   }

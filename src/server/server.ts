@@ -87,6 +87,8 @@ export class KvServer {
       await new Promise((r) => setTimeout(r, 10));
     }
     for (const conn of this.connections) conn.destroy();
+    // 'close' events of destroyed streams come on a later tick.
+    while (this.connections.size > 0) await new Promise((r) => setImmediate(r));
     await stopped;
   }
 }

@@ -98,7 +98,10 @@ export class Store {
       }
     }
     this.readPending = null;
-    return this.db.getBinaryFast(key);
+    const shared = this.db.getBinaryFast(key);
+    // getBinaryFast hands out lmdb's shared buffer with an overridden length: re-slice it into an
+    // ordinary view, or Buffer.from/concat and open-ended subarray() read past the record.
+    return shared?.subarray(0, shared.length);
   }
 
   /** The live value under `key` (a view; copy what you keep), or undefined for missing and deleted keys. */
@@ -153,7 +156,7 @@ export class Store {
     const found = new Map<string, Buffer>();
     for (const { key, value } of this.db.getRange({ start: prefix })) {
       if (!startsWith(key, prefix)) break;
-      if (!isTombstone(value)) found.set(key.toString('latin1'), key);
+      if (!isTombstone(value)) found.set(key.toString('latin1'), Buffer.from(key));
     }
     let touched = false;
     for (const [k, p] of this.pending) {
@@ -208,7 +211,7 @@ export class Store {
     const expired: [Buffer, Buffer][] = [];
     for (const { key, value } of this.db.getRange({})) {
       if (isTombstone(value) && value.readUIntBE(2, 6) < olderThan && !this.pending.has(key.toString('latin1'))) {
-        expired.push([key, value]);
+        expired.push([Buffer.from(key), Buffer.from(value.subarray(0, value.length))]);
       }
     }
     if (expired.length === 0) return 0;

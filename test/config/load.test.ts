@@ -1,0 +1,93 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
+import { tempDir } from '../helpers.js';
+
+function file(text: string): string {
+  const path = join(tempDir(), 'node.toml');
+  writeFileSync(path, text);
+  return path;
+}
+
+function configError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('fills defaults and derives client id and data path from node_id', () => {
+    const c = loadConfig({ flags: { node_id: 'n7' } });
+    expect(c.network).toEqual({ bind_address: '127.0.0.1', bind_port: 7878, max_connections: 1000, connection_timeout: 30 });
+    expect(c.mqtt.client_id).toBe('n7');
+    expect(c.mqtt.embedded.port).toBe(1883);
+    expect(c.storage.path).toBe('./data/n7');
+    expect(c.storage.max_value_bytes).toBe(1_048_576);
+    expect(c.logging).toEqual({ level: 'info', format: 'json', file_path: '' });
+  });
+
+  it('applies defaults < file < environment < flags', () => {
+    const path = file(`node_id = "from-file"\n[network]\nbind_port = 7001\nbind_address = "127.0.0.2"\n[logging]\nlevel = "debug"\n`);
+    const env = { MERKLE_KV_NETWORK_BIND_PORT: '7002', MERKLE_KV_LOGGING_LEVEL: 'warn', HOME: '/x' };
+    const c = loadConfig({ file: path, env, flags: { 'network.bind_port': '7003' } });
+    expect(c.node_id).toBe('from-file');
+    expect(c.network.bind_address).toBe('127.0.0.2');
+    expect(c.logging.level).toBe('warn');
+    expect(c.network.bind_port).toBe(7003);
+    expect(loadConfig({ file: path, env }).network.bind_port).toBe(7002);
+    expect(loadConfig({ file: path }).network.bind_port).toBe(7001);
+  });
+
+  it('reads nested tables, arrays and booleans, from the file and from the environment', () => {
+    const path = file(
+      `node_id = "a"\n[mqtt]\nenabled = false\n[mqtt.embedded]\nenabled = true\nport = 1999\n` +
+        `[anti_entropy]\npeer_list = ["127.0.0.1:1", "127.0.0.1:2"]\n`,
+    );
+    const c = loadConfig({ file: path });
+    expect(c.mqtt.enabled).toBe(false);
+    expect(c.mqtt.embedded).toEqual({ enabled: true, bind_address: '127.0.0.1', port: 1999 });
+    expect(c.anti_entropy.peer_list).toEqual(['127.0.0.1:1', '127.0.0.1:2']);
+    const e = loadConfig({
+      file: path,
+      env: { MERKLE_KV_MQTT_EMBEDDED_ENABLED: 'false', MERKLE_KV_ANTI_ENTROPY_PEER_LIST: 'h:1, h:2' },
+    });
+    expect(e.mqtt.embedded.enabled).toBe(false);
+    expect(e.anti_entropy.peer_list).toEqual(['h:1', 'h:2']);
+  });
+
+  it('names the file and key of every mistake', () => {
+    expect(configError(() => loadConfig({ file: file('node_id = "a"\n[network]\nbind_prot = 1\n') }))).toMatch(
+      /node\.toml: unknown key 'network\.bind_prot'/,
+    );
+    expect(configError(() => loadConfig({ file: file('node_id = "a"\n[network]\nbind_port = 70000\n') }))).toMatch(
+      /node\.toml: network\.bind_port must be in 0\.\.65535, got 70000/,
+    );
+    expect(configError(() => loadConfig({ file: file('node_id = "a"\n[network]\nbind_port = "x"\n') }))).toMatch(
+      /network\.bind_port must be an integer/,
+    );
+    expect(configError(() => loadConfig({ file: file('node_id = "a"\n[logging]\nlevel = "loud"\n') }))).toMatch(
+      /logging\.level must be one of trace, debug, info, warn, error/,
+    );
+    expect(configError(() => loadConfig({ file: file('node_id = "a\n') }))).toMatch(/node\.toml: TOML syntax error at line 1/);
+    expect(configError(() => loadConfig({ file: '/nonexistent/x.toml' }))).toMatch(/cannot read config file .*ENOENT/);
+    expect(configError(() => loadConfig({ file: file('[network]\nbind_port = 1\n') }))).toMatch(/node_id is required/);
+  });
+
+  it('names the variable or flag of a bad override', () => {
+    expect(configError(() => loadConfig({ flags: { node_id: 'a' }, env: { MERKLE_KV_NETWORK_BIND_PORT: 'abc' } }))).toMatch(
+      /environment variable MERKLE_KV_NETWORK_BIND_PORT \(network\.bind_port\) must be an integer/,
+    );
+    expect(configError(() => loadConfig({ flags: { node_id: 'a' }, env: { MERKLE_KV_NETWORK_PORT: '1' } }))).toMatch(
+      /unknown environment variable MERKLE_KV_NETWORK_PORT/,
+    );
+    expect(configError(() => loadConfig({ flags: { node_id: 'a', 'network.bind_port': '-1' } }))).toMatch(
+      /command-line flag for network\.bind_port .* must be in 0\.\.65535/,
+    );
+  });
+});

@@ -1,0 +1,119 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { onTestFinished } from 'vitest';
+import { loadConfig } from '../src/config/load.js';
+import type { Config } from '../src/config/schema.js';
+import { startNode, type RunningNode } from '../src/node.js';
+
+export const silent = pino({ level: 'silent' });
+
+/** A temporary directory removed when the test finishes. */
+export function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'merkle-kv-test-'));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A node on 127.0.0.1 port 0 with its own data directory, stopped when the test finishes. */
+export async function startTestNode(flags: Record<string, string> = {}): Promise<RunningNode> {
+  const config: Config = loadConfig({
+    flags: {
+      node_id: 'test-node',
+      'network.bind_port': '0',
+      'storage.path': join(tempDir(), 'db'),
+      ...flags,
+    },
+  });
+  const node = await startNode(config, silent);
+  onTestFinished(() => node.stop());
+  return node;
+}
+
+/** A line-oriented test client: send text, read whole reply lines. */
+export class LineClient {
+  private buffered = '';
+  private waiters: (() => void)[] = [];
+  closed = false;
+
+  private constructor(readonly socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (s: string) => {
+      this.buffered += s;
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('error', () => {});
+  }
+
+  static async connect(port: number): Promise<LineClient> {
+    const socket = connect({ port, host: '127.0.0.1', noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    const client = new LineClient(socket);
+    onTestFinished(() => {
+      socket.destroy();
+    });
+    return client;
+  }
+
+  send(text: string | Buffer): void {
+    this.socket.write(text);
+  }
+
+  /** Reads exactly `n` CRLF-terminated lines (without the CRLF). */
+  async lines(n: number, timeoutMs = 5000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const parts = this.buffered.split('\r\n');
+      if (parts.length - 1 >= n) {
+        const out = parts.slice(0, n);
+        this.buffered = parts.slice(n).join('\r\n');
+        return out;
+      }
+      if (this.closed) throw new Error(`connection closed after ${parts.length - 1} of ${n} lines: ${this.buffered}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${n} lines, have: ${JSON.stringify(this.buffered)}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+  }
+
+  /** Sends one request line and returns its one-line reply. */
+  async call(line: string): Promise<string> {
+    this.send(`${line}\r\n`);
+    const [reply] = await this.lines(1);
+    return reply as string;
+  }
+
+  /** Resolves when the server has closed the connection. */
+  async waitClosed(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error('server did not close the connection');
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+  }
+
+  /** Whatever arrived and has not been read as lines. */
+  get rest(): string {
+    return this.buffered;
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}

@@ -1,0 +1,81 @@
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { decodeRecord } from '../../src/store/record.js';
+import { Store } from '../../src/store/store.js';
+import { silent, tempDir } from '../helpers.js';
+
+const b = (s: string): Buffer => Buffer.from(s);
+
+function openStore(path = join(tempDir(), 'db'), grace = 86_400): Store {
+  const store = Store.open({ path, nodeId: 'n1', maxClockSkewMs: 60_000, tombstoneGraceSeconds: grace, logger: silent });
+  onTestFinished(() => store.close());
+  return store;
+}
+
+describe('Store', () => {
+  it('sees its own pending writes before they commit, and tells the reader to wait', async () => {
+    const store = openStore();
+    const done = store.set(b('k'), b('v1'));
+    expect(store.readValue(b('k'))?.toString()).toBe('v1');
+    expect(store.readPending).toBe(done);
+    await done;
+    expect(store.readValue(b('k'))?.toString()).toBe('v1');
+    expect(store.readPending).toBeNull();
+  });
+
+  it('versions writes by its clock and keeps deletes as tombstones', async () => {
+    const store = openStore();
+    await store.set(b('k'), b('v'));
+    const first = decodeRecord(Buffer.from(store.read(b('k')) as Buffer));
+    await store.delete(b('k'));
+    const tomb = decodeRecord(Buffer.from(store.read(b('k')) as Buffer));
+    expect(tomb.tombstone).toBe(true);
+    expect(tomb.node).toBe('n1');
+    expect(tomb.wall * 65536 + tomb.counter).toBeGreaterThan(first.wall * 65536 + first.counter);
+    expect(store.readValue(b('k'))).toBeUndefined();
+    expect(store.size).toBe(0);
+    expect(store.tombstoneCount).toBe(1);
+  });
+
+  it('counts, scans and truncates live keys only, pending writes included', async () => {
+    const store = openStore();
+    await Promise.all(['b:2', 'a:1', 'b:1', 'c'].map((k) => store.set(b(k), b('x'))));
+    const del = store.delete(b('b:2'));
+    void store.set(b('b:0'), b('y'));
+    expect(store.size).toBe(4);
+    expect(store.scan(b('b:')).map(String)).toEqual(['b:0', 'b:1']);
+    expect(store.scan(Buffer.alloc(0)).map(String)).toEqual(['a:1', 'b:0', 'b:1', 'c']);
+    await del;
+    await store.truncate();
+    expect(store.size).toBe(0);
+    expect(store.scan(Buffer.alloc(0))).toEqual([]);
+    expect(store.tombstoneCount).toBe(5);
+  });
+
+  it('keeps committed data across a reopen and recounts it', async () => {
+    const path = join(tempDir(), 'db');
+    const first = Store.open({ path, nodeId: 'n1', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 10, logger: silent });
+    await Promise.all([first.set(b('a'), b('1')), first.set(b('b'), b('2'))]);
+    await first.delete(b('a'));
+    await first.close();
+    const second = openStore(path);
+    expect(second.readValue(b('b'))?.toString()).toBe('2');
+    expect(second.readValue(b('a'))).toBeUndefined();
+    expect(second.size).toBe(1);
+    expect(second.tombstoneCount).toBe(1);
+  });
+
+  it('purges tombstones only after the grace period', async () => {
+    const store = openStore();
+    await store.set(b('live'), b('x'));
+    await store.set(b('gone'), b('x'));
+    await store.delete(b('gone'));
+    expect(await store.purgeTombstones(Date.now() - 86_400_000)).toBe(0);
+    expect(store.read(b('gone'))).toBeDefined();
+    expect(await store.purgeTombstones(Date.now() + 1)).toBe(1);
+    expect(store.read(b('gone'))).toBeUndefined();
+    expect(store.readValue(b('live'))?.toString()).toBe('x');
+    expect(store.tombstoneCount).toBe(0);
+    expect(store.size).toBe(1);
+  });
+});
