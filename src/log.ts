@@ -1,5 +1,6 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 import pretty from 'pino-pretty';
+import sonicBoom from 'sonic-boom';
 import type { Config } from './config/schema.js';
 
 export interface LogHandle {
@@ -13,7 +14,9 @@ export interface LogHandle {
  * nobody reads, log lines are dropped once 1 MiB is waiting, and the node keeps serving.
  */
 export function createLogger(cfg: Config['logging'], base: Record<string, unknown>): LogHandle {
-  const dest = pino.destination({
+  // SonicBoom directly, not pino.destination(): that one registers an exit hook calling flushSync(),
+  // which blocks forever on a full pipe and turns a clean shutdown into a hang.
+  const dest = new sonicBoom.SonicBoom({
     dest: cfg.file_path === '' ? 2 : cfg.file_path,
     sync: false,
     mkdir: true,

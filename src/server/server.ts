@@ -42,6 +42,7 @@ export class KvServer {
       return;
     }
     ctx.stats.connectionsTotal++;
+    logger.debug({ connections: this.connections.size + 1 }, 'connection opened');
     const conn = new Connection(stream, {
       ctx,
       out: this.out,
@@ -50,7 +51,10 @@ export class KvServer {
       maxBatch: this.opts.maxBatch ?? 1024,
       idleTimeoutMs: this.opts.idleTimeoutMs,
       drainTimeoutMs: this.opts.drainTimeoutMs ?? 30_000,
-      onClose: (c) => this.connections.delete(c),
+      onClose: (c) => {
+        this.connections.delete(c);
+        logger.debug({ connections: this.connections.size }, 'connection closed');
+      },
     });
     this.connections.add(conn);
   }

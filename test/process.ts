@@ -1,0 +1,77 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { onTestFinished } from 'vitest';
+
+export const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run `npm run build` (npm test does)');
+
+export interface NodeProcess {
+  readonly child: ChildProcess;
+  readonly port: number;
+  /** Everything read from stderr so far. */
+  readonly stderr: () => string;
+  /** Resolves with the exit code (or the signal's name). */
+  readonly exited: Promise<number | string>;
+}
+
+/** Runs the CLI to completion; for --help, --version and start-up errors. */
+export async function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...cleanEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  onTestFinished(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  return { code, stdout, stderr };
+}
+
+/**
+ * Starts a node process on port 0 and learns its port from the 'node listening' log line.
+ * With `stopReadingStderr`, stderr is left unread after that line, like a pipe nobody drains.
+ */
+export async function spawnNode(
+  args: string[],
+  opts: { env?: Record<string, string>; stopReadingStderr?: boolean } = {},
+): Promise<NodeProcess> {
+  const child = spawn(process.execPath, [CLI, '--port', '0', '--log-format', 'json', ...args], {
+    env: { ...cleanEnv(), ...opts.env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  onTestFinished(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const exited = new Promise<number | string>((resolve) =>
+    child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
+  );
+  let text = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node did not start: ${text}`)), 10_000);
+    const onData = (b: Buffer): void => {
+      text += b.toString();
+      for (const line of text.split('\n')) {
+        if (!line.includes('"node listening"')) continue;
+        clearTimeout(timer);
+        if (opts.stopReadingStderr === true) {
+          child.stderr?.off('data', onData);
+          child.stderr?.pause();
+        }
+        resolve((JSON.parse(line) as { port: number }).port);
+        return;
+      }
+    };
+    child.stderr?.on('data', onData);
+    void exited.then((code) => reject(new Error(`node exited (${code}) before listening: ${text}`)));
+  });
+  return { child, port, stderr: () => text, exited };
+}
+
+/** The parent's environment without MERKLE_KV_* settings, so tests see only what they set. */
+function cleanEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MERKLE_KV_') && v !== undefined) env[k] = v;
+  return env;
+}

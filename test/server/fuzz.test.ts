@@ -1,0 +1,185 @@
+import { join } from 'node:path';
+import { duplexPair, type Duplex } from 'node:stream';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Stats, type Context } from '../../src/commands/context.js';
+import { KvServer } from '../../src/server/server.js';
+import { Store } from '../../src/store/store.js';
+import { silent } from '../helpers.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+
+let dir: string;
+let store: Store;
+let server: KvServer;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'merkle-kv-fuzz-'));
+  store = Store.open({ path: join(dir, 'db'), nodeId: 'f', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 86_400, logger: silent });
+  const ctx: Context = {
+    store,
+    stats: new Stats(),
+    limits: { maxKeyBytes: 32, maxValueBytes: 256 },
+    nodeId: 'f',
+    version: '0.0.0',
+    currentConnections: () => server.connectionCount,
+  };
+  server = new KvServer({ ctx, logger: silent, maxConnections: 100, maxLineBytes: 400, idleTimeoutMs: 0, maxBatch: 7 });
+});
+
+afterAll(async () => {
+  await server.close(500);
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function open(): Duplex {
+  const [client, serverSide] = duplexPair();
+  server.handle(serverSide);
+  client.once('end', () => client.end());
+  return client;
+}
+
+/** Sends chunks, then half-closes, and returns everything the server sent until it closed. */
+async function exchange(chunks: Buffer[]): Promise<string> {
+  const s = open();
+  const received: Buffer[] = [];
+  s.on('data', (b: Buffer) => received.push(b));
+  const done = new Promise<void>((resolve, reject) => {
+    s.once('close', resolve);
+    s.once('error', reject);
+    setTimeout(() => reject(new Error(`no close; got ${Buffer.concat(received).toString().slice(-200)}`)), 10_000);
+  });
+  for (const c of chunks) s.write(c);
+  s.end();
+  await done;
+  return Buffer.concat(received).toString('utf8');
+}
+
+async function stillServing(): Promise<void> {
+  expect(await exchange([Buffer.from('PING\n')])).toBe('PONG\r\n');
+}
+
+describe('fuzzing the server', () => {
+  it('survives random byte streams, answering only ERROR lines or replies', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            fc.uint8Array({ maxLength: 64 }),
+            fc.constantFrom('\n', '\r\n', 'SET ', 'GET ', 'MSET ', 'INC ', 'x'.repeat(500)).map((s) => Buffer.from(s)),
+          ),
+          { maxLength: 40 },
+        ),
+        async (chunks) => {
+          const reply = await exchange(chunks.map((c) => Buffer.from(c)));
+          for (const line of reply.split('\r\n').slice(0, -1)) expect(line).not.toMatch(/internal error/);
+        },
+      ),
+      { numRuns: 150, seed: 20261122 },
+    );
+    await stillServing();
+  });
+
+  it('agrees with a Map model on random command sequences, however they are chunked', async () => {
+    const keys = ['a', 'b', 'user:1', 'user:2', 'ключ'];
+    const key = fc.constantFrom(...keys);
+    const word = fc.stringMatching(/^[a-z0-9]{1,8}$/);
+    const value = fc.oneof(word, fc.integer({ min: -1000, max: 1000 }).map(String), fc.constant('two words'));
+    const command = fc.oneof(
+      fc.tuple(fc.constant('SET'), key, value),
+      fc.tuple(fc.constant('GET'), key),
+      fc.tuple(fc.constant('DEL'), key),
+      fc.tuple(fc.constantFrom('INC', 'DEC'), key, fc.option(fc.integer({ min: -50, max: 50 }))),
+      fc.tuple(fc.constantFrom('APPEND', 'PREPEND'), key, word),
+      fc.tuple(fc.constant('MGET'), fc.array(key, { minLength: 1, maxLength: 4 })),
+      fc.tuple(fc.constant('MSET'), fc.array(fc.tuple(key, word), { minLength: 1, maxLength: 3 })),
+      fc.tuple(fc.constant('EXISTS'), fc.array(key, { minLength: 1, maxLength: 4 })),
+      fc.tuple(fc.constantFrom('DBSIZE', 'TRUNCATE')),
+      fc.tuple(fc.constant('SCAN'), fc.constantFrom('', 'user:', 'a')),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(command, { maxLength: 40 }), fc.integer({ min: 1, max: 50 }), async (cmds, chunkSize) => {
+        const model = new Map<string, string>();
+        const lines = ['FLUSHDB'];
+        const expected = ['OK'];
+        for (const cmd of cmds) {
+          const [line, reply] = modelStep(model, cmd);
+          lines.push(line);
+          expected.push(...reply);
+        }
+        const bytes = Buffer.from(lines.map((l) => `${l}\r\n`).join(''));
+        const chunks: Buffer[] = [];
+        for (let i = 0; i < bytes.length; i += chunkSize) chunks.push(bytes.subarray(i, i + chunkSize));
+        const reply = await exchange(chunks);
+        expect(reply.split('\r\n').slice(0, -1)).toEqual(expected);
+      }),
+      { numRuns: 100, seed: 42 },
+    );
+  });
+});
+
+type ModelCommand =
+  | ['SET', string, string]
+  | ['GET' | 'DEL', string]
+  | ['INC' | 'DEC', string, number | null]
+  | ['APPEND' | 'PREPEND', string, string]
+  | ['MGET' | 'EXISTS', string[]]
+  | ['MSET', [string, string][]]
+  | ['DBSIZE' | 'TRUNCATE']
+  | ['SCAN', string];
+
+/** The request line for `cmd` and the reply lines DESIGN.md section 2 prescribes, applied to `m`. */
+function modelStep(m: Map<string, string>, cmd: ModelCommand): [string, string[]] {
+  switch (cmd[0]) {
+    case 'SET':
+      m.set(cmd[1], cmd[2]);
+      return [`SET ${cmd[1]} ${cmd[2]}`, ['OK']];
+    case 'GET': {
+      const v = m.get(cmd[1]);
+      return [`GET ${cmd[1]}`, [v === undefined ? 'NOT_FOUND' : `VALUE ${v}`]];
+    }
+    case 'DEL':
+      return [`DEL ${cmd[1]}`, [m.delete(cmd[1]) ? 'DELETED' : 'NOT_FOUND']];
+    case 'INC':
+    case 'DEC': {
+      const [op, k, n] = cmd;
+      const line = n === null ? `${op} ${k}` : `${op} ${k} ${n}`;
+      const current = m.get(k) ?? '0';
+      if (!/^[+-]?\d+$/.test(current)) return [line, [`ERROR Value for key '${k}' is not a valid number`]];
+      const next = BigInt(current) + BigInt(op === 'INC' ? (n ?? 1) : -(n ?? 1));
+      m.set(k, next.toString());
+      return [line, [`VALUE ${next}`]];
+    }
+    case 'APPEND':
+    case 'PREPEND': {
+      const [op, k, v] = cmd;
+      const current = m.get(k) ?? '';
+      const next = op === 'APPEND' ? current + v : v + current;
+      m.set(k, next);
+      return [`${op} ${k} ${v}`, [`VALUE ${next}`]];
+    }
+    case 'MGET': {
+      const found = cmd[1].filter((k) => m.has(k)).length;
+      if (found === 0) return [`MGET ${cmd[1].join(' ')}`, ['NOT_FOUND']];
+      return [
+        `MGET ${cmd[1].join(' ')}`,
+        [`VALUES ${found}`, ...cmd[1].map((k) => (m.has(k) ? `${k} ${m.get(k)}` : `${k} NOT_FOUND`))],
+      ];
+    }
+    case 'EXISTS':
+      return [`EXISTS ${cmd[1].join(' ')}`, [`EXISTS ${cmd[1].filter((k) => m.has(k)).length}`]];
+    case 'MSET':
+      for (const [k, v] of cmd[1]) m.set(k, v);
+      return [`MSET ${cmd[1].flat().join(' ')}`, ['OK']];
+    case 'DBSIZE':
+      return ['DBSIZE', [`DBSIZE ${m.size}`]];
+    case 'TRUNCATE':
+      m.clear();
+      return ['TRUNCATE', ['OK']];
+    case 'SCAN': {
+      const found = [...m.keys()].filter((k) => k.startsWith(cmd[1])).sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+      return [cmd[1] === '' ? 'SCAN' : `SCAN ${cmd[1]}`, [`KEYS ${found.length}`, ...found]];
+    }
+  }
+}
