@@ -27,6 +27,7 @@ export default tseslint.config(
         clearTimeout: 'readonly',
         setImmediate: 'readonly',
         URL: 'readonly',
+        performance: 'readonly',
       },
     },
   },

@@ -6,21 +6,27 @@ export interface Deferred {
 
 export type Part = Buffer | Deferred;
 
+interface Range {
+  start: number;
+  end: number;
+  after: Promise<unknown> | null;
+}
+
 const CRLF = 0x0d0a;
 
 /**
- * Collects the replies to one batch of requests into a single buffer, so a batch costs one socket
- * write (memcached answers each pipelined request with its own `sendmsg`). A reply that depends on a
- * commit is cut out as a `Deferred` part; everything before it can still go out at once.
+ * Collects the replies to one batch of requests into one buffer, so a batch costs one socket write
+ * (memcached answers each pipelined request with its own `sendmsg`). A reply that depends on a commit
+ * becomes a `Deferred` part; replies before it can go out at once. Consecutive replies waiting for the
+ * same commit (LMDB hands every put of one transaction the same promise) share one part.
  */
 export class Output {
   private buf = Buffer.allocUnsafe(16 * 1024);
   private len = 0;
-  /** Start of the reply being written, for `dependOn`. */
+  /** Start of the reply being written, for `dependOn` and `rollback`. */
   private replyStart = 0;
-  /** Start of the bytes not yet moved into `parts`. */
-  private segmentStart = 0;
-  private parts: Part[] = [];
+  /** Deferred ranges of `buf`, in order; bytes between them are plain. */
+  private deferred: Range[] = [];
 
   /** Call before each request's reply. */
   begin(): void {
@@ -30,9 +36,9 @@ export class Output {
   /** The reply written since `begin()` must wait for `after` (no-op for null). */
   dependOn(after: Promise<unknown> | null): void {
     if (after === null) return;
-    if (this.replyStart > this.segmentStart) this.parts.push(this.copy(this.segmentStart, this.replyStart));
-    this.parts.push({ after, bytes: this.copy(this.replyStart, this.len) });
-    this.len = this.segmentStart = this.replyStart = 0;
+    const last = this.deferred[this.deferred.length - 1];
+    if (last !== undefined && last.after === after && last.end === this.replyStart) last.end = this.len;
+    else this.deferred.push({ start: this.replyStart, end: this.len, after });
   }
 
   /** Discards what was written since `begin()` (a failed command writes an error instead). */
@@ -47,7 +53,7 @@ export class Output {
     this.crlf();
   }
 
-  /** Writes `prefix`, the bytes, and CRLF: `VALUE <v>`, `<k> <v>`, `ECHO <msg>`. */
+  /** Writes `prefix`, the bytes, an optional suffix and CRLF: `VALUE <v>`, `<k> NOT_FOUND`, `ECHO <msg>`. */
   bytesLine(prefix: string, bytes: Buffer, suffix = ''): void {
     this.ensure(prefix.length + bytes.length + suffix.length + 2);
     this.len += this.buf.write(prefix, this.len, 'latin1');
@@ -63,16 +69,23 @@ export class Output {
     this.crlf();
   }
 
-  get isEmpty(): boolean {
-    return this.len === 0 && this.parts.length === 0;
-  }
-
   /** Hands over everything written so far, in order, and starts afresh. */
   take(): Part[] {
-    const parts = this.parts;
-    if (this.len > this.segmentStart) parts.push(this.copy(this.segmentStart, this.len));
-    this.parts = [];
-    this.len = this.segmentStart = this.replyStart = 0;
+    if (this.len === 0) return [];
+    // The socket keeps what it is given until written, and the scratch buffer is reused: copy once,
+    // then hand out views of the copy.
+    const copy = Buffer.allocUnsafe(this.len);
+    this.buf.copy(copy, 0, 0, this.len);
+    const parts: Part[] = [];
+    let plainStart = 0;
+    for (const r of this.deferred) {
+      if (r.start > plainStart) parts.push(copy.subarray(plainStart, r.start));
+      parts.push({ after: r.after as Promise<unknown>, bytes: copy.subarray(r.start, r.end) });
+      plainStart = r.end;
+    }
+    if (this.len > plainStart) parts.push(copy.subarray(plainStart, this.len));
+    this.deferred = [];
+    this.len = this.replyStart = 0;
     if (this.buf.length > 1024 * 1024) this.buf = Buffer.allocUnsafe(16 * 1024);
     return parts;
   }
@@ -80,13 +93,6 @@ export class Output {
   private crlf(): void {
     this.buf.writeUInt16BE(CRLF, this.len);
     this.len += 2;
-  }
-
-  /** The socket keeps what it is given until written; the scratch buffer is reused, so copy out. */
-  private copy(start: number, end: number): Buffer {
-    const out = Buffer.allocUnsafe(end - start);
-    this.buf.copy(out, 0, start, end);
-    return out;
   }
 
   private ensure(extra: number): void {

@@ -135,42 +135,34 @@ export class Connection {
     out.utf8Line(`ERROR ${errorMessage(err, this.opts.logger)}`);
   }
 
-  /** Sends parts in order; a deferred reply goes out once its commit settles, as an ERROR if it failed. */
+  /**
+   * Sends parts in order. Plain replies ahead of the first deferred one go out at once; the rest wait
+   * until their commits settle (LMDB commits in order, so they settle together) and go out in one
+   * write, a failed commit's reply replaced by an ERROR line.
+   */
   private async send(parts: Part[]): Promise<void> {
-    let ready: Buffer[] = [];
-    for (const part of parts) {
-      if (isBuffer(part)) {
-        ready.push(part);
-        continue;
-      }
-      if (ready.length > 0 && !this.write(ready)) await this.drained();
-      ready = [];
-      try {
-        await part.after;
-        ready.push(part.bytes);
-      } catch (err) {
-        this.opts.ctx.stats.errors++;
-        ready.push(Buffer.from(`ERROR ${errorMessage(err, this.opts.logger)}\r\n`));
-      }
-    }
-    if (ready.length > 0 && !this.write(ready)) await this.drained();
+    let first = 0;
+    while (first < parts.length && isBuffer(parts[first] as Part)) first++;
+    if (first > 0 && !this.write(parts.slice(0, first) as Buffer[])) await this.drained();
+    if (first === parts.length) return;
+    const rest = parts.slice(first);
+    const settled = await Promise.allSettled(rest.map((p) => (isBuffer(p) ? SETTLED : p.after)));
+    const out = rest.map((p, i) => {
+      const s = settled[i];
+      if (isBuffer(p) || s?.status === 'fulfilled') return isBuffer(p) ? p : p.bytes;
+      this.opts.ctx.stats.errors++;
+      return Buffer.from(`ERROR ${errorMessage(s?.reason, this.opts.logger)}\r\n`);
+    });
+    if (!this.write(out)) await this.drained();
   }
 
   /** Writes buffers as one burst; false when the stream wants the caller to wait for 'drain'. */
   private write(buffers: Buffer[]): boolean {
     if (this.closed || buffers.length === 0) return true;
-    let ok = true;
-    if (buffers.length === 1) {
-      this.opts.ctx.stats.bytesOut += (buffers[0] as Buffer).length;
-      return this.stream.write(buffers[0]);
-    }
-    this.stream.cork();
-    for (const b of buffers) {
-      this.opts.ctx.stats.bytesOut += b.length;
-      ok = this.stream.write(b);
-    }
-    this.stream.uncork();
-    return ok;
+    // Small replies are cheaper joined than written one by one (each write allocates a request).
+    const data = buffers.length === 1 ? (buffers[0] as Buffer) : Buffer.concat(buffers);
+    this.opts.ctx.stats.bytesOut += data.length;
+    return this.stream.write(data);
   }
 
   private drained(): Promise<void> {
@@ -226,6 +218,7 @@ export class Connection {
 }
 
 const LINGER_MS = 5000;
+const SETTLED = Promise.resolve();
 
 function isBuffer(part: Part): part is Buffer {
   return Buffer.isBuffer(part);

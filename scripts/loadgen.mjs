@@ -1,0 +1,241 @@
+// Load generator for scripts/bench.mjs: closed-loop clients over TCP speaking the MerkleKV line protocol,
+// memcached's text protocol or Redis inline commands. Prints one JSON result on stdout.
+//
+//   node scripts/loadgen.mjs '{"port":7878,"protocol":"merkle","op":"get","conns":50,"depth":32,...}'
+//
+// Each connection keeps `depth` requests outstanding; after every read it sends as many new requests as
+// were answered, in one write. Latency is measured per request, send to reply, in microseconds.
+import { connect } from 'node:net';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+
+const BUCKET_BASE = 1.02; // 2% latency resolution
+const BUCKETS = 1200; // up to ~20 s
+
+function bucketOf(us) {
+  return us < 1 ? 0 : Math.min(BUCKETS - 1, Math.floor(Math.log(us) / Math.log(BUCKET_BASE)));
+}
+
+export function percentile(hist, total, p) {
+  let seen = 0;
+  const target = total * p;
+  for (let i = 0; i < hist.length; i++) {
+    seen += hist[i];
+    if (seen >= target) return Math.pow(BUCKET_BASE, i + 0.5);
+  }
+  return Infinity;
+}
+
+function requests(protocol, keys, value) {
+  const set = [];
+  const get = [];
+  for (let i = 0; i < keys; i++) {
+    const key = `key:${i}`;
+    if (protocol === 'memcached') {
+      set.push(Buffer.from(`set ${key} 0 0 ${value.length}\r\n${value}\r\n`));
+      get.push(Buffer.from(`get ${key}\r\n`));
+    } else {
+      // MerkleKV and Redis (inline commands) share the request shape.
+      set.push(Buffer.from(`SET ${key} ${value}\r\n`));
+      get.push(Buffer.from(`GET ${key}\r\n`));
+    }
+  }
+  return { set, get };
+}
+
+/**
+ * Counts complete replies in a byte stream. Values are 'x' runs, so no value line can look like a
+ * reply's first or last line.
+ */
+function replyCounter(protocol) {
+  let tail = Buffer.alloc(0);
+  let expectingData = false; // redis: a `$n` header was seen, its data line completes the reply
+  return (chunk) => {
+    const buf = tail.length > 0 ? Buffer.concat([tail, chunk]) : chunk;
+    let done = 0;
+    let start = 0;
+    for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
+      const first = buf[start];
+      if (protocol === 'merkle') {
+        done++;
+      } else if (protocol === 'memcached') {
+        // STORED, END (get done), ERROR...; VALUE header and data lines do not complete a reply.
+        if (first !== 0x56 /* V */ && first !== 0x78 /* x */) done++;
+      } else if (expectingData) {
+        expectingData = false;
+        done++;
+      } else if (first === 0x24 /* $ */ && buf[start + 1] !== 0x2d /* - */) {
+        expectingData = true;
+      } else {
+        done++;
+      }
+      start = nl + 1;
+    }
+    tail = start < buf.length ? Buffer.from(buf.subarray(start)) : Buffer.alloc(0);
+    return done;
+  };
+}
+
+async function runWorker(cfg) {
+  const value = 'x'.repeat(cfg.valueSize);
+  const reqs = requests(cfg.protocol, cfg.keys, value);
+  const hist = new Float64Array(BUCKETS);
+  let ops = 0;
+  let errors = 0;
+  let recording = false;
+  let stopping = false;
+  const pick = () => {
+    const i = Math.floor(Math.random() * cfg.keys);
+    if (cfg.op === 'set') return reqs.set[i];
+    if (cfg.op === 'get') return reqs.get[i];
+    return Math.random() < 0.9 ? reqs.get[i] : reqs.set[i]; // 90/10 mix
+  };
+
+  const conns = await Promise.all(
+    Array.from({ length: cfg.conns }, () => new Promise((resolve, reject) => {
+      const s = connect({ port: cfg.port, host: cfg.host, noDelay: true }, () => resolve(s));
+      s.on('error', reject);
+    })),
+  );
+
+  const finished = conns.map((socket) => new Promise((resolve) => {
+    const sent = new Float64Array(cfg.depth * 2 + 8); // ring of send times
+    let head = 0;
+    let tailIdx = 0;
+    const count = replyCounter(cfg.protocol);
+    const send = (n) => {
+      if (stopping) return;
+      const now = performance.now();
+      const bufs = [];
+      for (let i = 0; i < n; i++) {
+        bufs.push(pick());
+        sent[head] = now;
+        head = (head + 1) % sent.length;
+      }
+      socket.write(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
+    };
+    socket.on('data', (chunk) => {
+      const n = count(chunk);
+      if (n === 0) return;
+      const now = performance.now();
+      for (let i = 0; i < n; i++) {
+        if (recording) {
+          hist[bucketOf((now - sent[tailIdx]) * 1000)]++;
+          ops++;
+        }
+        tailIdx = (tailIdx + 1) % sent.length;
+      }
+      if (stopping && head === tailIdx) {
+        socket.destroy();
+        resolve();
+        return;
+      }
+      send(n);
+    });
+    socket.on('error', () => {
+      errors++;
+      resolve();
+    });
+    socket.on('close', resolve);
+    send(cfg.depth);
+  }));
+
+  await new Promise((r) => setTimeout(r, cfg.warmup * 1000));
+  recording = true;
+  const started = performance.now();
+  await new Promise((r) => setTimeout(r, cfg.duration * 1000));
+  recording = false;
+  const elapsed = (performance.now() - started) / 1000;
+  stopping = true;
+  const timer = setTimeout(() => conns.forEach((s) => s.destroy()), 5000);
+  await Promise.all(finished);
+  clearTimeout(timer);
+  return { ops, elapsed, errors, hist: Array.from(hist) };
+}
+
+/** Writes every key once (pipelined) so GETs hit. */
+async function preload(cfg) {
+  const value = 'x'.repeat(cfg.valueSize);
+  const { set } = requests(cfg.protocol, cfg.keys, value);
+  const socket = await new Promise((resolve, reject) => {
+    const s = connect({ port: cfg.port, host: cfg.host, noDelay: true }, () => resolve(s));
+    s.on('error', reject);
+  });
+  const count = replyCounter(cfg.protocol);
+  for (let i = 0; i < set.length; i += 256) {
+    const batch = set.slice(i, i + 256);
+    let pending = batch.length;
+    await new Promise((resolve) => {
+      const onData = (chunk) => {
+        pending -= count(chunk);
+        if (pending <= 0) {
+          socket.off('data', onData);
+          resolve();
+        }
+      };
+      socket.on('data', onData);
+      socket.write(Buffer.concat(batch));
+    });
+  }
+  socket.destroy();
+}
+
+async function main() {
+  const cfg = {
+    host: '127.0.0.1',
+    protocol: 'merkle',
+    op: 'get',
+    conns: 1,
+    depth: 1,
+    duration: 5,
+    warmup: 1,
+    keys: 10000,
+    valueSize: 100,
+    threads: 1,
+    preload: true,
+    ...JSON.parse(process.argv[2] ?? '{}'),
+  };
+  if (cfg.preload) await preload(cfg);
+  const threads = Math.max(1, Math.min(cfg.threads, cfg.conns));
+  const self = fileURLToPath(import.meta.url);
+  const results = await Promise.all(
+    Array.from({ length: threads }, (_, t) => {
+      const conns = Math.floor(cfg.conns / threads) + (t < cfg.conns % threads ? 1 : 0);
+      return new Promise((resolve, reject) => {
+        const w = new Worker(self, { workerData: { ...cfg, conns } });
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+    }),
+  );
+  const hist = new Float64Array(BUCKETS);
+  let ops = 0;
+  let errors = 0;
+  let elapsed = 0;
+  for (const r of results) {
+    ops += r.ops;
+    errors += r.errors;
+    elapsed = Math.max(elapsed, r.elapsed);
+    r.hist.forEach((v, i) => (hist[i] += v));
+  }
+  const cpu = process.cpuUsage();
+  process.stdout.write(
+    JSON.stringify({
+      opsPerSec: ops / elapsed,
+      p50us: percentile(hist, ops, 0.5),
+      p99us: percentile(hist, ops, 0.99),
+      ops,
+      errors,
+      generatorCpuSeconds: (cpu.user + cpu.system) / 1e6,
+    }) + '\n',
+  );
+}
+
+if (isMainThread) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+} else {
+  runWorker(workerData).then((r) => parentPort.postMessage(r));
+}
