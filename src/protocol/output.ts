@@ -14,6 +14,17 @@ interface Range {
 
 const CRLF = 0x0d0a;
 
+// Reply prefixes are a handful of constants ('VALUE ', 'PONG ', ...): copying bytes beats encoding.
+const prefixes = new Map<string, Buffer>();
+function asciiBytes(text: string): Buffer {
+  let b = prefixes.get(text);
+  if (b === undefined) {
+    b = Buffer.from(text, 'latin1');
+    if (prefixes.size < 64) prefixes.set(text, b);
+  }
+  return b;
+}
+
 /**
  * Collects the replies to one batch of requests into one buffer, so a batch costs one socket write
  * (memcached answers each pipelined request with its own `sendmsg`). A reply that depends on a commit
@@ -56,7 +67,7 @@ export class Output {
   /** Writes `prefix`, the bytes, an optional suffix and CRLF: `VALUE <v>`, `<k> NOT_FOUND`, `ECHO <msg>`. */
   bytesLine(prefix: string, bytes: Buffer, suffix = ''): void {
     this.ensure(prefix.length + bytes.length + suffix.length + 2);
-    this.len += this.buf.write(prefix, this.len, 'latin1');
+    if (prefix !== '') this.len += asciiBytes(prefix).copy(this.buf, this.len);
     this.len += bytes.copy(this.buf, this.len);
     if (suffix !== '') this.len += this.buf.write(suffix, this.len, 'latin1');
     this.crlf();

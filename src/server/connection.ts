@@ -29,7 +29,9 @@ export interface ConnectionOptions {
  */
 export class Connection {
   private readonly reader: LineReader;
-  private readonly idle: NodeJS.Timeout | undefined;
+  private idle: NodeJS.Timeout | undefined;
+  /** When the last bytes came in; the idle timer checks this rather than being re-armed per read. */
+  private lastActivity = Date.now();
   private busy = false;
   private peerEnded = false;
   private closing = false;
@@ -41,14 +43,11 @@ export class Connection {
     private readonly opts: ConnectionOptions,
   ) {
     this.reader = new LineReader(opts.maxLineBytes);
-    if (opts.idleTimeoutMs > 0) {
-      this.idle = setTimeout(() => this.onIdle(), opts.idleTimeoutMs);
-      this.idle.unref();
-    }
+    if (opts.idleTimeoutMs > 0) this.armIdle(opts.idleTimeoutMs);
     stream.on('data', (chunk: Buffer) => {
       this.opts.ctx.stats.bytesIn += chunk.length;
       if (this.ending) return; // we have said goodbye: read only to see the peer's end
-      this.idle?.refresh();
+      this.lastActivity = Date.now();
       this.reader.push(chunk);
       this.pump();
     });
@@ -201,12 +200,19 @@ export class Connection {
 
   private onIdle(): void {
     if (this.closed) return;
-    if (this.busy) {
-      this.idle?.refresh();
+    const quiet = Date.now() - this.lastActivity;
+    if (this.busy || quiet < this.opts.idleTimeoutMs) {
+      // Active since the timer was armed, or waiting on a commit or the client: check again later.
+      this.armIdle(this.busy ? this.opts.idleTimeoutMs : this.opts.idleTimeoutMs - quiet);
       return;
     }
     this.opts.logger.debug('closing idle connection');
     this.stream.destroy();
+  }
+
+  private armIdle(ms: number): void {
+    this.idle = setTimeout(() => this.onIdle(), ms);
+    this.idle.unref();
   }
 
   private onClosed(): void {

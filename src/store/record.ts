@@ -21,16 +21,30 @@ export interface StoredRecord extends Version {
   readonly value: Buffer;
 }
 
+// A node writes its own id into every record: keep its bytes at hand.
+let cachedNode = '';
+let cachedNodeBytes = Buffer.alloc(0);
+
+function nodeBytes(node: string): Buffer {
+  if (node !== cachedNode) {
+    const bytes = Buffer.from(node, 'utf8');
+    if (bytes.length > 255) throw new RangeError('node id longer than 255 bytes');
+    cachedNode = node;
+    cachedNodeBytes = bytes;
+  }
+  return cachedNodeBytes;
+}
+
 export function encodeRecord(rec: StoredRecord): Buffer {
-  const nodeLen = Buffer.byteLength(rec.node);
-  if (nodeLen > 255) throw new RangeError('node id longer than 255 bytes');
+  const node = nodeBytes(rec.node);
+  const nodeLen = node.length;
   const buf = Buffer.allocUnsafe(HEADER + nodeLen + rec.value.length);
   buf[0] = RECORD_FORMAT;
   buf[1] = rec.tombstone ? FLAG_TOMBSTONE : 0;
   buf.writeUIntBE(rec.wall, 2, 6);
   buf.writeUInt16BE(rec.counter, 8);
   buf[10] = nodeLen;
-  buf.write(rec.node, HEADER, 'utf8');
+  node.copy(buf, HEADER);
   rec.value.copy(buf, HEADER + nodeLen);
   return buf;
 }

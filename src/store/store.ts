@@ -16,6 +16,11 @@ export interface StoreOptions {
 interface Pending {
   readonly rec: Buffer;
   readonly done: Promise<boolean>;
+  /** The key in latin1, as in `Store.pending`. */
+  readonly key: string;
+  /** What this write added to the live and tombstone counts. */
+  readonly live: number;
+  readonly tombs: number;
 }
 
 /**
@@ -35,6 +40,7 @@ export class Store {
 
   private readonly pending = new Map<string, Pending>();
   private lastWrite: Promise<boolean> | null = null;
+  private lastGroup: Pending[] | null = null;
   private live = 0;
   private tombstones = 0;
   private purgeTimer: NodeJS.Timeout | undefined;
@@ -90,13 +96,18 @@ export class Store {
    * read: copy what you keep.
    */
   read(key: Buffer): Buffer | undefined {
-    if (this.pending.size > 0) {
-      const p = this.pending.get(key.toString('latin1'));
-      if (p !== undefined) {
-        this.readPending = p.done;
-        return p.rec;
-      }
-    }
+    return this.pending.size > 0 ? this.readAt(key, key.toString('latin1')) : this.readDurable(key);
+  }
+
+  /** `read()` for a key whose latin1 form (the `pending` map's key) is already known. */
+  private readAt(key: Buffer, k: string): Buffer | undefined {
+    const p = this.pending.get(k);
+    if (p === undefined) return this.readDurable(key);
+    this.readPending = p.done;
+    return p.rec;
+  }
+
+  private readDurable(key: Buffer): Buffer | undefined {
     this.readPending = null;
     const shared = this.db.getBinaryFast(key);
     // getBinaryFast hands out lmdb's shared buffer with an overridden length: re-slice it into an
@@ -122,33 +133,50 @@ export class Store {
 
   private write(key: Buffer, value: Buffer, tombstone: boolean, hlc: Hlc): Promise<boolean> {
     if (this.closed) return Promise.reject(new StorageError('store is closed'));
-    const before = this.read(key);
-    const delta = liveDelta(before, tombstone);
-    const rec = encodeRecord({ wall: hlc.wall, counter: hlc.counter, node: this.opts.nodeId, tombstone, value });
     const k = key.toString('latin1');
+    const before = this.readAt(key, k);
+    const wasLive = before !== undefined && !isTombstone(before);
+    const wasTomb = before !== undefined && !wasLive;
+    const rec = encodeRecord({ wall: hlc.wall, counter: hlc.counter, node: this.opts.nodeId, tombstone, value });
     const done = this.db.put(key, rec);
-    const entry: Pending = { rec, done };
+    const entry: Pending = { rec, done, key: k, live: (tombstone ? 0 : 1) - (wasLive ? 1 : 0), tombs: (tombstone ? 1 : 0) - (wasTomb ? 1 : 0) };
     this.pending.set(k, entry);
-    this.lastWrite = done;
-    this.apply(delta);
-    done.then(
-      () => {
-        if (this.pending.get(k) === entry) this.pending.delete(k);
-      },
-      (err: unknown) => {
-        this.opts.logger.error({ err }, 'LMDB commit failed');
-        if (this.pending.get(k) === entry) {
-          this.pending.delete(k);
-          this.apply({ live: -delta.live, tombstones: -delta.tombstones });
-        }
-      },
-    );
+    this.live += entry.live;
+    this.tombstones += entry.tombs;
+    this.track(entry);
     return done;
   }
 
-  private apply(delta: { live: number; tombstones: number }): void {
-    this.live += delta.live;
-    this.tombstones += delta.tombstones;
+  /**
+   * Every put of one LMDB transaction gets the same promise, so the entries waiting on one promise are
+   * kept in one list with one settle handler, not a closure per write.
+   */
+  private track(entry: Pending): void {
+    if (entry.done === this.lastWrite && this.lastGroup !== null) {
+      this.lastGroup.push(entry);
+      return;
+    }
+    const group = [entry];
+    this.lastWrite = entry.done;
+    this.lastGroup = group;
+    entry.done.then(
+      () => this.settle(group, null),
+      (err: unknown) => this.settle(group, err),
+    );
+  }
+
+  private settle(group: Pending[], err: unknown): void {
+    if (this.lastGroup === group) this.lastGroup = null;
+    if (err !== null) this.opts.logger.error({ err, writes: group.length }, 'LMDB commit failed');
+    for (const e of group) {
+      if (this.pending.get(e.key) !== e) continue;
+      this.pending.delete(e.key);
+      if (err !== null) {
+        // The write never happened: undo its effect on the counts.
+        this.live -= e.live;
+        this.tombstones -= e.tombs;
+      }
+    }
   }
 
   /** Live keys starting with `prefix`, in byte order. */
@@ -232,15 +260,6 @@ export class Store {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-function liveDelta(before: Buffer | undefined, tombstone: boolean): { live: number; tombstones: number } {
-  const wasLive = before !== undefined && !isTombstone(before);
-  const wasTomb = before !== undefined && isTombstone(before);
-  return {
-    live: (tombstone ? 0 : 1) - (wasLive ? 1 : 0),
-    tombstones: (tombstone ? 1 : 0) - (wasTomb ? 1 : 0),
-  };
-}
 
 function startsWith(key: Buffer, prefix: Buffer): boolean {
   return key.length >= prefix.length && key.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
