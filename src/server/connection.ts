@@ -95,10 +95,21 @@ export class Connection {
     const parts = out.take();
     const more = count === this.opts.maxBatch;
     const finished = outcome === 'close' || ((this.peerEnded || this.closing) && !more);
-    if (!finished && !more && parts.every(isBuffer) && this.write(parts)) return;
+    let waiting: Promise<void>;
+    if (parts.every(isBuffer)) {
+      // Nothing waits for a commit: write now; wait only if the client is slow to read.
+      if (this.write(parts)) {
+        if (!finished && !more) return;
+        waiting = Promise.resolve();
+      } else {
+        waiting = this.drained();
+      }
+    } else {
+      waiting = this.send(parts);
+    }
     this.busy = true;
     this.stream.pause();
-    this.send(parts).then(
+    waiting.then(
       () => {
         this.busy = false;
         if (finished) return this.finish();

@@ -173,3 +173,27 @@ describe('connection handling', () => {
     expect(server.connectionCount).toBe(0);
   });
 });
+
+describe('backpressure', () => {
+  it('sends every reply exactly once to a client that reads slowly', async () => {
+    const { open } = serverOnStreams({ drainTimeoutMs: 5000 });
+    const s = open();
+    const big = 'v'.repeat(4000);
+    const requests = 400;
+    const stored = readLines(s, 1);
+    s.write(`SET big ${big}\n`);
+    expect(await stored).toEqual(['OK']);
+    let received = '';
+    s.on('data', (b: Buffer) => (received += b.toString()));
+    s.pause();
+    // Reads only: their replies go out without waiting for a commit, into a buffer that fills up.
+    for (let i = 0; i < requests / 50; i++) s.write('GET big\n'.repeat(50));
+    await new Promise((r) => setTimeout(r, 200));
+    s.resume();
+    const expected = `VALUE ${big}\r\n`.repeat(requests);
+    for (let i = 0; i < 100 && received.length < expected.length; i++) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(received.length).toBe(expected.length);
+    expect(received === expected).toBe(true);
+  });
+});
