@@ -1,4 +1,4 @@
-import type { Version } from './hlc.js';
+import type { Hlc, Version } from './hlc.js';
 
 /*
  * One stored record, as LMDB holds it under the client's key (DESIGN.md section 4):
@@ -53,6 +53,11 @@ export function isTombstone(buf: Buffer): boolean {
   return ((buf[1] ?? 0) & FLAG_TOMBSTONE) !== 0;
 }
 
+/** The record's clock reading, without decoding the rest. */
+export function recordVersion(buf: Buffer): Hlc {
+  return { wall: buf.readUIntBE(2, 6), counter: buf.readUInt16BE(8) };
+}
+
 /** The value bytes, as a view into `buf` (no copy). */
 export function recordValue(buf: Buffer): Buffer {
   return buf.subarray(HEADER + (buf[10] ?? 0));
@@ -65,8 +70,7 @@ export function decodeRecord(buf: Buffer): StoredRecord {
   const nodeLen = buf[10] ?? 0;
   return {
     tombstone: isTombstone(buf),
-    wall: buf.readUIntBE(2, 6),
-    counter: buf.readUInt16BE(8),
+    ...recordVersion(buf),
     node: buf.toString('utf8', HEADER, HEADER + nodeLen),
     value: Buffer.from(buf.subarray(HEADER + nodeLen)),
   };

@@ -1,8 +1,8 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { StorageError } from '../errors.js';
-import { HybridClock, type Hlc } from './hlc.js';
-import { encodeRecord, isTombstone, recordValue } from './record.js';
+import { compareHlc, HybridClock, type Hlc } from './hlc.js';
+import { encodeRecord, isTombstone, recordValue, recordVersion } from './record.js';
 
 export interface StoreOptions {
   readonly path: string;
@@ -211,11 +211,19 @@ export class Store {
     await this.root.close();
   }
 
+  /**
+   * Counts live keys and tombstones, and moves the clock past the newest stored version, so a node
+   * whose wall clock went back while it was down still versions new writes after its old ones.
+   */
   private countRecords(): void {
+    let newest: Hlc = { wall: 0, counter: 0 };
     for (const { value } of this.db.getRange({})) {
       if (isTombstone(value)) this.tombstones++;
       else this.live++;
+      const v = recordVersion(value);
+      if (compareHlc(v, newest) > 0) newest = v;
     }
+    this.clock.observe(newest);
   }
 
   /**
@@ -238,7 +246,7 @@ export class Store {
   async purgeTombstones(olderThan: number): Promise<number> {
     const expired: [Buffer, Buffer][] = [];
     for (const { key, value } of this.db.getRange({})) {
-      if (isTombstone(value) && value.readUIntBE(2, 6) < olderThan && !this.pending.has(key.toString('latin1'))) {
+      if (isTombstone(value) && recordVersion(value).wall < olderThan && !this.pending.has(key.toString('latin1'))) {
         expired.push([Buffer.from(key), Buffer.from(value.subarray(0, value.length))]);
       }
     }

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { compareHlc } from '../../src/store/hlc.js';
 import { decodeRecord } from '../../src/store/record.js';
 import { Store } from '../../src/store/store.js';
 import { silent, tempDir } from '../helpers.js';
@@ -31,7 +32,7 @@ describe('Store', () => {
     const tomb = decodeRecord(Buffer.from(store.read(b('k')) as Buffer));
     expect(tomb.tombstone).toBe(true);
     expect(tomb.node).toBe('n1');
-    expect(tomb.wall * 65536 + tomb.counter).toBeGreaterThan(first.wall * 65536 + first.counter);
+    expect(compareHlc(tomb, first)).toBeGreaterThan(0);
     expect(store.readValue(b('k'))).toBeUndefined();
     expect(store.size).toBe(0);
     expect(store.tombstoneCount).toBe(1);
@@ -77,5 +78,20 @@ describe('Store', () => {
     expect(store.readValue(b('live'))?.toString()).toBe('x');
     expect(store.tombstoneCount).toBe(0);
     expect(store.size).toBe(1);
+  });
+});
+
+describe('Store clock', () => {
+  it('versions new writes after every stored one, even if the wall clock went back', async () => {
+    const path = join(tempDir(), 'db');
+    const first = Store.open({ path, nodeId: 'n1', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 10, logger: silent });
+    // A record from a minute in the future, as if this node's clock had been ahead before a restart.
+    first.clock.observe({ wall: Date.now() + 30_000, counter: 5 });
+    await first.set(b('k'), b('old'));
+    const stored = decodeRecord(Buffer.from(first.read(b('k')) as Buffer));
+    await first.close();
+    const second = openStore(path);
+    const next = second.clock.now();
+    expect(compareHlc(next, stored)).toBeGreaterThan(0);
   });
 });
