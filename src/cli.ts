@@ -4,7 +4,7 @@ import { loadConfig } from './config/load.js';
 import { LOG_LEVELS } from './config/schema.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './log.js';
-import { startNode } from './node.js';
+import { startNode, type RunningNode } from './node.js';
 import { VERSION } from './version.js';
 
 /** Exit code of every start-up error the user can fix (DESIGN.md section 3). */
@@ -77,41 +77,47 @@ async function main(): Promise<void> {
   const { logger } = log;
   process.on('uncaughtException', (err) => {
     logger.fatal({ err }, 'uncaught exception');
-    void log.flush().finally(() => process.exit(1));
+    void log.close().finally(() => process.exit(1));
   });
 
-  let node;
-  try {
-    node = await startNode(config, logger);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    logger.fatal({ err }, 'cannot start');
-    await log.flush();
-    process.stderr.write(`merkle-kv: cannot start: ${e.message}\n`);
-    process.exit(e.code === 'EADDRINUSE' || e.code === 'EACCES' ? EXIT_USAGE : 1);
-  }
-
-  let stopping = false;
+  // Signals are handled from before the node starts: one that arrives while it starts up stops it as
+  // soon as it is up, instead of killing it half-open.
+  let node: RunningNode | undefined;
+  let stopSignal: NodeJS.Signals | undefined;
   const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
+    if (stopSignal !== undefined) {
       logger.warn({ signal }, 'second signal: exiting at once');
       process.exit(1);
     }
-    stopping = true;
+    stopSignal = signal;
+    if (node !== undefined) shutDown(node, signal);
+  };
+  const shutDown = (running: RunningNode, signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'shutting down');
-    node
+    running
       .stop()
-      .then(() => log.flush())
+      .then(() => log.close())
       .then(
         () => process.exit(0),
         (err: unknown) => {
           logger.error({ err }, 'shutdown failed');
-          void log.flush().finally(() => process.exit(1));
+          void log.close().finally(() => process.exit(1));
         },
       );
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+
+  try {
+    node = await startNode(config, logger);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    logger.fatal({ err }, 'cannot start');
+    await log.close();
+    process.stderr.write(`merkle-kv: cannot start: ${e.message}\n`);
+    process.exit(e.code === 'EADDRINUSE' || e.code === 'EACCES' ? EXIT_USAGE : 1);
+  }
+  if (stopSignal !== undefined) shutDown(node, stopSignal);
 }
 
 await main();

@@ -5,12 +5,12 @@ import type { Config } from './config/schema.js';
 
 export interface LogHandle {
   readonly logger: Logger;
-  /** Writes out what is buffered; gives up after `timeoutMs` (a reader may never come). */
-  flush(timeoutMs?: number): Promise<void>;
+  /** Writes out what is buffered and closes the log; gives up after `timeoutMs` (a reader may never come). */
+  close(timeoutMs?: number): Promise<void>;
 }
 
 /**
- * pino on an asynchronous sonic-boom destination with a bounded buffer: when stderr is a pipe that
+ * pino on an asynchronous SonicBoom destination with a bounded buffer: when stderr is a pipe that
  * nobody reads, log lines are dropped once 1 MiB is waiting, and the node keeps serving.
  */
 export function createLogger(cfg: Config['logging'], base: Record<string, unknown>): LogHandle {
@@ -23,24 +23,22 @@ export function createLogger(cfg: Config['logging'], base: Record<string, unknow
     maxLength: 1024 * 1024,
   });
   dest.on('error', () => {});
-  const stream: DestinationStream =
-    cfg.format === 'text' ? pretty({ destination: dest, colorize: false, sync: false, singleLine: true }) : dest;
+  const prettyStream = cfg.format === 'text' ? pretty({ destination: dest, colorize: false, sync: false, singleLine: true }) : undefined;
+  const stream: DestinationStream = prettyStream ?? dest;
   const logger = pino({ level: cfg.level, base }, stream);
   return {
     logger,
-    flush(timeoutMs = 1000) {
+    close(timeoutMs = 1000) {
       return new Promise((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);
         timer.unref();
-        try {
-          dest.flush(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        } catch {
+        dest.once('close', () => {
           clearTimeout(timer);
           resolve();
-        }
+        });
+        // Ending the pretty stream ends the destination after the lines still in the pipe between them.
+        if (prettyStream !== undefined) prettyStream.end();
+        else dest.end();
       });
     },
   };

@@ -80,6 +80,15 @@ describe('node process', () => {
     expect(await second.exited).toBe(0);
   });
 
+  it('logs one text line per event, the last one included, with format = text', async () => {
+    const node = await spawnNode(['--node-id', 'n', '--data-dir', join(tempDir(), 'db'), '--log-format', 'text']);
+    node.child.kill('SIGTERM');
+    expect(await node.exited).toBe(0);
+    const lines = node.stderr().trim().split('\n');
+    expect(lines[0]).toMatch(/^\[[\d:.]+\] INFO: node listening \{.*"node":"n"/);
+    expect(lines[lines.length - 1]).toMatch(/INFO: node stopped/);
+  });
+
   it('loses no acknowledged write when killed with SIGKILL', async () => {
     const dir = join(tempDir(), 'db');
     const node = await spawnNode(['--node-id', 'n', '--data-dir', dir]);

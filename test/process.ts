@@ -37,15 +37,18 @@ export async function spawnNode(
   args: string[],
   opts: { env?: Record<string, string>; stopReadingStderr?: boolean } = {},
 ): Promise<NodeProcess> {
-  const child = spawn(process.execPath, [CLI, '--port', '0', '--log-format', 'json', ...args], {
+  const child = spawn(process.execPath, [CLI, '--port', '0', ...args], {
     env: { ...cleanEnv(), ...opts.env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   onTestFinished(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
+  // 'close' also waits for stderr to be read to its end; with an unread pipe only 'exit' comes.
   const exited = new Promise<number | string>((resolve) =>
-    child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
+    child.on(opts.stopReadingStderr === true ? 'exit' : 'close', (code: number | null, signal: string | null) =>
+      resolve(code ?? signal ?? 'unknown'),
+    ),
   );
   let text = '';
   const port = await new Promise<number>((resolve, reject) => {
@@ -53,13 +56,15 @@ export async function spawnNode(
     const onData = (b: Buffer): void => {
       text += b.toString();
       for (const line of text.split('\n')) {
-        if (!line.includes('"node listening"')) continue;
+        // JSON: {"msg":"node listening",...,"port":N}; text: `INFO: node listening {...,"port":N}`
+        const port = /node listening.*"port":(\d+)|"port":(\d+).*"msg":"node listening"/.exec(line);
+        if (port === null) continue;
         clearTimeout(timer);
         if (opts.stopReadingStderr === true) {
           child.stderr?.off('data', onData);
           child.stderr?.pause();
         }
-        resolve((JSON.parse(line) as { port: number }).port);
+        resolve(Number(port[1] ?? port[2]));
         return;
       }
     };
