@@ -1,46 +1,14 @@
-import { join } from 'node:path';
-import { duplexPair, type Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { Stats, type Context } from '../../src/commands/context.js';
-import { KvServer, type ServerOptions } from '../../src/server/server.js';
-import { Store } from '../../src/store/store.js';
-import { LineClient, silent, startTestNode, tempDir } from '../helpers.js';
+import type { ServerOptions } from '../../src/server/server.js';
+import { LineClient, startTestNode } from '../helpers.js';
+import { streamServer, type StreamServer } from '../streams.js';
 
-/** A server without a listener, and a way to open client streams to it. */
-function serverOnStreams(overrides: Partial<ServerOptions> = {}): { server: KvServer; open: () => Duplex } {
-  const store = Store.open({
-    path: join(tempDir(), 'db'),
-    nodeId: 't',
-    maxClockSkewMs: 60_000,
-    tombstoneGraceSeconds: 86_400,
-    logger: silent,
-  });
-  const ctx: Context = {
-    store,
-    stats: new Stats(),
-    limits: { maxKeyBytes: 64, maxValueBytes: 4096 },
-    nodeId: 't',
-    version: '0.0.0',
-    currentConnections: () => server.connectionCount,
-  };
-  const server = new KvServer({ ctx, logger: silent, maxConnections: 10, maxLineBytes: 5000, idleTimeoutMs: 0, ...overrides });
-  onTestFinished(async () => {
-    await server.close(100);
-    await store.close();
-  });
-  return {
-    server,
-    open() {
-      const [client, serverSide] = duplexPair();
-      server.handle(serverSide);
-      // Like a TCP peer whose application closes once the server has: lets the server side finish.
-      client.once('end', () => client.end());
-      onTestFinished(() => {
-        client.destroy();
-      });
-      return client;
-    },
-  };
+/** A server without a listener, stopped when the test finishes. */
+function serverOnStreams(overrides: Partial<ServerOptions> = {}): StreamServer {
+  const s = streamServer({ maxKeyBytes: 64, maxValueBytes: 4096 }, overrides);
+  onTestFinished(() => s.close());
+  return s;
 }
 
 /** Collects what the server sends on `stream` until `n` CRLF lines have come. */

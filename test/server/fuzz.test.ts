@@ -1,48 +1,18 @@
-import { join } from 'node:path';
-import { duplexPair, type Duplex } from 'node:stream';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Stats, type Context } from '../../src/commands/context.js';
-import { KvServer } from '../../src/server/server.js';
-import { Store } from '../../src/store/store.js';
-import { silent } from '../helpers.js';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { streamServer, type StreamServer } from '../streams.js';
 
-let dir: string;
-let store: Store;
-let server: KvServer;
+let target: StreamServer;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'merkle-kv-fuzz-'));
-  store = Store.open({ path: join(dir, 'db'), nodeId: 'f', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 86_400, logger: silent });
-  const ctx: Context = {
-    store,
-    stats: new Stats(),
-    limits: { maxKeyBytes: 32, maxValueBytes: 256 },
-    nodeId: 'f',
-    version: '0.0.0',
-    currentConnections: () => server.connectionCount,
-  };
-  server = new KvServer({ ctx, logger: silent, maxConnections: 100, maxLineBytes: 400, idleTimeoutMs: 0, maxBatch: 7 });
+  target = streamServer({ maxKeyBytes: 32, maxValueBytes: 256 }, { maxLineBytes: 400, maxBatch: 7 });
 });
 
-afterAll(async () => {
-  await server.close(500);
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function open(): Duplex {
-  const [client, serverSide] = duplexPair();
-  server.handle(serverSide);
-  client.once('end', () => client.end());
-  return client;
-}
+afterAll(() => target.close());
 
 /** Sends chunks, then half-closes, and returns everything the server sent until it closed. */
 async function exchange(chunks: Buffer[]): Promise<string> {
-  const s = open();
+  const s = target.open();
   const received: Buffer[] = [];
   s.on('data', (b: Buffer) => received.push(b));
   const done = new Promise<void>((resolve, reject) => {

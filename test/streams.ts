@@ -1,0 +1,55 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { duplexPair, type Duplex } from 'node:stream';
+import { Stats, type Context } from '../src/commands/context.js';
+import type { Limits } from '../src/protocol/args.js';
+import { KvServer, type ServerOptions } from '../src/server/server.js';
+import { Store } from '../src/store/store.js';
+import { silent } from './helpers.js';
+
+/** A server with no listener over its own store; clients are `duplexPair()` streams. */
+export interface StreamServer {
+  readonly server: KvServer;
+  /** A new client stream. Like a TCP peer whose application closes once the server has. */
+  readonly open: () => Duplex;
+  readonly close: () => Promise<void>;
+}
+
+export function streamServer(limits: Limits, overrides: Partial<ServerOptions> = {}): StreamServer {
+  const dir = mkdtempSync(join(tmpdir(), 'merkle-kv-streams-'));
+  const store = Store.open({ path: join(dir, 'db'), nodeId: 't', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 86_400, logger: silent });
+  const ctx: Context = {
+    store,
+    stats: new Stats(),
+    limits,
+    nodeId: 't',
+    version: '0.0.0',
+    currentConnections: () => server.connectionCount,
+  };
+  const server = new KvServer({
+    ctx,
+    logger: silent,
+    maxConnections: 100,
+    maxLineBytes: limits.maxValueBytes + limits.maxKeyBytes + 64,
+    idleTimeoutMs: 0,
+    ...overrides,
+  });
+  const clients: Duplex[] = [];
+  return {
+    server,
+    open: () => {
+      const [client, serverSide] = duplexPair();
+      server.handle(serverSide);
+      client.once('end', () => client.end());
+      clients.push(client);
+      return client;
+    },
+    close: async () => {
+      for (const c of clients) c.destroy();
+      await server.close(100);
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
