@@ -30,12 +30,19 @@ export function decodeRequest<R>(raw: Buffer, parsers: ReadonlyMap<string, Parse
   let wordEnd = line.indexOf(SPACE);
   if (wordEnd === -1) wordEnd = line.length;
   // Command words are short ASCII: latin1 is the cheapest exact decoding, and anything else is unknown.
-  const word = line.toString('latin1', 0, Math.min(wordEnd, 32)).toUpperCase();
+  const word = hotWord(line, wordEnd) ?? line.toString('latin1', 0, Math.min(wordEnd, 32)).toUpperCase();
   const parser = parsers.get(word);
   if (parser === undefined) {
     throw new ProtocolError(`Unknown command: ${printable(line.toString('utf8', 0, Math.min(wordEnd, 64)))}`);
   }
   return parser.parse(new Args(line, wordEnd, limits, word, parser.requires));
+}
+
+/** GET and SET, recognised without building strings: most requests are one of them. */
+function hotWord(line: Buffer, length: number): string | undefined {
+  if (length !== 3 || ((line[1] as number) | 0x20) !== 0x65 || ((line[2] as number) | 0x20) !== 0x74) return undefined;
+  const first = (line[0] as number) | 0x20;
+  return first === 0x67 ? 'GET' : first === 0x73 ? 'SET' : undefined;
 }
 
 function isBlank(b: number | undefined): boolean {

@@ -87,6 +87,10 @@ export class Output {
     // then hand out views of the copy.
     const copy = Buffer.allocUnsafe(this.len);
     this.buf.copy(copy, 0, 0, this.len);
+    if (this.deferred.length === 0) {
+      this.len = this.replyStart = 0;
+      return [copy];
+    }
     const parts: Part[] = [];
     let plainStart = 0;
     for (const r of this.deferred) {

@@ -59,8 +59,8 @@ export function recordVersion(buf: Buffer): Hlc {
 }
 
 /** The value bytes, as a view into `buf` (no copy). */
-export function recordValue(buf: Buffer): Buffer {
-  return buf.subarray(HEADER + (buf[10] ?? 0));
+export function recordValue(buf: Buffer, end = buf.length): Buffer {
+  return buf.subarray(HEADER + (buf[10] ?? 0), end);
 }
 
 export function decodeRecord(buf: Buffer): StoredRecord {

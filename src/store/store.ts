@@ -117,8 +117,14 @@ export class Store {
 
   /** The live value under `key` (a view; copy what you keep), or undefined for missing and deleted keys. */
   readValue(key: Buffer): Buffer | undefined {
-    const rec = this.read(key);
-    return rec === undefined || isTombstone(rec) ? undefined : recordValue(rec);
+    if (this.pending.size > 0) {
+      const rec = this.read(key);
+      return rec === undefined || isTombstone(rec) ? undefined : recordValue(rec);
+    }
+    // The hot path of GET: one slice of lmdb's shared buffer (whose length is overridden, see readDurable).
+    this.readPending = null;
+    const shared = this.db.getBinaryFast(key);
+    return shared === undefined || isTombstone(shared) ? undefined : recordValue(shared, shared.length);
   }
 
   /** Writes a value, versioned by this node's clock. Settles once the write is committed and synced. */
