@@ -2,6 +2,8 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { Stats, type Context } from './commands/context.js';
 import type { Config } from './config/schema.js';
+import { startBroker, type EmbeddedBroker } from './replication/broker.js';
+import { Replicator } from './replication/replicator.js';
 import { KvServer } from './server/server.js';
 import { Store } from './store/store.js';
 import { VERSION } from './version.js';
@@ -10,6 +12,10 @@ export interface RunningNode {
   readonly address: AddressInfo;
   readonly store: Store;
   readonly server: KvServer;
+  /** Present when `[mqtt] enabled`. */
+  readonly replicator: Replicator | undefined;
+  /** Present when `[mqtt.embedded] enabled`. */
+  readonly broker: EmbeddedBroker | undefined;
   /** Stops accepting, answers what is in flight, closes LMDB. */
   stop(): Promise<void>;
 }
@@ -19,6 +25,10 @@ const LINE_OVERHEAD = 1024;
 
 /** Opens the store and starts serving clients; everything one node is, wired together. */
 export async function startNode(config: Config, logger: Logger): Promise<RunningNode> {
+  // The broker first: this node's own replicator (and the other nodes) connect to it.
+  const broker = config.mqtt.embedded.enabled
+    ? await startBroker(config.mqtt.embedded.bind_address, config.mqtt.embedded.port, logger)
+    : undefined;
   const store = Store.open({
     path: config.storage.path,
     nodeId: config.node_id,
@@ -30,6 +40,14 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     maxKeyBytes: config.storage.max_key_bytes,
     maxValueBytes: config.storage.max_value_bytes,
   };
+  // A node that runs the broker talks to it directly, whatever broker_address says (the other nodes
+  // use broker_address to reach it).
+  const mqttConfig = broker
+    ? { ...config.mqtt, broker_address: `mqtt://${hostForUrl(broker.address.address)}:${broker.address.port}` }
+    : config.mqtt;
+  const replicator = config.mqtt.enabled
+    ? new Replicator({ store, nodeId: config.node_id, mqtt: mqttConfig, limits, logger })
+    : undefined;
   const ctx: Context = {
     store,
     stats: new Stats(),
@@ -37,6 +55,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     nodeId: config.node_id,
     version: VERSION,
     currentConnections: () => server.connectionCount,
+    extraStats: () => replicator?.statsLines() ?? ['replication_enabled:0'],
   };
   const server = new KvServer({
     ctx,
@@ -49,7 +68,9 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
   try {
     address = await server.listen(config.network.bind_port, config.network.bind_address);
   } catch (err) {
+    await replicator?.stop();
     await store.close();
+    await broker?.close();
     throw err;
   }
   logger.info(
@@ -60,10 +81,22 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     address,
     store,
     server,
+    replicator,
+    broker,
     async stop() {
       await server.close();
+      // Writes still committing are published before the client disconnects.
+      await store.settled();
+      await replicator?.stop();
       await store.close();
+      await broker?.close();
       logger.info('node stopped');
     },
   };
+}
+
+function hostForUrl(address: string): string {
+  if (address === '0.0.0.0') return '127.0.0.1';
+  if (address === '::') return '[::1]';
+  return address.includes(':') ? `[${address}]` : address;
 }

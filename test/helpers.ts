@@ -23,6 +23,7 @@ export async function startTestNode(flags: Record<string, string> = {}): Promise
     flags: {
       node_id: 'test-node',
       'network.bind_port': '0',
+      'mqtt.enabled': 'false',
       'storage.path': join(tempDir(), 'db'),
       ...flags,
     },

@@ -76,7 +76,8 @@ export async function spawnNode(
 
 /** The parent's environment without MERKLE_KV_* settings, so tests see only what they set. */
 function cleanEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
+  // Standalone unless a test says otherwise: no broker is listening on the default port.
+  const env: Record<string, string> = { MERKLE_KV_MQTT_ENABLED: 'false' };
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MERKLE_KV_') && v !== undefined) env[k] = v;
   return env;
 }

@@ -25,6 +25,8 @@ export interface Context {
   readonly nodeId: string;
   readonly version: string;
   readonly currentConnections: () => number;
+  /** More `name:value` lines for STATS (replication's counters). */
+  readonly extraStats?: () => string[];
 }
 
 /** What the connection does after a command: nothing special, or close once the reply is sent. */

@@ -29,6 +29,7 @@ export function statsLines(ctx: Context): string[] {
     `tombstones:${ctx.store.tombstoneCount}`,
     `pending_writes:${ctx.store.pendingWrites}`,
     `memory_rss_bytes:${process.memoryUsage.rss()}`,
+    ...(ctx.extraStats?.() ?? []),
   ];
 }
 

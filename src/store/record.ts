@@ -21,18 +21,17 @@ export interface StoredRecord extends Version {
   readonly value: Buffer;
 }
 
-// A node writes its own id into every record: keep its bytes at hand.
-let cachedNode = '';
-let cachedNodeBytes = Buffer.alloc(0);
+// Every record carries its writer's node id, one of a few: keep their bytes at hand.
+const nodeIds = new Map<string, Buffer>();
 
 function nodeBytes(node: string): Buffer {
-  if (node !== cachedNode) {
-    const bytes = Buffer.from(node, 'utf8');
+  let bytes = nodeIds.get(node);
+  if (bytes === undefined) {
+    bytes = Buffer.from(node, 'utf8');
     if (bytes.length > 255) throw new RangeError('node id longer than 255 bytes');
-    cachedNode = node;
-    cachedNodeBytes = bytes;
+    if (nodeIds.size < 256) nodeIds.set(node, bytes);
   }
-  return cachedNodeBytes;
+  return bytes;
 }
 
 export function encodeRecord(rec: StoredRecord): Buffer {
@@ -58,6 +57,11 @@ export function recordVersion(buf: Buffer): Hlc {
   return { wall: buf.readUIntBE(2, 6), counter: buf.readUInt16BE(8) };
 }
 
+/** The id of the node that wrote the record. */
+export function recordNode(buf: Buffer): string {
+  return buf.toString('utf8', HEADER, HEADER + (buf[10] ?? 0));
+}
+
 /** The value bytes, as a view into `buf` (no copy). */
 export function recordValue(buf: Buffer, end = buf.length): Buffer {
   return buf.subarray(HEADER + (buf[10] ?? 0), end);
@@ -71,7 +75,7 @@ export function decodeRecord(buf: Buffer): StoredRecord {
   return {
     tombstone: isTombstone(buf),
     ...recordVersion(buf),
-    node: buf.toString('utf8', HEADER, HEADER + nodeLen),
+    node: recordNode(buf),
     value: Buffer.from(buf.subarray(HEADER + nodeLen)),
   };
 }

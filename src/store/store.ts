@@ -1,8 +1,8 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { StorageError } from '../errors.js';
-import { compareHlc, HybridClock, type Hlc } from './hlc.js';
-import { encodeRecord, isTombstone, recordValue, recordVersion } from './record.js';
+import { compareHlc, compareVersion, HybridClock, type Hlc, type Version } from './hlc.js';
+import { encodeRecord, isTombstone, recordNode, recordValue, recordVersion } from './record.js';
 
 export interface StoreOptions {
   readonly path: string;
@@ -12,12 +12,20 @@ export interface StoreOptions {
   readonly logger: Logger;
 }
 
+/** A local write, committed and synced: the encoded record under its key. */
+export interface CommittedWrite {
+  readonly key: Buffer;
+  readonly record: Buffer;
+}
+
 /** A write that LMDB has been given but has not yet committed and synced. */
 interface Pending {
   readonly rec: Buffer;
   readonly done: Promise<boolean>;
   /** The key in latin1, as in `Store.pending`. */
   readonly key: string;
+  /** Written by this node's clients (published by replication), not applied from elsewhere. */
+  readonly local: boolean;
   /** What this write added to the live and tombstone counts. */
   readonly live: number;
   readonly tombs: number;
@@ -41,6 +49,7 @@ export class Store {
   private readonly pending = new Map<string, Pending>();
   private lastWrite: Promise<boolean> | null = null;
   private lastGroup: Pending[] | null = null;
+  private commitListener: ((writes: CommittedWrite[]) => void) | undefined;
   private live = 0;
   private tombstones = 0;
   private purgeTimer: NodeJS.Timeout | undefined;
@@ -129,23 +138,53 @@ export class Store {
 
   /** Writes a value, versioned by this node's clock. Settles once the write is committed and synced. */
   set(key: Buffer, value: Buffer): Promise<boolean> {
-    return this.write(key, value, false, this.clock.now());
+    return this.write(key, value, false, this.clock.now(), this.opts.nodeId, true);
   }
 
   /** Writes a tombstone. Settles once the write is committed and synced. */
   delete(key: Buffer): Promise<boolean> {
-    return this.write(key, EMPTY, true, this.clock.now());
+    return this.write(key, EMPTY, true, this.clock.now(), this.opts.nodeId, true);
   }
 
-  private write(key: Buffer, value: Buffer, tombstone: boolean, hlc: Hlc): Promise<boolean> {
+  /**
+   * Applies a write made elsewhere (replication, repair) if its version is newer than what is stored:
+   * last writer wins on (hlc, node id) (DESIGN.md section 4). The same or an older version is a no-op,
+   * so applying is idempotent and independent of arrival order. The remote clock reading is merged into
+   * ours (and clamped if too far ahead). Returns the commit, or null when the write was not newer.
+   */
+  applyRemote(key: Buffer, version: Version, value: Buffer | undefined): Promise<boolean> | null {
     if (this.closed) return Promise.reject(new StorageError('store is closed'));
+    const hlc = this.clock.observe(version);
+    const incoming = { wall: hlc.wall, counter: hlc.counter, node: version.node };
     const k = key.toString('latin1');
-    const before = this.readAt(key, k);
+    const current = this.readAt(key, k);
+    if (current !== undefined && compareVersion(incoming, recordVersionOf(current)) <= 0) return null;
+    return this.write(key, value ?? EMPTY, value === undefined, incoming, version.node, false, current, k);
+  }
+
+  /** Told of every local write once it is committed and synced (replication publishes them). */
+  onLocalCommit(listener: (writes: CommittedWrite[]) => void): void {
+    this.commitListener = listener;
+  }
+
+  private write(
+    key: Buffer,
+    value: Buffer,
+    tombstone: boolean,
+    hlc: Hlc,
+    node: string,
+    local: boolean,
+    known?: Buffer,
+    knownKey?: string,
+  ): Promise<boolean> {
+    if (this.closed) return Promise.reject(new StorageError('store is closed'));
+    const k = knownKey ?? key.toString('latin1');
+    const before = knownKey === undefined ? this.readAt(key, k) : known;
     const wasLive = before !== undefined && !isTombstone(before);
     const wasTomb = before !== undefined && !wasLive;
-    const rec = encodeRecord({ wall: hlc.wall, counter: hlc.counter, node: this.opts.nodeId, tombstone, value });
+    const rec = encodeRecord({ wall: hlc.wall, counter: hlc.counter, node, tombstone, value });
     const done = this.db.put(key, rec);
-    const entry: Pending = { rec, done, key: k, live: (tombstone ? 0 : 1) - (wasLive ? 1 : 0), tombs: (tombstone ? 1 : 0) - (wasTomb ? 1 : 0) };
+    const entry: Pending = { rec, done, key: k, local, live: (tombstone ? 0 : 1) - (wasLive ? 1 : 0), tombs: (tombstone ? 1 : 0) - (wasTomb ? 1 : 0) };
     this.pending.set(k, entry);
     this.live += entry.live;
     this.tombstones += entry.tombs;
@@ -174,6 +213,10 @@ export class Store {
   private settle(group: Pending[], err: unknown): void {
     if (this.lastGroup === group) this.lastGroup = null;
     if (err !== null) this.opts.logger.error({ err, writes: group.length }, 'LMDB commit failed');
+    if (err === null && this.commitListener !== undefined) {
+      const local = group.filter((e) => e.local).map((e) => ({ key: Buffer.from(e.key, 'latin1'), record: e.rec }));
+      if (local.length > 0) this.commitListener(local);
+    }
     for (const e of group) {
       if (this.pending.get(e.key) !== e) continue;
       this.pending.delete(e.key);
@@ -207,6 +250,11 @@ export class Store {
   /** Deletes every live key (as tombstones, so the deletes replicate). Settles when all are synced. */
   truncate(): Promise<unknown> {
     return Promise.all(this.scan(EMPTY).map((key) => this.delete(key)));
+  }
+
+  /** Resolves once every write issued so far has settled. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.pending.values()].map((p) => p.done));
   }
 
   async close(): Promise<void> {
@@ -274,6 +322,10 @@ export class Store {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+function recordVersionOf(rec: Buffer): Version {
+  return { ...recordVersion(rec), node: recordNode(rec) };
+}
 
 function startsWith(key: Buffer, prefix: Buffer): boolean {
   return key.length >= prefix.length && key.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;

@@ -1,0 +1,213 @@
+import type { Socket } from 'node:net';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { decodeRecord } from '../store/record.js';
+import type { CommittedWrite, Store } from '../store/store.js';
+import { decodeMessage, encodeMessages, type DecodeLimits, type Op } from './message.js';
+
+export interface ReplicatorOptions {
+  readonly store: Store;
+  readonly nodeId: string;
+  readonly mqtt: Config['mqtt'];
+  readonly limits: DecodeLimits;
+  readonly logger: Logger;
+  /** Largest message published; several mutations of one tick share a message up to this size. */
+  readonly maxMessageBytes?: number;
+}
+
+/** Counters for STATS; plain fields, bumped on the hot path. */
+export class ReplicationStats {
+  connected = false;
+  publishedOps = 0;
+  publishedMessages = 0;
+  publishFailures = 0;
+  receivedMessages = 0;
+  appliedOps = 0;
+  ignoredOps = 0;
+  invalid = 0;
+  /** Milliseconds from a remote write's clock reading to its being applied here, for the last one. */
+  lagMs = 0;
+}
+
+const MAX_BACKOFF_MS = 30_000;
+
+/**
+ * Replication over MQTT (DESIGN.md section 5). Local writes are published once committed, as JSON on
+ * `<prefix>/updates/<node_id>`, QoS 1, the writes of one event-loop tick batched into one message.
+ * Messages from the other nodes are applied through `Store.applyRemote` (last writer wins), and
+ * acknowledged to the broker only once committed, so a crash before that gets them delivered again.
+ *
+ * The broker being away never blocks writes: while disconnected nothing is queued in memory (the
+ * failures are counted; anti-entropy repairs them), and the client reconnects with backoff.
+ */
+export class Replicator {
+  readonly stats = new ReplicationStats();
+  private readonly client: MqttClient;
+  private readonly topic: string;
+  private readonly subscription: string;
+  private readonly maxMessageBytes: number;
+  private queued: Op[] = [];
+  private flushScheduled = false;
+  private backoffMs = 1000;
+  private outageLogged = false;
+  private stopped = false;
+
+  constructor(private readonly opts: ReplicatorOptions) {
+    const prefix = opts.mqtt.topic_prefix;
+    this.topic = `${prefix}/updates/${opts.nodeId}`;
+    this.subscription = `${prefix}/updates/+`;
+    this.maxMessageBytes = opts.maxMessageBytes ?? 256 * 1024;
+    const options: IClientOptions = {
+      clientId: opts.mqtt.client_id,
+      clean: opts.mqtt.clean_session,
+      keepalive: opts.mqtt.keep_alive,
+      reconnectPeriod: this.backoffMs,
+      connectTimeout: 5000,
+      // MQTT 5 first (no-local, session expiry); Aedes answers "unacceptable protocol version" and we
+      // fall back to 3.1.1.
+      protocolVersion: 5,
+      properties: { sessionExpiryInterval: opts.mqtt.clean_session ? 0 : 0xffffffff },
+      queueQoSZero: false,
+      // A refused CONNECT (protocol version, credentials) is retried like a lost connection.
+      reconnectOnConnackError: true,
+      ...(opts.mqtt.username !== '' ? { username: opts.mqtt.username, password: opts.mqtt.password } : {}),
+    };
+    this.client = mqtt.connect(opts.mqtt.broker_address, options);
+    this.client.handleMessage = (packet, done) => this.onPublish(packet, done);
+    this.client.on('connect', (ack) => this.onConnect(ack.sessionPresent));
+    this.client.on('close', () => this.onDisconnect());
+    this.client.on('error', (err) => this.onError(err as Error & { code?: number }));
+    opts.store.onLocalCommit((writes) => this.enqueue(writes));
+  }
+
+  /** `name:value` lines for STATS/INFO. */
+  statsLines(): string[] {
+    const s = this.stats;
+    return [
+      `replication_connected:${s.connected ? 1 : 0}`,
+      `replication_published_ops:${s.publishedOps}`,
+      `replication_published_messages:${s.publishedMessages}`,
+      `replication_publish_failures:${s.publishFailures}`,
+      `replication_received_messages:${s.receivedMessages}`,
+      `replication_applied_ops:${s.appliedOps}`,
+      `replication_ignored_ops:${s.ignoredOps}`,
+      `replication_invalid:${s.invalid}`,
+      `replication_lag_ms:${s.lagMs}`,
+    ];
+  }
+
+  /** Publishes what is queued, then disconnects. */
+  async stop(): Promise<void> {
+    this.flush();
+    this.stopped = true;
+    // A clean end waits for in-flight publishes to be acknowledged; a broker that is away never will.
+    const timer = setTimeout(() => void this.client.endAsync(true), 2000);
+    await this.client.endAsync(false);
+    clearTimeout(timer);
+  }
+
+  private onConnect(sessionPresent: boolean): void {
+    this.stats.connected = true;
+    this.backoffMs = 1000;
+    this.client.options.reconnectPeriod = this.backoffMs;
+    this.outageLogged = false;
+    const sock = this.client.stream as Partial<Socket>;
+    sock.setNoDelay?.(true);
+    this.opts.logger.info({ broker: this.opts.mqtt.broker_address, sessionPresent }, 'replication connected');
+    if (!sessionPresent) {
+      // No-local (MQTT 5) keeps our own messages from coming back; with 3.1.1 the topic check does it.
+      const nl = this.client.options.protocolVersion === 5;
+      this.client.subscribe(this.subscription, { qos: 1, nl }, (err) => {
+        if (err) this.opts.logger.error({ err }, 'replication subscribe failed');
+      });
+    }
+  }
+
+  private onDisconnect(): void {
+    if (this.stopped) return;
+    if (this.stats.connected || !this.outageLogged) {
+      this.opts.logger.warn({ broker: this.opts.mqtt.broker_address }, 'replication broker unreachable; retrying');
+      this.outageLogged = true;
+    }
+    this.stats.connected = false;
+    this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
+    this.client.options.reconnectPeriod = this.backoffMs;
+  }
+
+  private onError(err: Error & { code?: number }): void {
+    if (err.code === 1 && this.client.options.protocolVersion === 5) {
+      this.opts.logger.info('broker does not speak MQTT 5; using MQTT 3.1.1');
+      this.client.options.protocolVersion = 4;
+      delete this.client.options.properties;
+      this.backoffMs = 100;
+      this.client.options.reconnectPeriod = this.backoffMs;
+      return;
+    }
+    this.opts.logger.debug({ err: err.message }, 'replication client error');
+  }
+
+  private enqueue(writes: CommittedWrite[]): void {
+    for (const w of writes) {
+      const rec = decodeRecord(w.record);
+      this.queued.push({ key: w.key, hlc: rec, value: rec.tombstone ? undefined : rec.value });
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const ops = this.queued;
+    if (ops.length === 0) return;
+    this.queued = [];
+    if (!this.client.connected) {
+      // Not queued in memory: the broker may stay away for long. Anti-entropy repairs these.
+      this.stats.publishFailures += ops.length;
+      return;
+    }
+    for (const payload of encodeMessages(this.opts.nodeId, ops, this.maxMessageBytes)) {
+      this.stats.publishedMessages++;
+      this.client.publish(this.topic, payload, { qos: 1 }, (err) => {
+        if (err) this.stats.publishFailures++;
+      });
+    }
+    this.stats.publishedOps += ops.length;
+  }
+
+  /** Applies one message; the broker gets its PUBACK only after the writes are committed. */
+  private onPublish(packet: IPublishPacket, done: (err?: Error) => void): void {
+    const own = packet.topic === this.topic;
+    if (own || !packet.topic.startsWith(this.subscription.slice(0, -1))) return done();
+    this.stats.receivedMessages++;
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const decoded = decodeMessage(payload, this.opts.limits);
+    if (decoded === undefined) {
+      this.stats.invalid++;
+      this.opts.logger.debug({ topic: packet.topic }, 'ignoring malformed replication message');
+      return done();
+    }
+    const { message, invalidOps } = decoded;
+    this.stats.invalid += invalidOps;
+    if (message.node === this.opts.nodeId) return done();
+    const commits: Promise<boolean>[] = [];
+    const now = Date.now();
+    for (const op of message.ops) {
+      const commit = this.opts.store.applyRemote(op.key, { ...op.hlc, node: message.node }, op.value);
+      if (commit === null) {
+        this.stats.ignoredOps++;
+        continue;
+      }
+      commits.push(commit);
+      this.stats.appliedOps++;
+      this.stats.lagMs = Math.max(0, now - op.hlc.wall);
+    }
+    if (commits.length === 0) return done();
+    Promise.all(commits).then(
+      () => done(),
+      (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
+    );
+  }
+}

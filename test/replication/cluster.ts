@@ -1,0 +1,62 @@
+import { join } from 'node:path';
+import { onTestFinished } from 'vitest';
+import { loadConfig } from '../../src/config/load.js';
+import { startNode, type RunningNode } from '../../src/node.js';
+import { silent, tempDir } from '../helpers.js';
+
+/** Polls `check` until it returns true; fails with `what` after `timeoutMs`. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface ClusterNode {
+  readonly id: string;
+  readonly dataDir: string;
+  node: RunningNode;
+}
+
+/** Starts an in-process node with replication on; stopped when the test finishes. */
+export async function startReplicatedNode(id: string, flags: Record<string, string>, dataDir = join(tempDir(), id)): Promise<ClusterNode> {
+  const config = loadConfig({
+    flags: {
+      node_id: id,
+      'network.bind_port': '0',
+      'storage.path': dataDir,
+      'mqtt.enabled': 'true',
+      'mqtt.keep_alive': '5',
+      ...flags,
+    },
+  });
+  const node = await startNode(config, silent);
+  const member: ClusterNode = { id, dataDir, node };
+  onTestFinished(() => member.node.stop());
+  return member;
+}
+
+/**
+ * n nodes replicating through one broker: the embedded Aedes of the first node (`brokerUrl` undefined),
+ * or an external broker at `brokerUrl`. Resolves once every node is connected.
+ */
+export async function startCluster(n: number, brokerUrl?: string): Promise<ClusterNode[]> {
+  const nodes: ClusterNode[] = [];
+  let url = brokerUrl;
+  if (url === undefined) {
+    const first = await startReplicatedNode('node-1', { 'mqtt.embedded.enabled': 'true', 'mqtt.embedded.port': '0' });
+    url = `mqtt://127.0.0.1:${first.node.broker?.address.port}`;
+    nodes.push(first);
+  }
+  while (nodes.length < n) nodes.push(await startReplicatedNode(`node-${nodes.length + 1}`, { 'mqtt.broker_address': url }));
+  await waitFor('every node connected', () => nodes.every((m) => m.node.replicator?.stats.connected === true));
+  // Subscriptions are set up right after CONNACK; give the SUBACKs a moment.
+  await new Promise((r) => setTimeout(r, 100));
+  return nodes;
+}
+
+/** The live value of `key` on a node, as a string. */
+export function valueOn(m: ClusterNode, key: string): string | undefined {
+  return m.node.store.readValue(Buffer.from(key))?.toString('utf8');
+}
