@@ -19,6 +19,8 @@ export interface ReplicatorOptions {
 /** Counters for STATS; plain fields, bumped on the hot path. */
 export class ReplicationStats {
   connected = false;
+  /** The broker has our subscription (SUBACK received, or kept in a persistent session). */
+  subscribed = false;
   publishedOps = 0;
   publishedMessages = 0;
   publishFailures = 0;
@@ -86,6 +88,7 @@ export class Replicator {
     const s = this.stats;
     return [
       `replication_connected:${s.connected ? 1 : 0}`,
+      `replication_subscribed:${s.subscribed ? 1 : 0}`,
       `replication_published_ops:${s.publishedOps}`,
       `replication_published_messages:${s.publishedMessages}`,
       `replication_publish_failures:${s.publishFailures}`,
@@ -115,13 +118,16 @@ export class Replicator {
     const sock = this.client.stream as Partial<Socket>;
     sock.setNoDelay?.(true);
     this.opts.logger.info({ broker: this.opts.mqtt.broker_address, sessionPresent }, 'replication connected');
-    if (!sessionPresent) {
-      // No-local (MQTT 5) keeps our own messages from coming back; with 3.1.1 the topic check does it.
-      const nl = this.client.options.protocolVersion === 5;
-      this.client.subscribe(this.subscription, { qos: 1, nl }, (err) => {
-        if (err) this.opts.logger.error({ err }, 'replication subscribe failed');
-      });
+    if (sessionPresent) {
+      this.stats.subscribed = true;
+      return;
     }
+    // No-local (MQTT 5) keeps our own messages from coming back; with 3.1.1 the topic check does it.
+    const nl = this.client.options.protocolVersion === 5;
+    this.client.subscribe(this.subscription, { qos: 1, nl }, (err) => {
+      if (err) this.opts.logger.error({ err }, 'replication subscribe failed');
+      else this.stats.subscribed = true;
+    });
   }
 
   private onDisconnect(): void {
@@ -131,6 +137,7 @@ export class Replicator {
       this.outageLogged = true;
     }
     this.stats.connected = false;
+    this.stats.subscribed = false;
     this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
     this.client.options.reconnectPeriod = this.backoffMs;
   }

@@ -50,9 +50,7 @@ export async function startCluster(n: number, brokerUrl?: string): Promise<Clust
     nodes.push(first);
   }
   while (nodes.length < n) nodes.push(await startReplicatedNode(`node-${nodes.length + 1}`, { 'mqtt.broker_address': url }));
-  await waitFor('every node connected', () => nodes.every((m) => m.node.replicator?.stats.connected === true));
-  // Subscriptions are set up right after CONNACK; give the SUBACKs a moment.
-  await new Promise((r) => setTimeout(r, 100));
+  await waitFor('every node subscribed', () => nodes.every((m) => m.node.replicator?.stats.subscribed === true));
   return nodes;
 }
 

@@ -1,0 +1,71 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LineClient, tempDir } from '../helpers.js';
+import { spawnNode } from '../process.js';
+import { startCluster, valueOn, waitFor } from './cluster.js';
+import { hasMosquitto, startMosquitto } from './mosquitto.js';
+
+// With CI=true these run even if mosquitto is missing, and fail: CI must install it.
+const skip = !hasMosquitto && process.env.CI !== 'true';
+
+describe.skipIf(skip)('replication through Mosquitto', () => {
+  it('carries writes and deletes between three nodes (MQTT 5, no-local)', async () => {
+    const broker = await startMosquitto();
+    const nodes = await startCluster(3, broker.url);
+    const clients = await Promise.all(nodes.map((m) => LineClient.connect(m.node.address.port)));
+    for (const [i, c] of clients.entries()) expect(await c.call(`SET key:${i} value-${i}`)).toBe('OK');
+    for (const m of nodes) {
+      await waitFor(`writes on ${m.id}`, () => [0, 1, 2].every((i) => valueOn(m, `key:${i}`) === `value-${i}`));
+    }
+    expect(await clients[0]?.call('DEL key:2')).toBe('DELETED');
+    for (const m of nodes) {
+      await waitFor(`delete on ${m.id}`, () => valueOn(m, 'key:2') === undefined);
+      // No-local: a node never receives its own messages back.
+      expect(m.node.replicator?.stats.ignoredOps).toBe(0);
+    }
+  });
+
+  it('delivers to a node killed with SIGKILL what was written while it was down', async () => {
+    const broker = await startMosquitto();
+    const [writer] = await startCluster(1, broker.url);
+    const dir = join(tempDir(), 'node-2');
+    const env = { MERKLE_KV_MQTT_ENABLED: 'true', MERKLE_KV_MQTT_BROKER_ADDRESS: broker.url };
+    const args = ['--node-id', 'node-2', '--data-dir', dir, '--log-format', 'json'];
+    const first = await spawnNode(args, { env });
+    const c = await LineClient.connect(first.port);
+    await waitFor('node-2 subscribed', async () => (await statsOf(c)).includes('replication_subscribed:1'));
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const w = await LineClient.connect(writer?.node.address.port as number);
+    for (let i = 0; i < 50; i++) expect(await w.call(`SET missed:${i} ${i}`)).toBe('OK');
+    const again = await spawnNode(args, { env });
+    const d = await LineClient.connect(again.port);
+    await waitFor('missed writes delivered', async () => (await d.call('DBSIZE')) === 'DBSIZE 50');
+    expect(await d.call('GET missed:49')).toBe('VALUE 49');
+  });
+
+  it('keeps accepting writes while the broker restarts, then replicates again', async () => {
+    const broker = await startMosquitto();
+    const nodes = await startCluster(2, broker.url);
+    const [a, b] = await Promise.all(nodes.map((m) => LineClient.connect(m.node.address.port)));
+    expect(await a?.call('SET before 1')).toBe('OK');
+    await waitFor('first write replicated', () => valueOn(nodes[1]!, 'before') === '1');
+    await broker.stop();
+    await waitFor('outage noticed', () => nodes.every((m) => m.node.replicator?.stats.connected === false));
+    expect(await a?.call('SET during 2')).toBe('OK');
+    expect(await b?.call('GET before')).toBe('VALUE 1');
+    expect(await statsOf(a as LineClient)).toContain('replication_connected:0');
+    await broker.restart();
+    await waitFor('reconnected', () => nodes.every((m) => m.node.replicator?.stats.subscribed === true), 20_000);
+    expect(await b?.call('SET after 3')).toBe('OK');
+    await waitFor('write after restart replicated', () => valueOn(nodes[0]!, 'after') === '3');
+    expect(nodes[0]?.node.replicator?.stats.publishFailures).toBeGreaterThanOrEqual(1);
+  });
+});
+
+async function statsOf(c: LineClient): Promise<string[]> {
+  c.send('STATS\r\n');
+  const lines: string[] = [];
+  for (let line = (await c.lines(1))[0]; line !== 'END'; line = (await c.lines(1))[0]) lines.push(line as string);
+  return lines;
+}
