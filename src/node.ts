@@ -46,7 +46,14 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     ? { ...config.mqtt, broker_address: `mqtt://${hostForUrl(broker.address.address)}:${broker.address.port}` }
     : config.mqtt;
   const replicator = config.mqtt.enabled
-    ? new Replicator({ store, nodeId: config.node_id, mqtt: mqttConfig, limits, logger })
+    ? new Replicator({
+        store,
+        nodeId: config.node_id,
+        mqtt: mqttConfig,
+        limits,
+        logger,
+        ...(broker ? { protocolVersion: 4 as const } : {}),
+      })
     : undefined;
   const ctx: Context = {
     store,

@@ -14,6 +14,8 @@ export interface ReplicatorOptions {
   readonly logger: Logger;
   /** Largest message published; several mutations of one tick share a message up to this size. */
   readonly maxMessageBytes?: number;
+  /** 4 for a broker known to speak only MQTT 3.1.1 (the embedded Aedes); default 5, falling back to 4. */
+  readonly protocolVersion?: 4 | 5;
 }
 
 /** Counters for STATS; plain fields, bumped on the hot path. */
@@ -54,6 +56,7 @@ export class Replicator {
   private backoffMs = 1000;
   private outageLogged = false;
   private stopped = false;
+  private retryingOlderProtocol = false;
 
   constructor(private readonly opts: ReplicatorOptions) {
     const prefix = opts.mqtt.topic_prefix;
@@ -68,8 +71,8 @@ export class Replicator {
       connectTimeout: 5000,
       // MQTT 5 first (no-local, session expiry); Aedes answers "unacceptable protocol version" and we
       // fall back to 3.1.1.
-      protocolVersion: 5,
-      properties: { sessionExpiryInterval: opts.mqtt.clean_session ? 0 : 0xffffffff },
+      protocolVersion: opts.protocolVersion ?? 5,
+      ...(opts.protocolVersion === 4 ? {} : { properties: { sessionExpiryInterval: opts.mqtt.clean_session ? 0 : 0xffffffff } }),
       queueQoSZero: false,
       // A refused CONNECT (protocol version, credentials) is retried like a lost connection.
       reconnectOnConnackError: true,
@@ -131,7 +134,10 @@ export class Replicator {
   }
 
   private onDisconnect(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.retryingOlderProtocol) {
+      this.retryingOlderProtocol = false;
+      return;
+    }
     if (this.stats.connected || !this.outageLogged) {
       this.opts.logger.warn({ broker: this.opts.mqtt.broker_address }, 'replication broker unreachable; retrying');
       this.outageLogged = true;
@@ -146,6 +152,7 @@ export class Replicator {
     if (err.code === 1 && this.client.options.protocolVersion === 5) {
       this.opts.logger.info('broker does not speak MQTT 5; using MQTT 3.1.1');
       this.client.options.protocolVersion = 4;
+      this.retryingOlderProtocol = true;
       delete this.client.options.properties;
       this.backoffMs = 100;
       this.client.options.reconnectPeriod = this.backoffMs;
