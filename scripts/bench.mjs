@@ -8,15 +8,11 @@
 // memcached runs as `memcached -t 1`; Redis with `appendonly yes`, `appendfsync everysec` (the durable
 // comparison for SET). MerkleKV acknowledges a SET only after LMDB has synced it. With --connect, the
 // single target named by --targets is not started: the generator is pointed at that address instead.
-import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
+import { freePort, hasTaskset, list, median, root, runLoad as runLoadgen, startProcess, waitReady } from './bench-lib.mjs';
 const { values: args } = parseArgs({
   options: {
     targets: { type: 'string', default: 'merkle,memcached,redis' },
@@ -34,41 +30,7 @@ const { values: args } = parseArgs({
   },
 });
 
-const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const targets = list(args.targets);
-const hasTaskset = (() => {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true']);
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const pinned = (cpu, cmd, cmdArgs) => (hasTaskset ? ['taskset', ['-c', cpu, cmd, ...cmdArgs]] : [cmd, cmdArgs]);
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitReady(port) {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise((resolve) => {
-      const s = connect({ port, host: '127.0.0.1' }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`server on port ${port} did not come up`);
-}
 
 /** Starts one contender; returns its port and a stop function. */
 async function startServer(target) {
@@ -93,16 +55,12 @@ async function startServer(target) {
   } else {
     throw new Error(`unknown target ${target}`);
   }
-  const [c, a] = pinned(args['server-cpu'], cmd, cmdArgs);
-  const child = spawn(c, a, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, MERKLE_KV_MQTT_ENABLED: 'false' } });
-  const exited = new Promise((r) => child.once('exit', r));
+  const proc = startProcess(args['server-cpu'], cmd, cmdArgs, { MERKLE_KV_MQTT_ENABLED: 'false' });
   await waitReady(port);
   return {
     port,
     async stop() {
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await proc.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -120,20 +78,8 @@ function runLoad(port, target, op, conns, depth, preload) {
     threads: conns > 1 ? Number(args.threads) : 1,
     preload,
   };
-  const [c, a] = pinned(args['client-cpu'], process.execPath, [join(root, 'scripts/loadgen.mjs'), JSON.stringify(cfg)]);
-  return new Promise((resolve, reject) => {
-    const child = spawn(c, a, { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (b) => (out += b));
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`loadgen exited ${code}`))));
-  });
+  return runLoadgen(cfg, args['client-cpu']);
 }
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 const scenarios = [];
 for (const op of list(args.ops)) for (const conns of list(args.conns).map(Number)) for (const depth of list(args.depths).map(Number)) scenarios.push({ op, conns, depth });

@@ -42,6 +42,7 @@ export async function startMosquitto(): Promise<Mosquitto> {
       [
         `listener ${port} 127.0.0.1`,
         'allow_anonymous true',
+        'set_tcp_nodelay true',
         'persistence true',
         `persistence_location ${dir}/`,
         // The default (1000) silently drops messages queued for an offline client beyond it.

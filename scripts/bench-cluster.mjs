@@ -1,0 +1,222 @@
+// Replication benchmark: three MerkleKV nodes (pinned to one CPU) replicating through the embedded Aedes
+// broker or a Mosquitto started here, the load generator on the other CPU.
+//
+//   npm run bench:cluster -- [--brokers embedded,mosquitto] [--rounds 3] [--duration 3] [--lag-samples 300]
+//
+// For each broker it reports, as medians over the rounds:
+//   - SET throughput on node 1 with replication, beside the same node alone (replication off);
+//   - writes lost: keys whose value on nodes 2 and 3 differs from node 1 once replication has settled;
+//   - replication lag at light load: from sending SET to node 1 until node 2 answers GET with the value.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { freePort, list, median, quantile, root, runLoad, startProcess, waitReady } from './bench-lib.mjs';
+
+const { values: args } = parseArgs({
+  options: {
+    brokers: { type: 'string', default: 'embedded,mosquitto' },
+    rounds: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '3' },
+    'lag-samples': { type: 'string', default: '300' },
+    'server-cpu': { type: 'string', default: '0' },
+    'client-cpu': { type: 'string', default: '1' },
+  },
+});
+
+/** A minimal line client: one request at a time. */
+async function lineClient(port) {
+  const socket = connect({ port, host: '127.0.0.1', noDelay: true });
+  await new Promise((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  let buffered = '';
+  let waiter = null;
+  socket.setEncoding('utf8');
+  socket.on('data', (d) => {
+    buffered += d;
+    if (waiter) waiter();
+  });
+  const readLine = async () => {
+    for (;;) {
+      const i = buffered.indexOf('\r\n');
+      if (i !== -1) {
+        const line = buffered.slice(0, i);
+        buffered = buffered.slice(i + 2);
+        return line;
+      }
+      await new Promise((r) => (waiter = r));
+      waiter = null;
+    }
+  };
+  return {
+    async call(line) {
+      socket.write(`${line}\r\n`);
+      return readLine();
+    },
+    readLine,
+    close: () => socket.destroy(),
+  };
+}
+
+async function startMosquitto(dir) {
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence false\nmax_queued_messages 1000000\n${process.getuid?.() === 0 ? 'user root\n' : ''}`);
+  const proc = startProcess(args['server-cpu'], 'mosquitto', ['-c', conf]);
+  await waitReady(port);
+  return { url: `mqtt://127.0.0.1:${port}`, stop: () => proc.stop() };
+}
+
+/** Starts nodes node-1..node-n; node 1 runs the broker when `brokerUrl` is undefined. */
+async function startNodes(n, dir, brokerUrl) {
+  const nodes = [];
+  let url = brokerUrl;
+  for (let i = 1; i <= n; i++) {
+    const port = await freePort();
+    const env = { MERKLE_KV_MQTT_ENABLED: n > 1 ? 'true' : 'false' };
+    if (n > 1 && url === undefined) {
+      const mqttPort = await freePort();
+      Object.assign(env, { MERKLE_KV_MQTT_EMBEDDED_ENABLED: 'true', MERKLE_KV_MQTT_EMBEDDED_PORT: String(mqttPort) });
+      url = `mqtt://127.0.0.1:${mqttPort}`;
+    } else if (n > 1) {
+      env.MERKLE_KV_MQTT_BROKER_ADDRESS = url;
+    }
+    const proc = startProcess(args['server-cpu'], process.execPath, [
+      join(root, 'dist/cli.js'), '--node-id', `node-${i}`, '--port', String(port), '--data-dir', join(dir, `node-${i}`), '--log-level', 'warn',
+    ], env);
+    await waitReady(port);
+    nodes.push({ port, stop: () => proc.stop() });
+  }
+  if (n > 1) {
+    for (const node of nodes) {
+      const c = await lineClient(node.port);
+      for (let i = 0; i < 200; i++) {
+        const stats = await statsOf(c);
+        if (stats.replication_subscribed === '1') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      c.close();
+    }
+  }
+  return nodes;
+}
+
+async function statsOf(c) {
+  const out = {};
+  await c.call('STATS');
+  for (let line = await c.readLine(); line !== 'END'; line = await c.readLine()) {
+    const i = line.indexOf(':');
+    out[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return out;
+}
+
+/** Every key and value of a node, via SCAN and MGET. */
+async function contents(port) {
+  const c = await lineClient(port);
+  const header = await c.call('SCAN');
+  const n = Number(header.split(' ')[1]);
+  const keys = [];
+  for (let i = 0; i < n; i++) keys.push(await c.readLine());
+  const map = new Map();
+  for (let i = 0; i < keys.length; i += 500) {
+    const chunk = keys.slice(i, i + 500);
+    const head = await c.call(`MGET ${chunk.join(' ')}`);
+    if (head === 'NOT_FOUND') continue;
+    for (let j = 0; j < chunk.length; j++) {
+      const line = await c.readLine();
+      const sp = line.indexOf(' ');
+      const value = line.slice(sp + 1);
+      if (value !== 'NOT_FOUND') map.set(line.slice(0, sp), value);
+    }
+  }
+  c.close();
+  return map;
+}
+
+/** Keys whose value on `port` differs from `reference`, after waiting up to 15 s for them to agree. */
+async function lostWrites(reference, port) {
+  let diff = Infinity;
+  for (let t = 0; t < 30 && diff > 0; t++) {
+    const other = await contents(port);
+    diff = 0;
+    for (const [k, v] of reference) if (other.get(k) !== v) diff++;
+    if (diff > 0) await new Promise((r) => setTimeout(r, 500));
+  }
+  return diff;
+}
+
+/** Light load: one SET at a time on A, then GET on B until it answers with the value. */
+async function lag(aPort, bPort, samples) {
+  const a = await lineClient(aPort);
+  const b = await lineClient(bPort);
+  const lags = [];
+  for (let i = 0; i < samples; i++) {
+    const key = `lag:${i}:${Date.now()}`;
+    const t0 = performance.now();
+    const stored = a.call(`SET ${key} v${i}`);
+    for (;;) {
+      const reply = await b.call(`GET ${key}`);
+      if (reply.startsWith('VALUE')) break;
+      if (performance.now() - t0 > 5000) throw new Error('no replication within 5 s');
+    }
+    lags.push((performance.now() - t0) * 1000);
+    await stored;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  a.close();
+  b.close();
+  return lags;
+}
+
+const setLoad = (port, conns, depth, preload) =>
+  runLoad({ port, protocol: 'merkle', op: 'set', conns, depth, duration: Number(args.duration), warmup: 1, threads: 2, preload }, args['client-cpu']);
+
+const hasMosquitto = spawnSync('sh', ['-c', 'command -v mosquitto']).status === 0;
+const rows = [];
+for (const broker of list(args.brokers)) {
+  if (broker === 'mosquitto' && !hasMosquitto) {
+    console.error('mosquitto not installed: skipping (apt-get install mosquitto)');
+    continue;
+  }
+  const res = { alone1: [], alone32: [], repl1: [], repl32: [], lost: [], lagP50: [], lagP99: [] };
+  for (let round = 0; round < Number(args.rounds); round++) {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-cluster-'));
+    try {
+      const [alone] = await startNodes(1, join(dir, 'alone'));
+      res.alone1.push((await setLoad(alone.port, 50, 1, false)).opsPerSec);
+      res.alone32.push((await setLoad(alone.port, 50, 32, false)).opsPerSec);
+      await alone.stop();
+
+      const mosq = broker === 'mosquitto' ? await startMosquitto(dir) : undefined;
+      const nodes = await startNodes(3, join(dir, 'cluster'), mosq?.url);
+      const lags = await lag(nodes[0].port, nodes[1].port, Number(args['lag-samples']));
+      res.lagP50.push(quantile(lags, 0.5));
+      res.lagP99.push(quantile(lags, 0.99));
+      res.repl1.push((await setLoad(nodes[0].port, 50, 1, false)).opsPerSec);
+      res.repl32.push((await setLoad(nodes[0].port, 50, 32, false)).opsPerSec);
+      const reference = await contents(nodes[0].port);
+      res.lost.push((await lostWrites(reference, nodes[1].port)) + (await lostWrites(reference, nodes[2].port)));
+      for (const n of nodes) await n.stop();
+      await mosq?.stop();
+      console.error(`  round ${round + 1} ${broker}: alone ${Math.round(res.alone32.at(-1))} / replicated ${Math.round(res.repl32.at(-1))} SET/s (c=50 p=32), lag p50 ${Math.round(res.lagP50.at(-1))}us p99 ${Math.round(res.lagP99.at(-1))}us, lost ${res.lost.at(-1)}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  rows.push({ broker, ...Object.fromEntries(Object.entries(res).map(([k, v]) => [k, median(v)])) });
+}
+
+console.log(`\nmedians of ${args.rounds} rounds; SET with 100-byte values, 50 connections; lag at light load (${args['lag-samples']} samples)`);
+console.log('broker      SET/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us');
+for (const r of rows) {
+  console.log(
+    `${r.broker.padEnd(10)} ${Math.round(r.alone1).toString().padStart(12)} ${Math.round(r.repl1).toString().padStart(11)} ${(r.repl1 / r.alone1).toFixed(2).padStart(6)} |` +
+      ` ${Math.round(r.alone32).toString().padStart(10)} ${Math.round(r.repl32).toString().padStart(11)} ${(r.repl32 / r.alone32).toFixed(2).padStart(6)} |` +
+      ` ${String(r.lost).padStart(4)} | ${Math.round(r.lagP50).toString().padStart(9)} ${Math.round(r.lagP99).toString().padStart(6)}`,
+  );
+}
