@@ -112,7 +112,9 @@ export class Store {
   private readAt(key: Buffer, k: string): Buffer | undefined {
     const p = this.pending.get(k);
     if (p === undefined) return this.readDurable(key);
-    this.readPending = p.done;
+    // A write applied from another node is already durable where it was made, and the broker
+    // redelivers it if we crash before our commit: serving it need not wait for our disk.
+    this.readPending = p.local ? p.done : null;
     return p.rec;
   }
 

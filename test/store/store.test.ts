@@ -95,3 +95,42 @@ describe('Store clock', () => {
     expect(compareHlc(next, stored)).toBeGreaterThan(0);
   });
 });
+
+describe('Store.applyRemote', () => {
+  it('keeps the newest version, ignores equal and older ones, and never resurrects a delete', async () => {
+    const store = openStore();
+    const now = Date.now();
+    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n2' }, b('v2'))).not.toBeNull();
+    expect(store.applyRemote(b('k'), { wall: now, counter: 1, node: 'n9' }, b('older'))).toBeNull();
+    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n2' }, b('v2'))).toBeNull();
+    // Same clock reading: the node id decides, the same way on every replica.
+    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n3' }, b('v3'))).not.toBeNull();
+    expect(store.readValue(b('k'))?.toString()).toBe('v3');
+    await store.applyRemote(b('gone'), { wall: now, counter: 5, node: 'n2' }, undefined);
+    expect(store.applyRemote(b('gone'), { wall: now, counter: 4, node: 'n2' }, b('zombie'))).toBeNull();
+    expect(store.readValue(b('gone'))).toBeUndefined();
+    // A local write after observing remote versions orders after them.
+    await store.set(b('k'), b('local'));
+    expect(decodeRecord(Buffer.from(store.read(b('k')) as Buffer)).node).toBe('n1');
+  });
+
+  it('serves a pending remote write without waiting for the local disk, but not a pending local one', () => {
+    const store = openStore();
+    void store.applyRemote(b('r'), { wall: Date.now(), counter: 0, node: 'n2' }, b('remote'));
+    expect(store.readValue(b('r'))?.toString()).toBe('remote');
+    expect(store.readPending).toBeNull();
+    const done = store.set(b('l'), b('local'));
+    expect(store.readValue(b('l'))?.toString()).toBe('local');
+    expect(store.readPending).toBe(done);
+  });
+
+  it('reports committed local writes, not applied remote ones', async () => {
+    const store = openStore();
+    const seen: string[] = [];
+    store.onLocalCommit((writes) => seen.push(...writes.map((w) => w.key.toString())));
+    await store.set(b('mine'), b('1'));
+    await store.applyRemote(b('theirs'), { wall: Date.now(), counter: 0, node: 'n2' }, b('2'));
+    await store.delete(b('mine'));
+    expect(seen).toEqual(['mine', 'mine']);
+  });
+});

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { decodeMessage, encodeMessages, type Op } from '../../src/replication/message.js';
+
+const limits = { maxKeyBytes: 32, maxValueBytes: 64 };
+const hlc = { wall: 0x0193a0b1c2d3, counter: 7 };
+
+describe('replication messages', () => {
+  it('round-trip sets, deletes and non-UTF-8 values, in readable JSON', () => {
+    const ops: Op[] = [
+      { key: Buffer.from('user:1'), hlc, value: Buffer.from('alice smith ✓') },
+      { key: Buffer.from('user:2'), hlc: { ...hlc, counter: 8 }, value: undefined },
+      { key: Buffer.from('bin'), hlc, value: Buffer.from([0xff, 0x00, 0xc3]) },
+    ];
+    const [payload, ...more] = encodeMessages('node-1', ops, 1 << 20);
+    expect(more).toEqual([]);
+    const json = JSON.parse((payload as Buffer).toString()) as { ops: unknown[] };
+    expect(json).toMatchObject({ v: 1, node: 'node-1' });
+    expect(json.ops[0]).toEqual({ op: 'set', key: 'user:1', val: 'alice smith ✓', hlc: '0193a0b1c2d3-0007' });
+    expect(json.ops[1]).toEqual({ op: 'del', key: 'user:2', hlc: '0193a0b1c2d3-0008' });
+    expect(json.ops[2]).toEqual({ op: 'set', key: 'bin', val: '/wDD', enc: 'b64', hlc: '0193a0b1c2d3-0007' });
+    expect(decodeMessage(payload as Buffer, limits)).toEqual({ message: { node: 'node-1', ops }, invalidOps: 0 });
+  });
+
+  it('splits a batch into messages under the size limit, keeping order', () => {
+    const ops: Op[] = Array.from({ length: 100 }, (_, i) => ({ key: Buffer.from(`k${i}`), hlc, value: Buffer.from('x'.repeat(40)) }));
+    const payloads = encodeMessages('n', ops, 1000);
+    expect(payloads.length).toBeGreaterThan(5);
+    for (const p of payloads) expect(p.length).toBeLessThanOrEqual(1000);
+    const back = payloads.flatMap((p) => decodeMessage(p, limits)?.message.ops ?? []);
+    expect(back.map((o) => o.key.toString())).toEqual(ops.map((o) => o.key.toString()));
+  });
+
+  it('refuses malformed messages and drops malformed ops', () => {
+    for (const bad of ['', 'nope', '[]', '{"v":2,"node":"n","ops":[]}', '{"v":1,"node":"","ops":[]}', '{"v":1,"node":"n"}']) {
+      expect(decodeMessage(Buffer.from(bad), limits)).toBeUndefined();
+    }
+    const ops = [
+      { op: 'set', key: 'ok', val: 'v', hlc: '0193a0b1c2d3-0000' },
+      { op: 'set', key: 'has space', val: 'v', hlc: '0193a0b1c2d3-0000' },
+      { op: 'set', key: 'k'.repeat(33), val: 'v', hlc: '0193a0b1c2d3-0000' },
+      { op: 'set', key: 'big', val: 'v'.repeat(65), hlc: '0193a0b1c2d3-0000' },
+      { op: 'set', key: 'clock', val: 'v', hlc: 'yesterday' },
+      { op: 'inc', key: 'what', hlc: '0193a0b1c2d3-0000' },
+      { op: 'set', key: 'noval', hlc: '0193a0b1c2d3-0000' },
+      { op: 'set', key: 'enc', val: 'v', enc: 'rot13', hlc: '0193a0b1c2d3-0000' },
+      'string',
+    ];
+    const decoded = decodeMessage(Buffer.from(JSON.stringify({ v: 1, node: 'n', ops })), limits);
+    expect(decoded?.message.ops.map((o) => o.key.toString())).toEqual(['ok']);
+    expect(decoded?.invalidOps).toBe(8);
+  });
+});
