@@ -162,6 +162,11 @@ export class Replicator {
   }
 
   private enqueue(writes: CommittedWrite[]): void {
+    if (!this.client.connected) {
+      // Not queued in memory: the broker may stay away for long. Anti-entropy repairs these.
+      this.stats.publishFailures += writes.length;
+      return;
+    }
     for (const w of writes) {
       const rec = decodeRecord(w.record);
       this.queued.push({ key: w.key, hlc: rec, value: rec.tombstone ? undefined : rec.value });
