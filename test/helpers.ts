@@ -95,6 +95,14 @@ export class LineClient {
     return reply as string;
   }
 
+  /** Sends `word` (STATS or INFO) and returns the block: the header line, then the name:value lines. */
+  async stats(word = 'STATS'): Promise<string[]> {
+    this.send(`${word}\r\n`);
+    const lines: string[] = [];
+    for (let line = (await this.lines(1))[0]; line !== 'END'; line = (await this.lines(1))[0]) lines.push(line as string);
+    return lines;
+  }
+
   /** Resolves when the server has closed the connection. */
   async waitClosed(timeoutMs = 5000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

@@ -77,9 +77,7 @@ describe('replication through the embedded Aedes broker', () => {
     const [a, b] = (await Promise.all(nodes.map(clientOf))) as [LineClient, LineClient];
     await a.call('SET s 1');
     await waitFor('the write on node-2', () => valueOn(nodes[1] as ClusterNode, 's') === '1');
-    b.send('STATS\r\n');
-    const lines: string[] = [];
-    for (let line = (await b.lines(1))[0]; line !== 'END'; line = (await b.lines(1))[0]) lines.push(line as string);
+    const lines = await b.stats();
     expect(lines).toContain('replication_connected:1');
     expect(lines).toContain('replication_applied_ops:1');
     expect(lines.some((l) => /^replication_lag_ms:\d+$/.test(l))).toBe(true);

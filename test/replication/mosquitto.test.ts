@@ -33,7 +33,7 @@ describe.skipIf(skip)('replication through Mosquitto', () => {
     const args = ['--node-id', 'node-2', '--data-dir', dir, '--log-format', 'json'];
     const first = await spawnNode(args, { env });
     const c = await LineClient.connect(first.port);
-    await waitFor('node-2 subscribed', async () => (await statsOf(c)).includes('replication_subscribed:1'));
+    await waitFor('node-2 subscribed', async () => (await c.stats()).includes('replication_subscribed:1'));
     first.child.kill('SIGKILL');
     await first.exited;
     const w = await LineClient.connect(writer?.node.address.port as number);
@@ -54,7 +54,7 @@ describe.skipIf(skip)('replication through Mosquitto', () => {
     await waitFor('outage noticed', () => nodes.every((m) => m.node.replicator?.stats.connected === false));
     expect(await a?.call('SET during 2')).toBe('OK');
     expect(await b?.call('GET before')).toBe('VALUE 1');
-    expect(await statsOf(a as LineClient)).toContain('replication_connected:0');
+    expect(await (a as LineClient).stats()).toContain('replication_connected:0');
     await broker.restart();
     await waitFor('reconnected', () => nodes.every((m) => m.node.replicator?.stats.subscribed === true), 20_000);
     expect(await b?.call('SET after 3')).toBe('OK');
@@ -62,10 +62,3 @@ describe.skipIf(skip)('replication through Mosquitto', () => {
     expect(nodes[0]?.node.replicator?.stats.publishFailures).toBeGreaterThanOrEqual(1);
   });
 });
-
-async function statsOf(c: LineClient): Promise<string[]> {
-  c.send('STATS\r\n');
-  const lines: string[] = [];
-  for (let line = (await c.lines(1))[0]; line !== 'END'; line = (await c.lines(1))[0]) lines.push(line as string);
-  return lines;
-}

@@ -101,9 +101,7 @@ describe('commands over TCP', () => {
     await c.call('GET a');
     await c.call('GET b');
     for (const word of ['STATS', 'INFO']) {
-      c.send(`${word}\r\n`);
-      const lines: string[] = [];
-      for (let line = (await c.lines(1))[0]; line !== 'END'; line = (await c.lines(1))[0]) lines.push(line as string);
+      const lines = await c.stats(word);
       expect(lines[0]).toBe(word);
       const stats: Record<string, string> = Object.fromEntries(
         lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]),
