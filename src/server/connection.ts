@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { execute, PARSERS } from '../commands/index.js';
 import type { Context, Outcome } from '../commands/context.js';
-import { ProtocolError } from '../errors.js';
+import { ErrorCode, ProtocolError } from '../errors.js';
 import { decodeRequest } from '../protocol/decode.js';
 import { LINE_TOO_LONG, LineReader } from '../protocol/lines.js';
 import type { Output, Part } from '../protocol/output.js';
@@ -86,7 +86,7 @@ export class Connection {
       count++;
       if (line === LINE_TOO_LONG) {
         // Framing is lost: the rest of the line cannot be told from the next request.
-        this.reply(out, new ProtocolError('line too long'));
+        this.reply(out, new ProtocolError('line too long', ErrorCode.LineTooLong));
         outcome = 'close';
       } else {
         outcome = this.runLine(line, out);
