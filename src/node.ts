@@ -34,6 +34,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     nodeId: config.node_id,
     maxClockSkewMs: config.storage.max_clock_skew_ms,
     tombstoneGraceSeconds: config.storage.tombstone_grace_seconds,
+    clusterSecret: config.cluster_secret,
     logger,
   });
   const limits = {

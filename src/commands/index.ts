@@ -8,6 +8,7 @@ import del, { type DelRequest } from './del.js';
 import echo, { type EchoRequest } from './echo.js';
 import exists, { type ExistsRequest } from './exists.js';
 import get, { type GetRequest } from './get.js';
+import hash, { type HashRequest } from './hash.js';
 import { dec, inc, type IncrRequest } from './incr.js';
 import mget, { type MgetRequest } from './mget.js';
 import mset, { type MsetRequest } from './mset.js';
@@ -36,9 +37,10 @@ export type Request =
   | StatsRequest
   | VersionRequest
   | TruncateRequest
+  | HashRequest
   | QuitRequest;
 
-const ALL = [get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, quit];
+const ALL = [get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, quit];
 
 /** Command word (upper case) -> its parser. */
 export const PARSERS: ReadonlyMap<string, Parser<Request>> = new Map(
@@ -78,6 +80,8 @@ export function execute(req: Request, ctx: Context, out: Output): Outcome {
       return version.run(req, ctx, out);
     case 'truncate':
       return truncate.run(req, ctx, out);
+    case 'hash':
+      return hash.run(req, ctx, out);
     case 'quit':
       return quit.run();
     default:

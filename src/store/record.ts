@@ -1,24 +1,34 @@
 import type { Hlc, Version } from './hlc.js';
 
 /*
- * One stored record, as LMDB holds it under the client's key (DESIGN.md section 4):
+ * One stored record, as LMDB holds it under the client's key (DESIGN.md sections 4 and 6):
  *
- *   0      format (1)
- *   1      flags: bit 0 tombstone; bits 4-7 value kind (0: plain bytes; reserved for counters and sets)
- *   2..7   HLC wall milliseconds, 48-bit big-endian
- *   8..9   HLC counter, big-endian
- *   10     n = length of the writer's node id
- *   11..   node id (UTF-8, n bytes), then the value bytes
+ *   0       format (2)
+ *   1       flags: bit 0 tombstone; bits 4-7 value kind (0: plain bytes; reserved for counters and sets)
+ *   2..7    HLC wall milliseconds, 48-bit big-endian
+ *   8..9    HLC counter, big-endian
+ *   10..25  Merkle item hash (16 bytes), so start-up rebuilds the tree without rehashing values
+ *   26..29  32 bits of the key's keyed hash (its Merkle segment), big-endian
+ *   30      n = length of the writer's node id
+ *   31..    node id (UTF-8, n bytes), then the value bytes
  *
- * The format byte lets a later layout (say, with the Merkle item hash) be read beside this one.
+ * The format byte lets a later layout be read beside this one. (Format 1, without the item hash, was
+ * never released.)
  */
-export const RECORD_FORMAT = 1;
+export const RECORD_FORMAT = 2;
 const FLAG_TOMBSTONE = 0x01;
-const HEADER = 11;
+const ITEM = 10;
+const KEY_HASH = 26;
+const NODE_LEN = 30;
+const HEADER = 31;
 
 export interface StoredRecord extends Version {
   readonly tombstone: boolean;
   readonly value: Buffer;
+  /** The record's Merkle item hash (16 bytes); see merkle/hash.ts. */
+  readonly item: Buffer;
+  /** 32 bits of the key's keyed hash (unsigned). */
+  readonly keyHash: number;
 }
 
 // Every record carries its writer's node id, one of a few: keep their bytes at hand.
@@ -42,7 +52,9 @@ export function encodeRecord(rec: StoredRecord): Buffer {
   buf[1] = rec.tombstone ? FLAG_TOMBSTONE : 0;
   buf.writeUIntBE(rec.wall, 2, 6);
   buf.writeUInt16BE(rec.counter, 8);
-  buf[10] = nodeLen;
+  rec.item.copy(buf, ITEM, 0, 16);
+  buf.writeUInt32BE(rec.keyHash, KEY_HASH);
+  buf[NODE_LEN] = nodeLen;
   node.copy(buf, HEADER);
   rec.value.copy(buf, HEADER + nodeLen);
   return buf;
@@ -57,24 +69,36 @@ export function recordVersion(buf: Buffer): Hlc {
   return { wall: buf.readUIntBE(2, 6), counter: buf.readUInt16BE(8) };
 }
 
+/** The record's Merkle item hash (a view into `buf`). */
+export function recordItem(buf: Buffer): Buffer {
+  return buf.subarray(ITEM, ITEM + 16);
+}
+
+/** The stored 32 bits of the key's keyed hash. */
+export function recordKeyHash(buf: Buffer): number {
+  return buf.readUInt32BE(KEY_HASH);
+}
+
 /** The id of the node that wrote the record. */
 export function recordNode(buf: Buffer): string {
-  return buf.toString('utf8', HEADER, HEADER + (buf[10] ?? 0));
+  return buf.toString('utf8', HEADER, HEADER + (buf[NODE_LEN] ?? 0));
 }
 
 /** The value bytes, as a view into `buf` (no copy). */
 export function recordValue(buf: Buffer, end = buf.length): Buffer {
-  return buf.subarray(HEADER + (buf[10] ?? 0), end);
+  return buf.subarray(HEADER + (buf[NODE_LEN] ?? 0), end);
 }
 
 export function decodeRecord(buf: Buffer): StoredRecord {
   if (buf.length < HEADER || buf[0] !== RECORD_FORMAT) {
     throw new RangeError(`unknown record format ${buf[0] ?? 'empty'}`);
   }
-  const nodeLen = buf[10] ?? 0;
+  const nodeLen = buf[NODE_LEN] ?? 0;
   return {
     tombstone: isTombstone(buf),
     ...recordVersion(buf),
+    item: Buffer.from(recordItem(buf)),
+    keyHash: recordKeyHash(buf),
     node: recordNode(buf),
     value: Buffer.from(buf.subarray(HEADER + nodeLen)),
   };

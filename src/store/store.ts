@@ -1,8 +1,10 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { StorageError } from '../errors.js';
+import { segmentOf, TreeHasher } from '../merkle/hash.js';
+import { MerkleTree } from '../merkle/tree.js';
 import { compareHlc, compareVersion, HybridClock, type Hlc, type Version } from './hlc.js';
-import { encodeRecord, isTombstone, recordNode, recordValue, recordVersion } from './record.js';
+import { encodeRecord, isTombstone, recordItem, recordKeyHash, recordNode, recordValue, recordVersion } from './record.js';
 
 export interface StoreOptions {
   readonly path: string;
@@ -10,6 +12,10 @@ export interface StoreOptions {
   readonly maxClockSkewMs: number;
   readonly tombstoneGraceSeconds: number;
   readonly logger: Logger;
+  /** Keys the Merkle hashes; the same on every node of a cluster ('' for the built-in default). */
+  readonly clusterSecret?: string;
+  /** Segment bits of the Merkle tree (default 16). */
+  readonly treeBits?: number;
 }
 
 /** A local write, committed and synced: the encoded record under its key. */
@@ -29,6 +35,10 @@ interface Pending {
   /** What this write added to the live and tombstone counts. */
   readonly live: number;
   readonly tombs: number;
+  /** Its Merkle segment, its item hash, and the item hash it replaced (to undo a failed commit). */
+  readonly segment: number;
+  readonly item: Buffer;
+  readonly replaced: Buffer | undefined;
 }
 
 /**
@@ -43,6 +53,9 @@ interface Pending {
  */
 export class Store {
   readonly clock: HybridClock;
+  /** Merkle tree over every record, tombstones and pending writes included (DESIGN.md section 6). */
+  readonly tree: MerkleTree;
+  private readonly hasher: TreeHasher;
   /** Set by every read: the commit that the value just read depends on, or null if already durable. */
   readPending: Promise<boolean> | null = null;
 
@@ -63,6 +76,8 @@ export class Store {
     this.clock = new HybridClock(opts.maxClockSkewMs, Date.now, (remote, limit) =>
       opts.logger.warn({ remote, limit }, 'remote clock reading too far ahead; clamped'),
     );
+    this.tree = new MerkleTree(opts.treeBits ?? 16);
+    this.hasher = new TreeHasher(opts.clusterSecret ?? '');
   }
 
   static open(opts: StoreOptions): Store {
@@ -184,12 +199,30 @@ export class Store {
     const before = knownKey === undefined ? this.readAt(key, k) : known;
     const wasLive = before !== undefined && !isTombstone(before);
     const wasTomb = before !== undefined && !wasLive;
-    const rec = encodeRecord({ wall: hlc.wall, counter: hlc.counter, node, tombstone, value });
+    const version = { wall: hlc.wall, counter: hlc.counter, node };
+    const item = this.hasher.item(key, version, tombstone, value);
+    // A key's hash never changes: take it from the record being replaced when there is one.
+    const keyHash = before === undefined ? this.hasher.keyHash(key) : recordKeyHash(before);
+    const rec = encodeRecord({ ...version, tombstone, value, item, keyHash });
     const done = this.db.put(key, rec);
-    const entry: Pending = { rec, done, key: k, local, live: (tombstone ? 0 : 1) - (wasLive ? 1 : 0), tombs: (tombstone ? 1 : 0) - (wasTomb ? 1 : 0) };
+    const segment = segmentOf(keyHash, this.tree.bits);
+    const replaced = before === undefined ? undefined : Buffer.from(recordItem(before));
+    const entry: Pending = {
+      rec,
+      done,
+      key: k,
+      local,
+      live: (tombstone ? 0 : 1) - (wasLive ? 1 : 0),
+      tombs: (tombstone ? 1 : 0) - (wasTomb ? 1 : 0),
+      segment,
+      item,
+      replaced,
+    };
     this.pending.set(k, entry);
     this.live += entry.live;
     this.tombstones += entry.tombs;
+    if (replaced !== undefined) this.tree.update(segment, replaced, -1);
+    this.tree.update(segment, item, 1);
     this.track(entry);
     return done;
   }
@@ -219,15 +252,22 @@ export class Store {
       const local = group.filter((e) => e.local).map((e) => ({ key: Buffer.from(e.key, 'latin1'), record: e.rec }));
       if (local.length > 0) this.commitListener(local);
     }
-    for (const e of group) {
-      if (this.pending.get(e.key) !== e) continue;
-      this.pending.delete(e.key);
-      if (err !== null) {
-        // The write never happened: undo its effect on the counts.
-        this.live -= e.live;
-        this.tombstones -= e.tombs;
-      }
+    for (const e of group) if (this.pending.get(e.key) === e) this.pending.delete(e.key);
+    if (err === null) return;
+    // The transaction never happened: undo its writes' effects, newest first.
+    for (let i = group.length - 1; i >= 0; i--) {
+      const e = group[i] as Pending;
+      this.live -= e.live;
+      this.tombstones -= e.tombs;
+      this.tree.update(e.segment, e.item, -1);
+      if (e.replaced !== undefined) this.tree.update(e.segment, e.replaced, 1);
     }
+  }
+
+  /** The Merkle root (16 bytes), pending writes included; `readPending` names the commit it waits for. */
+  rootHash(): Buffer {
+    this.readPending = this.pending.size > 0 ? this.lastWrite : null;
+    return this.tree.root();
   }
 
   /** Live keys starting with `prefix`, in byte order. */
@@ -268,7 +308,8 @@ export class Store {
   }
 
   /**
-   * Counts live keys and tombstones, and moves the clock past the newest stored version, so a node
+   * Counts live keys and tombstones, builds the Merkle tree from the stored item hashes (one cursor
+   * scan, no value rehashed), and moves the clock past the newest stored version, so a node
    * whose wall clock went back while it was down still versions new writes after its old ones.
    */
   private countRecords(): void {
@@ -276,6 +317,7 @@ export class Store {
     for (const { value } of this.db.getRange({})) {
       if (isTombstone(value)) this.tombstones++;
       else this.live++;
+      this.tree.update(segmentOf(recordKeyHash(value), this.tree.bits), recordItem(value), 1);
       const v = recordVersion(value);
       if (compareHlc(v, newest) > 0) newest = v;
     }
@@ -313,6 +355,7 @@ export class Store {
         const now = this.db.getBinary(key);
         if (now !== undefined && now.equals(rec)) {
           void this.db.remove(key);
+          this.tree.update(segmentOf(recordKeyHash(rec), this.tree.bits), recordItem(rec), -1);
           removed++;
         }
       }

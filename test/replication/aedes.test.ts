@@ -43,6 +43,9 @@ describe('replication through the embedded Aedes broker', () => {
     });
     // Last writer wins on (hlc, node id): some write of the last rounds, the same on every node.
     expect(valueOn(nodes[0] as ClusterNode, 'contested')).toMatch(/^n[0-2]-r1[0-9]$/);
+    // Same records, same versions: the same Merkle root everywhere.
+    const roots = await Promise.all(clients.map((c) => c.call('HASH')));
+    expect(new Set(roots).size).toBe(1);
   });
 
   it('applies duplicated and reordered messages idempotently, newest version winning', async () => {

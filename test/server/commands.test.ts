@@ -123,6 +123,18 @@ describe('commands over TCP', () => {
     expect(await c.call('SCAN')).toBe('KEYS 0');
   });
 
+  it('HASH answers the Merkle root, which follows every write', async () => {
+    const c = await client();
+    const empty = await c.call('HASH');
+    expect(empty).toMatch(/^HASH [0-9a-f]{32}$/);
+    await c.call('SET a 1');
+    const one = await c.call('HASH');
+    expect(one).not.toBe(empty);
+    await c.call('SET a 2');
+    expect(await c.call('HASH')).not.toBe(one);
+    expect(await c.call('HASH user:')).toBe('ERROR HASH command requires no arguments (HASH <prefix> is not supported)');
+  });
+
   it('QUIT closes the connection after earlier replies', async () => {
     const c = await client();
     c.send('SET q 1\r\nQUIT\r\nGET q\r\n');

@@ -11,10 +11,13 @@ describe('record encoding', () => {
         fc.string({ minLength: 1, maxLength: 40 }),
         fc.boolean(),
         fc.uint8Array({ maxLength: 200 }),
-        (wall, counter, node, tombstone, bytes) => {
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        (wall, counter, node, tombstone, bytes, itemBytes, keyHash) => {
           const value = Buffer.from(bytes);
-          const buf = encodeRecord({ wall, counter, node, tombstone, value });
-          expect(decodeRecord(buf)).toEqual({ wall, counter, node, tombstone, value });
+          const item = Buffer.from(itemBytes);
+          const buf = encodeRecord({ wall, counter, node, tombstone, value, item, keyHash });
+          expect(decodeRecord(buf)).toEqual({ wall, counter, node, tombstone, value, item, keyHash });
           expect(isTombstone(buf)).toBe(tombstone);
           expect(recordValue(buf).equals(value)).toBe(true);
         },
@@ -23,6 +26,6 @@ describe('record encoding', () => {
   });
 
   it('refuses an unknown format', () => {
-    expect(() => decodeRecord(Buffer.from([9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))).toThrow(/unknown record format/);
+    expect(() => decodeRecord(Buffer.alloc(40, 9))).toThrow(/unknown record format/);
   });
 });

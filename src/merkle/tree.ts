@@ -1,0 +1,86 @@
+/**
+ * A fixed-shape Merkle tree of modular sums (DESIGN.md section 6). A key belongs to one of 2^bits
+ * segments (the top bits of its keyed hash); a segment holds the sum, mod 2^128, of the item hashes of
+ * its records; each inner node of the 16-ary tree holds the sum of its 16 children, and the root the sum
+ * of everything. Addition is order-free, so a write updates one path (bits/4 + 1 nodes) by subtracting
+ * the old item hash and adding the new one: the tree is never rebuilt per write.
+ */
+export class MerkleTree {
+  /** levels[d] holds 16^d nodes of four 32-bit little-endian words each; the last level is the segments. */
+  private readonly levels: Uint32Array[];
+
+  constructor(readonly bits = 16) {
+    if (bits % 4 !== 0 || bits < 4 || bits > 24) throw new RangeError('bits must be a multiple of 4 in 4..24');
+    this.levels = [];
+    for (let d = 0; d <= bits / 4; d++) this.levels.push(new Uint32Array(4 * 16 ** d));
+  }
+
+  /** Depth of the segment level (the root is depth 0). */
+  get depth(): number {
+    return this.bits / 4;
+  }
+
+  /** Adds (sign 1) or removes (sign -1) a 16-byte item hash in `segment`. */
+  update(segment: number, item: Buffer, sign: 1 | -1): void {
+    const w0 = item.readUInt32LE(0);
+    const w1 = item.readUInt32LE(4);
+    const w2 = item.readUInt32LE(8);
+    const w3 = item.readUInt32LE(12);
+    let index = segment;
+    for (let d = this.depth; d >= 0; d--) {
+      const level = this.levels[d] as Uint32Array;
+      if (sign === 1) add128(level, index * 4, w0, w1, w2, w3);
+      else sub128(level, index * 4, w0, w1, w2, w3);
+      index >>>= 4;
+    }
+  }
+
+  /** The 16-byte sum held by node `index` at `depth` (depth 0: the root). */
+  node(depth: number, index: number): Buffer {
+    const level = this.levels[depth];
+    if (level === undefined || index < 0 || index * 4 >= level.length) throw new RangeError('no such node');
+    const out = Buffer.allocUnsafe(16);
+    for (let i = 0; i < 4; i++) out.writeUInt32LE(level[index * 4 + i] as number, i * 4);
+    return out;
+  }
+
+  root(): Buffer {
+    return this.node(0, 0);
+  }
+
+  /** The 16 children of node `index` at `depth`, concatenated (256 bytes). */
+  children(depth: number, index: number): Buffer {
+    const out = Buffer.allocUnsafe(256);
+    for (let c = 0; c < 16; c++) this.node(depth + 1, index * 16 + c).copy(out, c * 16);
+    return out;
+  }
+
+  /** Empties the tree. */
+  clear(): void {
+    for (const level of this.levels) level.fill(0);
+  }
+}
+
+/** a[o..o+3] += (w0..w3), little-endian words, carries propagated, mod 2^128. */
+function add128(a: Uint32Array, o: number, w0: number, w1: number, w2: number, w3: number): void {
+  let s = (a[o] as number) + w0;
+  a[o] = s >>> 0;
+  s = (a[o + 1] as number) + w1 + (s > 0xffffffff ? 1 : 0);
+  a[o + 1] = s >>> 0;
+  s = (a[o + 2] as number) + w2 + (s > 0xffffffff ? 1 : 0);
+  a[o + 2] = s >>> 0;
+  s = (a[o + 3] as number) + w3 + (s > 0xffffffff ? 1 : 0);
+  a[o + 3] = s >>> 0;
+}
+
+/** a[o..o+3] -= (w0..w3), borrows propagated, mod 2^128. */
+function sub128(a: Uint32Array, o: number, w0: number, w1: number, w2: number, w3: number): void {
+  let d = (a[o] as number) - w0;
+  a[o] = d >>> 0;
+  d = (a[o + 1] as number) - w1 - (d < 0 ? 1 : 0);
+  a[o + 1] = d >>> 0;
+  d = (a[o + 2] as number) - w2 - (d < 0 ? 1 : 0);
+  a[o + 2] = d >>> 0;
+  d = (a[o + 3] as number) - w3 - (d < 0 ? 1 : 0);
+  a[o + 3] = d >>> 0;
+}
