@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { AntiEntropy } from './antientropy/antientropy.js';
 import { Stats, type Context } from './commands/context.js';
 import type { Config } from './config/schema.js';
 import { startBroker, type EmbeddedBroker } from './replication/broker.js';
@@ -16,6 +17,7 @@ export interface RunningNode {
   readonly replicator: Replicator | undefined;
   /** Present when `[mqtt.embedded] enabled`. */
   readonly broker: EmbeddedBroker | undefined;
+  readonly antiEntropy: AntiEntropy;
   /** Stops accepting, answers what is in flight, closes LMDB. */
   stop(): Promise<void>;
 }
@@ -35,6 +37,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     maxClockSkewMs: config.storage.max_clock_skew_ms,
     tombstoneGraceSeconds: config.storage.tombstone_grace_seconds,
     clusterSecret: config.cluster_secret,
+    treeBits: config.anti_entropy.segment_bits,
     logger,
   });
   const limits = {
@@ -56,6 +59,16 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
         ...(broker ? { protocolVersion: 4 as const } : {}),
       })
     : undefined;
+  const antiEntropy = new AntiEntropy({
+    store,
+    nodeId: config.node_id,
+    limits,
+    enabled: config.anti_entropy.enabled,
+    peers: config.anti_entropy.peer_list,
+    intervalMs: config.anti_entropy.interval_seconds * 1000,
+    maxConcurrent: config.anti_entropy.max_concurrent_syncs,
+    logger,
+  });
   const ctx: Context = {
     store,
     stats: new Stats(),
@@ -63,13 +76,15 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     nodeId: config.node_id,
     version: VERSION,
     currentConnections: () => server.connectionCount,
-    extraStats: () => replicator?.statsLines() ?? ['replication_enabled:0'],
+    antiEntropy,
+    extraStats: () => [...(replicator?.statsLines() ?? ['replication_enabled:0']), ...antiEntropy.statsLines()],
   };
   const server = new KvServer({
     ctx,
     logger,
     maxConnections: config.network.max_connections,
-    maxLineBytes: limits.maxValueBytes + limits.maxKeyBytes + LINE_OVERHEAD,
+    // Room for a value in base64 too: anti-entropy pushes values that are not line-safe that way.
+    maxLineBytes: Math.ceil((limits.maxValueBytes * 4) / 3) + limits.maxKeyBytes + LINE_OVERHEAD,
     idleTimeoutMs: config.network.connection_timeout * 1000,
   });
   let address: AddressInfo;
@@ -85,13 +100,16 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     { address: address.address, port: address.port, path: config.storage.path, keys: store.size },
     'node listening',
   );
+  antiEntropy.start();
   return {
     address,
     store,
     server,
     replicator,
     broker,
+    antiEntropy,
     async stop() {
+      antiEntropy.stop();
       await server.close();
       // Writes still committing are published before the client disconnects.
       await store.settled();

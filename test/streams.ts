@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { duplexPair, type Duplex } from 'node:stream';
+import { AntiEntropy } from '../src/antientropy/antientropy.js';
 import { Stats, type Context } from '../src/commands/context.js';
 import type { Limits } from '../src/protocol/args.js';
 import { KvServer, type ServerOptions } from '../src/server/server.js';
@@ -26,6 +27,16 @@ export function streamServer(limits: Limits, overrides: Partial<ServerOptions> =
     nodeId: 't',
     version: '0.0.0',
     currentConnections: () => server.connectionCount,
+    antiEntropy: new AntiEntropy({
+      store,
+      nodeId: 't',
+      limits,
+      enabled: false,
+      peers: [],
+      intervalMs: 60_000,
+      maxConcurrent: 1,
+      logger: silent,
+    }),
   };
   const server = new KvServer({
     ctx,

@@ -1,6 +1,7 @@
 import type { Args, Limits } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
 
+import type { AntiEntropy } from '../antientropy/antientropy.js';
 import type { Store } from '../store/store.js';
 
 /** Counters shown by STATS/INFO. Plain fields: incremented on the hot path. */
@@ -15,6 +16,9 @@ export class Stats {
   errors = 0;
   bytesIn = 0;
   bytesOut = 0;
+  /** Anti-entropy, answering side: key hashes asked for by peers, and pushed records applied here. */
+  antiEntropyServed = 0;
+  antiEntropyApplied = 0;
 }
 
 /** What a command may touch. */
@@ -25,12 +29,18 @@ export interface Context {
   readonly nodeId: string;
   readonly version: string;
   readonly currentConnections: () => number;
+  /** Runs SYNC's exchanges (and the periodic ones). */
+  readonly antiEntropy: Pick<AntiEntropy, 'syncWith'>;
   /** More `name:value` lines for STATS (replication's counters). */
   readonly extraStats?: () => string[];
 }
 
-/** What the connection does after a command: nothing special, or close once the reply is sent. */
-export type Outcome = undefined | 'close';
+/**
+ * What the connection does after a command: nothing special; close once the reply is sent; or
+ * 'barrier': run nothing after it until its reply is sent (SYNC: a pipelined GET after it must see
+ * what the exchange brought).
+ */
+export type Outcome = undefined | 'close' | 'barrier';
 
 /** One command: its words, how it parses its arguments, and how it runs. */
 export interface Command<R> {

@@ -1,6 +1,7 @@
 import type { Args } from '../protocol/args.js';
 import type { Parser } from '../protocol/decode.js';
 import type { Output } from '../protocol/output.js';
+import { aeGet, aeNodes, aePut, aeRoot, type AntiEntropyRequest } from './antientropy.js';
 import { append, prepend, type AppendRequest } from './append.js';
 import type { Context, Outcome } from './context.js';
 import dbsize, { type DbsizeRequest } from './dbsize.js';
@@ -16,6 +17,7 @@ import ping, { type PingRequest } from './ping.js';
 import quit, { type QuitRequest } from './quit.js';
 import scan, { type ScanRequest } from './scan.js';
 import set, { type SetRequest } from './set.js';
+import sync, { type SyncRequest } from './sync.js';
 import { info, stats, type StatsRequest } from './stats.js';
 import truncate, { type TruncateRequest } from './truncate.js';
 import version, { type VersionRequest } from './version.js';
@@ -38,9 +40,11 @@ export type Request =
   | VersionRequest
   | TruncateRequest
   | HashRequest
+  | SyncRequest
+  | AntiEntropyRequest
   | QuitRequest;
 
-const ALL = [get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, quit];
+const ALL = [get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeRoot, aeNodes, aeGet, aePut];
 
 /** Command word (upper case) -> its parser. */
 export const PARSERS: ReadonlyMap<string, Parser<Request>> = new Map(
@@ -82,6 +86,16 @@ export function execute(req: Request, ctx: Context, out: Output): Outcome {
       return truncate.run(req, ctx, out);
     case 'hash':
       return hash.run(req, ctx, out);
+    case 'sync':
+      return sync.run(req, ctx, out);
+    case 'ae.root':
+      return aeRoot.run(req, ctx, out);
+    case 'ae.nodes':
+      return aeNodes.run(req, ctx, out);
+    case 'ae.get':
+      return aeGet.run(req, ctx, out);
+    case 'ae.put':
+      return aePut.run(req, ctx, out);
     case 'quit':
       return quit.run();
     default:

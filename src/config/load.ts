@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
+import { parsePeer } from '../antientropy/address.js';
 import { ConfigError } from '../errors.js';
 import { type Config, type Field, FIELDS, envName } from './schema.js';
 
@@ -139,6 +140,7 @@ function finish(values: Values): Config {
     table[parts[parts.length - 1] as string] = value;
   }
   const result = config as unknown as Config;
+  check(result);
   if (result.mqtt.client_id === '') result.mqtt.client_id = nodeId;
   if (result.storage.path === '') result.storage.path = `./data/${nodeId}`;
   return result;
@@ -146,4 +148,23 @@ function finish(values: Values): Config {
 
 function assertNever(x: never, path: string): never {
   throw new ConfigError(`internal: unhandled field type for ${path}: ${JSON.stringify(x)}`);
+}
+
+/** Checks that span more than one field's type and range. */
+function check(c: Config): void {
+  const nodeBytes = Buffer.from(c.node_id, 'utf8');
+  // Node ids travel as words in anti-entropy and as one length byte in records.
+  if (nodeBytes.length > 255 || [...nodeBytes].some((b) => b <= 0x20 || b === 0x7f)) {
+    throw new ConfigError('node_id must be at most 255 bytes with no spaces or control characters');
+  }
+  if (c.anti_entropy.segment_bits % 4 !== 0) {
+    throw new ConfigError(`anti_entropy.segment_bits must be a multiple of 4 (4, 8, 12, 16 or 20), got ${c.anti_entropy.segment_bits}`);
+  }
+  for (const peer of c.anti_entropy.peer_list) {
+    try {
+      parsePeer(peer);
+    } catch (err) {
+      throw new ConfigError(`anti_entropy.peer_list: ${(err as Error).message}`);
+    }
+  }
 }

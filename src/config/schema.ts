@@ -25,6 +25,7 @@ export interface Config {
     interval_seconds: number;
     peer_list: string[];
     max_concurrent_syncs: number;
+    segment_bits: number;
   };
   storage: {
     path: string;
@@ -83,9 +84,11 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   'anti_entropy.interval_seconds': int(60, 1, 86_400),
   'anti_entropy.peer_list': { type: 'strings', default: [] },
   'anti_entropy.max_concurrent_syncs': int(3, 1, 64),
+  // Merkle segments = 2^segment_bits; a multiple of 4 (the tree is 16-ary). The same on every node.
+  'anti_entropy.segment_bits': int(16, 4, 20),
   'storage.path': str(''),
-  // LMDB's own key limit is 1978 bytes; our record key is the client key as is.
-  'storage.max_key_bytes': int(512, 1, 1978),
+  // LMDB's own key limit is 1978 bytes, and the key-hash index prefixes the key with 8 bytes.
+  'storage.max_key_bytes': int(512, 1, 1970),
   'storage.max_value_bytes': int(1_048_576, 1, 64 * 1_048_576),
   'storage.tombstone_grace_seconds': int(86_400, 1, 86_400 * 3650),
   'storage.max_clock_skew_ms': int(60_000, 0, 86_400_000),

@@ -20,12 +20,24 @@ export class MerkleTree {
     return this.bits / 4;
   }
 
-  /** Adds (sign 1) or removes (sign -1) a 16-byte item hash in `segment`. */
-  update(segment: number, item: Buffer, sign: 1 | -1): void {
-    const w0 = item.readUInt32LE(0);
-    const w1 = item.readUInt32LE(4);
-    const w2 = item.readUInt32LE(8);
-    const w3 = item.readUInt32LE(12);
+  /** Adds (sign 1) or removes (sign -1) an item hash (16 bytes as a latin1 string) in `segment`. */
+  update(segment: number, item: string, sign: 1 | -1): void {
+    this.add(segment, wordLE(item, 0), wordLE(item, 4), wordLE(item, 8), wordLE(item, 12), sign);
+  }
+
+  /** `update()` for an item hash held in `buf` at `offset`. */
+  updateBytes(segment: number, buf: Buffer, offset: number, sign: 1 | -1): void {
+    this.add(
+      segment,
+      buf.readUInt32LE(offset),
+      buf.readUInt32LE(offset + 4),
+      buf.readUInt32LE(offset + 8),
+      buf.readUInt32LE(offset + 12),
+      sign,
+    );
+  }
+
+  private add(segment: number, w0: number, w1: number, w2: number, w3: number, sign: 1 | -1): void {
     let index = segment;
     for (let d = this.depth; d >= 0; d--) {
       const level = this.levels[d] as Uint32Array;
@@ -50,8 +62,10 @@ export class MerkleTree {
 
   /** The 16 children of node `index` at `depth`, concatenated (256 bytes). */
   children(depth: number, index: number): Buffer {
+    const level = this.levels[depth + 1];
+    if (level === undefined || index < 0 || index * 64 >= level.length) throw new RangeError('no such node');
     const out = Buffer.allocUnsafe(256);
-    for (let c = 0; c < 16; c++) this.node(depth + 1, index * 16 + c).copy(out, c * 16);
+    for (let i = 0; i < 64; i++) out.writeUInt32LE(level[index * 64 + i] as number, i * 4);
     return out;
   }
 
@@ -59,6 +73,11 @@ export class MerkleTree {
   clear(): void {
     for (const level of this.levels) level.fill(0);
   }
+}
+
+/** Little-endian 32-bit word at `i` of a latin1 string. */
+function wordLE(s: string, i: number): number {
+  return (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 8) | (s.charCodeAt(i + 2) << 16) | (s.charCodeAt(i + 3) << 24)) >>> 0;
 }
 
 /** a[o..o+3] += (w0..w3), little-endian words, carries propagated, mod 2^128. */
@@ -83,4 +102,28 @@ function sub128(a: Uint32Array, o: number, w0: number, w1: number, w2: number, w
   a[o + 2] = d >>> 0;
   d = (a[o + 3] as number) - w3 - (d < 0 ? 1 : 0);
   a[o + 3] = d >>> 0;
+}
+
+/** Sixteen 128-bit sums, one per child of a node, filled from item hashes (nodes below the stored tree). */
+export class ChildSums {
+  private readonly words = new Uint32Array(16 * 4);
+
+  /** Adds the 16-byte item hash at `buf[offset]` to child `child`. */
+  add(child: number, buf: Buffer, offset: number): void {
+    add128(
+      this.words,
+      child * 4,
+      buf.readUInt32LE(offset),
+      buf.readUInt32LE(offset + 4),
+      buf.readUInt32LE(offset + 8),
+      buf.readUInt32LE(offset + 12),
+    );
+  }
+
+  /** The 16 sums, 16 bytes each, in the layout of `MerkleTree.children()`. */
+  toBuffer(): Buffer {
+    const out = Buffer.allocUnsafe(256);
+    for (let i = 0; i < 64; i++) out.writeUInt32LE(this.words[i] as number, i * 4);
+    return out;
+  }
 }

@@ -77,7 +77,7 @@ export class Args {
 }
 
 /** A key: 1..maxKeyBytes bytes, no space or control character (the line is already valid UTF-8). */
-function checkKey(key: Buffer, limits: Limits): Buffer {
+export function checkKey(key: Buffer, limits: Limits): Buffer {
   if (key.length > limits.maxKeyBytes) {
     throw new ProtocolError(`key too long (${key.length} bytes, the limit is ${limits.maxKeyBytes})`);
   }

@@ -73,6 +73,14 @@ export class Output {
     this.crlf();
   }
 
+  /** Writes a binary reply: `BIN <length>`, CRLF, the bytes, CRLF (anti-entropy's internal commands). */
+  binary(bytes: Buffer): void {
+    this.line(`BIN ${bytes.length}`);
+    this.ensure(bytes.length + 2);
+    this.len += bytes.copy(this.buf, this.len);
+    this.crlf();
+  }
+
   /** Writes UTF-8 text and CRLF (error messages may quote keys). */
   utf8Line(text: string): void {
     this.ensure(Buffer.byteLength(text) + 2);

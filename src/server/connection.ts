@@ -94,12 +94,13 @@ export class Connection {
     }
     const parts = out.take();
     const more = count === this.opts.maxBatch;
-    const finished = outcome === 'close' || ((this.peerEnded || this.closing) && !more);
+    // After a barrier the requests left unread still count as more input to come.
+    const finished = outcome === 'close' || ((this.peerEnded || this.closing) && !more && outcome !== 'barrier');
     let waiting: Promise<void>;
     if (parts.every(isBuffer)) {
       // Nothing waits for a commit: write now; wait only if the client is slow to read.
       if (this.write(parts)) {
-        if (!finished && !more) return;
+        if (!finished && !more && outcome !== 'barrier') return;
         waiting = Promise.resolve();
       } else {
         waiting = this.drained();

@@ -1,3 +1,4 @@
+import type { KeyHash } from '../merkle/hash.js';
 import type { Hlc, Version } from './hlc.js';
 
 /*
@@ -8,9 +9,9 @@ import type { Hlc, Version } from './hlc.js';
  *   2..7    HLC wall milliseconds, 48-bit big-endian
  *   8..9    HLC counter, big-endian
  *   10..25  Merkle item hash (16 bytes), so start-up rebuilds the tree without rehashing values
- *   26..29  32 bits of the key's keyed hash (its Merkle segment), big-endian
- *   30      n = length of the writer's node id
- *   31..    node id (UTF-8, n bytes), then the value bytes
+ *   26..33  the key's 64-bit keyed hash, big-endian (its top bits are the key's Merkle segment)
+ *   34      n = length of the writer's node id
+ *   35..    node id (UTF-8, n bytes), then the value bytes
  *
  * The format byte lets a later layout be read beside this one. (Format 1, without the item hash, was
  * never released.)
@@ -19,16 +20,16 @@ export const RECORD_FORMAT = 2;
 const FLAG_TOMBSTONE = 0x01;
 const ITEM = 10;
 const KEY_HASH = 26;
-const NODE_LEN = 30;
-const HEADER = 31;
+const NODE_LEN = 34;
+const HEADER = 35;
 
 export interface StoredRecord extends Version {
   readonly tombstone: boolean;
   readonly value: Buffer;
-  /** The record's Merkle item hash (16 bytes); see merkle/hash.ts. */
-  readonly item: Buffer;
-  /** 32 bits of the key's keyed hash (unsigned). */
-  readonly keyHash: number;
+  /** The record's Merkle item hash (16 bytes as a latin1 string); see merkle/hash.ts. */
+  readonly item: string;
+  /** The key's keyed hash. */
+  readonly keyHash: KeyHash;
 }
 
 // Every record carries its writer's node id, one of a few: keep their bytes at hand.
@@ -52,8 +53,9 @@ export function encodeRecord(rec: StoredRecord): Buffer {
   buf[1] = rec.tombstone ? FLAG_TOMBSTONE : 0;
   buf.writeUIntBE(rec.wall, 2, 6);
   buf.writeUInt16BE(rec.counter, 8);
-  rec.item.copy(buf, ITEM, 0, 16);
-  buf.writeUInt32BE(rec.keyHash, KEY_HASH);
+  buf.write(rec.item, ITEM, 16, 'latin1');
+  buf.writeUInt32BE(rec.keyHash.hi, KEY_HASH);
+  buf.writeUInt32BE(rec.keyHash.lo, KEY_HASH + 4);
   buf[NODE_LEN] = nodeLen;
   node.copy(buf, HEADER);
   rec.value.copy(buf, HEADER + nodeLen);
@@ -69,14 +71,27 @@ export function recordVersion(buf: Buffer): Hlc {
   return { wall: buf.readUIntBE(2, 6), counter: buf.readUInt16BE(8) };
 }
 
-/** The record's Merkle item hash (a view into `buf`). */
-export function recordItem(buf: Buffer): Buffer {
-  return buf.subarray(ITEM, ITEM + 16);
+/** Where the 16-byte Merkle item hash sits in a record. */
+export const ITEM_OFFSET = ITEM;
+
+/** The record's Merkle item hash as a latin1 string. */
+export function recordItem(buf: Buffer): string {
+  return buf.toString('latin1', ITEM, ITEM + 16);
 }
 
-/** The stored 32 bits of the key's keyed hash. */
-export function recordKeyHash(buf: Buffer): number {
+/** The top 32 bits of the key's keyed hash (they choose its segment). */
+export function recordKeyHashHi(buf: Buffer): number {
   return buf.readUInt32BE(KEY_HASH);
+}
+
+/** The key's stored keyed hash. */
+export function recordKeyHash(buf: Buffer): KeyHash {
+  return { hi: buf.readUInt32BE(KEY_HASH), lo: buf.readUInt32BE(KEY_HASH + 4) };
+}
+
+/** The 8 bytes of the key's keyed hash, as stored (a view into `buf`). */
+export function recordKeyHashBytes(buf: Buffer): Buffer {
+  return buf.subarray(KEY_HASH, KEY_HASH + 8);
 }
 
 /** The id of the node that wrote the record. */
@@ -97,7 +112,7 @@ export function decodeRecord(buf: Buffer): StoredRecord {
   return {
     tombstone: isTombstone(buf),
     ...recordVersion(buf),
-    item: Buffer.from(recordItem(buf)),
+    item: recordItem(buf),
     keyHash: recordKeyHash(buf),
     node: recordNode(buf),
     value: Buffer.from(buf.subarray(HEADER + nodeLen)),

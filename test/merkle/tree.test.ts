@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { segmentOf, TreeHasher } from '../../src/merkle/hash.js';
+import { TreeHasher } from '../../src/merkle/hash.js';
 import { MerkleTree } from '../../src/merkle/tree.js';
 
 const item = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Buffer.from(b));
@@ -22,15 +23,15 @@ describe('MerkleTree', () => {
           const incremental = new MerkleTree(8);
           const live: [number, Buffer][] = [];
           for (const [segment, it, removeOne] of ops) {
-            incremental.update(segment, it, 1);
+            incremental.update(segment, it.toString('latin1'), 1);
             live.push([segment, it]);
             if (removeOne && live.length > 1) {
               const [s, i] = live.splice(Math.floor(live.length / 2), 1)[0] as [number, Buffer];
-              incremental.update(s, i, -1);
+              incremental.updateBytes(s, i, 0, -1);
             }
           }
           const scratch = new MerkleTree(8);
-          for (const [s, i] of [...live].reverse()) scratch.update(s, i, 1);
+          for (const [s, i] of [...live].reverse()) scratch.update(s, i.toString('latin1'), 1);
           expect(incremental.root().equals(scratch.root())).toBe(true);
           expect(incremental.root().equals(sum(live.map(([, i]) => i)))).toBe(true);
           for (let d = 0; d < incremental.depth; d++) {
@@ -50,10 +51,10 @@ describe('MerkleTree', () => {
   it('wraps around 2^128 and comes back to zero', () => {
     const t = new MerkleTree(4);
     const max = Buffer.alloc(16, 0xff);
-    t.update(3, max, 1);
-    t.update(3, Buffer.from([1, ...new Array<number>(15).fill(0)]), 1);
+    t.updateBytes(3, max, 0, 1);
+    t.update(3, Buffer.from([1, ...new Array<number>(15).fill(0)]).toString('latin1'), 1);
     expect(t.root().equals(Buffer.alloc(16))).toBe(true);
-    t.update(3, max, -1);
+    t.updateBytes(3, max, 0, -1);
     expect(t.root().equals(Buffer.from([1, ...new Array<number>(15).fill(0)]))).toBe(true);
   });
 
@@ -63,23 +64,49 @@ describe('MerkleTree', () => {
   });
 });
 
+/** SHA-256(len(secret), secret, 'i', len(key), key, wall, counter, tombstone 0, len(node), node, value), 16 bytes. */
+function reference(secret: string, key: Buffer, v: { wall: number; counter: number; node: string }, value: Buffer): string {
+  const len = (n: number, bytes: number): Buffer => {
+    const b = Buffer.alloc(bytes);
+    b.writeUIntBE(n, 0, bytes);
+    return b;
+  };
+  return createHash('sha256')
+    .update(len(secret.length, 4))
+    .update(secret)
+    .update('i')
+    .update(len(key.length, 4))
+    .update(key)
+    .update(len(v.wall, 6))
+    .update(len(v.counter, 2))
+    .update(Buffer.from([0, v.node.length]))
+    .update(v.node)
+    .update(value)
+    .digest()
+    .toString('latin1', 0, 16);
+}
+
 describe('TreeHasher', () => {
   it('spreads keys over segments and depends on the secret, the version and the value', () => {
     const h = new TreeHasher('s1');
-    const segments = new Set(Array.from({ length: 2000 }, (_, i) => segmentOf(h.keyHash(Buffer.from(`key:${i}`)), 16)));
+    const segments = new Set(Array.from({ length: 2000 }, (_, i) => h.keyHash(Buffer.from(`key:${i}`)).hi >>> 16));
     expect(segments.size).toBeGreaterThan(1900);
-    for (const s of segments) expect(s).toBeLessThan(1 << 16);
-    expect(segmentOf(0xffffffff, 16)).toBe(0xffff);
-    expect(new TreeHasher('s2').keyHash(Buffer.from('k'))).not.toBe(h.keyHash(Buffer.from('k')));
+    expect(new TreeHasher('s2').keyHash(Buffer.from('k'))).not.toEqual(h.keyHash(Buffer.from('k')));
+    expect(h.keyHash(Buffer.from('k'))).toEqual(new TreeHasher('s1').keyHash(Buffer.from('k')));
+    expect(h.secretFingerprint).not.toBe(new TreeHasher('s2').secretFingerprint);
     const v = { wall: 1, counter: 0, node: 'n' };
     const base = h.item(Buffer.from('k'), v, false, Buffer.from('x'));
     expect(base).toHaveLength(16);
-    expect(h.item(Buffer.from('k'), v, false, Buffer.from('x')).equals(base)).toBe(true);
-    expect(h.item(Buffer.from('k'), { ...v, counter: 1 }, false, Buffer.from('x')).equals(base)).toBe(false);
-    expect(h.item(Buffer.from('k'), { ...v, node: 'm' }, false, Buffer.from('x')).equals(base)).toBe(false);
-    expect(h.item(Buffer.from('k'), v, true, Buffer.from('x')).equals(base)).toBe(false);
-    expect(h.item(Buffer.from('k'), v, false, Buffer.from('y')).equals(base)).toBe(false);
-    expect(h.item(Buffer.from('kx'), v, false, Buffer.alloc(0)).equals(h.item(Buffer.from('k'), v, false, Buffer.from('x')))).toBe(false);
-    expect(new TreeHasher('s2').item(Buffer.from('k'), v, false, Buffer.from('x')).equals(base)).toBe(false);
+    expect(h.item(Buffer.from('k'), v, false, Buffer.from('x'))).toBe(base);
+    expect(h.item(Buffer.from('k'), { ...v, counter: 1 }, false, Buffer.from('x'))).not.toBe(base);
+    expect(h.item(Buffer.from('k'), { ...v, node: 'm' }, false, Buffer.from('x'))).not.toBe(base);
+    expect(h.item(Buffer.from('k'), v, true, Buffer.from('x'))).not.toBe(base);
+    expect(h.item(Buffer.from('k'), v, false, Buffer.from('y'))).not.toBe(base);
+    expect(h.item(Buffer.from('kx'), v, false, Buffer.alloc(0))).not.toBe(h.item(Buffer.from('k'), v, false, Buffer.from('x')));
+    // Small values are hashed from a scratch buffer, large ones streamed: both are the documented input.
+    for (const value of [Buffer.from('x'), Buffer.alloc(20_000, 7)]) {
+      expect(h.item(Buffer.from('k'), v, false, value)).toBe(reference('s1', Buffer.from('k'), v, value));
+    }
+    expect(new TreeHasher('s2').item(Buffer.from('k'), v, false, Buffer.from('x'))).not.toBe(base);
   });
 });

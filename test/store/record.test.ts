@@ -13,9 +13,11 @@ describe('record encoding', () => {
         fc.uint8Array({ maxLength: 200 }),
         fc.uint8Array({ minLength: 16, maxLength: 16 }),
         fc.integer({ min: 0, max: 0xffffffff }),
-        (wall, counter, node, tombstone, bytes, itemBytes, keyHash) => {
+        fc.integer({ min: 0, max: 0xffffffff }),
+        (wall, counter, node, tombstone, bytes, itemBytes, hi, lo) => {
           const value = Buffer.from(bytes);
-          const item = Buffer.from(itemBytes);
+          const item = Buffer.from(itemBytes).toString('latin1');
+          const keyHash = { hi, lo };
           const buf = encodeRecord({ wall, counter, node, tombstone, value, item, keyHash });
           expect(decodeRecord(buf)).toEqual({ wall, counter, node, tombstone, value, item, keyHash });
           expect(isTombstone(buf)).toBe(tombstone);

@@ -79,6 +79,50 @@ describe('Store', () => {
     expect(store.tombstoneCount).toBe(0);
     expect(store.size).toBe(1);
   });
+
+  it('after a purge, refuses a remote write older than the purge for a key it does not hold', async () => {
+    const path = join(tempDir(), 'db');
+    const first = openStore(path);
+    await first.set(b('gone'), b('x'));
+    const old = { ...(first.clock.now()), node: 'peer' };
+    await first.delete(b('gone'));
+    await first.purgeTombstones(Date.now() + 1);
+    await first.close();
+    // The horizon survives a restart.
+    const store = openStore(path);
+    // A peer that missed the delete pushes its old live copy back: refused, the delete stays.
+    expect(store.applyRemote(b('gone'), old, b('x'))).toBeNull();
+    expect(store.read(b('gone'))).toBeUndefined();
+    expect(store.refusedPurged).toBe(1);
+    // Newer writes, and old ones for keys it holds, are applied as usual.
+    await store.set(b('held'), b('v'));
+    expect(store.applyRemote(b('held'), { wall: Date.now() + 1000, counter: 0, node: 'peer' }, b('w'))).not.toBeNull();
+    expect(store.applyRemote(b('new'), { wall: Date.now() + 1000, counter: 0, node: 'peer' }, b('n'))).not.toBeNull();
+    await store.settled();
+    expect(store.readValue(b('new'))?.toString()).toBe('n');
+  });
+
+  it('finds records by key-hash range and by key hash, pending writes included', async () => {
+    const store = openStore();
+    await Promise.all(Array.from({ length: 300 }, (_, i) => store.set(b(`k${i}`), b('v'))));
+    const pending = store.set(b('pending'), b('p'));
+    const all = store.recordsUnder(0, 0);
+    expect(all).toHaveLength(301);
+    let total = 0;
+    for (let i = 0; i < 16; i++) {
+      const part = store.recordsUnder(1, i);
+      for (const { rec } of part) expect(rec.readUInt32BE(26) >>> 28).toBe(i);
+      total += part.length;
+    }
+    expect(total).toBe(301);
+    const one = all.find((e) => e.key.toString() === 'pending');
+    expect(one).toBeDefined();
+    const byHash = store.recordsWithKeyHash(Buffer.from((one as { rec: Buffer }).rec.subarray(26, 34)));
+    expect(byHash.map((e) => e.key.toString())).toEqual(['pending']);
+    await pending;
+    expect(store.recordsWithKeyHash(Buffer.from((one as { rec: Buffer }).rec.subarray(26, 34)))).toHaveLength(1);
+    expect(store.recordsUnder(8, 0xffffffff).length).toBeLessThan(2);
+  });
 });
 
 describe('Store clock', () => {

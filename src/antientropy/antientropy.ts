@@ -1,0 +1,191 @@
+import type { Logger } from 'pino';
+import { ProtocolError } from '../errors.js';
+import type { Limits } from '../protocol/args.js';
+import type { Store } from '../store/store.js';
+import { parsePeer } from './address.js';
+import { exchange, SelfPeerError, type ExchangeResult } from './exchange.js';
+import { PeerClient } from './peer.js';
+
+export interface AntiEntropyOptions {
+  readonly store: Store;
+  readonly nodeId: string;
+  readonly limits: Limits;
+  /** Run exchanges on a timer (`[anti_entropy] enabled`); SYNC works either way. */
+  readonly enabled: boolean;
+  /** `host:port` of each peer's client port. */
+  readonly peers: readonly string[];
+  readonly intervalMs: number;
+  readonly maxConcurrent: number;
+  readonly logger: Logger;
+  /** Connect and per-reply timeout. */
+  readonly timeoutMs?: number;
+}
+
+interface PeerState {
+  readonly address: string;
+  readonly host: string;
+  readonly port: number;
+  /** When the next periodic exchange is due (ms since the epoch). */
+  due: number;
+  running: boolean;
+  failures: number;
+  lastSyncAt: number;
+  /** The address turned out to be this node: never contacted again. */
+  self: boolean;
+}
+
+const MAX_BACKOFF_FACTOR = 10;
+
+/**
+ * Runs anti-entropy exchanges: every `intervalMs` (with ±20% jitter) with each peer of the list, at
+ * most `maxConcurrent` at once, and on demand (SYNC). A peer that cannot be reached is logged once and
+ * retried with backoff: after k failures in a row, after min(2^k, 10) intervals.
+ */
+export class AntiEntropy {
+  syncs = 0;
+  syncsFailed = 0;
+  keysSent = 0;
+  keysReceived = 0;
+  bytesSent = 0;
+  bytesReceived = 0;
+  roundTrips = 0;
+  private readonly peers: PeerState[];
+  private readonly clients = new Set<PeerClient>();
+  private timer: NodeJS.Timeout | undefined;
+  private running = 0;
+  private stopped = false;
+
+  constructor(private readonly opts: AntiEntropyOptions) {
+    this.peers = opts.peers.map((address) => {
+      const { host, port } = parsePeer(address);
+      return { address, host, port, due: 0, running: false, failures: 0, lastSyncAt: 0, self: false };
+    });
+  }
+
+  start(): void {
+    if (!this.opts.enabled || this.peers.length === 0) return;
+    // A node that just started may have missed writes: its first exchanges come soon, spread out.
+    const first = Math.min(this.opts.intervalMs, 5000);
+    for (const p of this.peers) p.due = Date.now() + 500 + Math.random() * first;
+    this.schedule();
+  }
+
+  /** Stops the timer and ends exchanges in progress (their SYNC callers get an error). */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    for (const c of this.clients) c.close();
+  }
+
+  /** One exchange with `host:port` now. Rejects with a ProtocolError saying why it failed. */
+  async syncWith(host: string, port: number): Promise<ExchangeResult> {
+    const where = `${host}:${port}`;
+    const started = Date.now();
+    let client: PeerClient | undefined;
+    try {
+      client = await PeerClient.open(host, port, this.opts.timeoutMs ?? 30_000);
+      this.clients.add(client);
+      const result = await exchange(this.opts.store, client, this.opts.nodeId, this.opts.limits);
+      this.syncs++;
+      this.roundTrips += result.roundTrips;
+      this.keysSent += result.keysSent;
+      this.keysReceived += result.keysReceived;
+      const fields = { address: where, ...result, bytesSent: client.bytesSent, bytesReceived: client.bytesReceived, ms: Date.now() - started };
+      if (result.equal) this.opts.logger.debug(fields, 'anti-entropy: replicas equal');
+      else this.opts.logger.info(fields, 'anti-entropy: exchange done');
+      return result;
+    } catch (err) {
+      const self = err instanceof SelfPeerError;
+      if (!self) this.syncsFailed++;
+      const why = (err instanceof Error ? err.message : String(err)).replace(/[\r\n]+/g, ' ');
+      throw new SyncError(`sync with ${where} failed: ${why}`, self);
+    } finally {
+      if (client !== undefined) {
+        this.bytesSent += client.bytesSent;
+        this.bytesReceived += client.bytesReceived;
+        client.close();
+        this.clients.delete(client);
+      }
+    }
+  }
+
+  statsLines(): string[] {
+    const lines = [
+      `anti_entropy_enabled:${this.opts.enabled ? 1 : 0}`,
+      `anti_entropy_syncs:${this.syncs}`,
+      `anti_entropy_syncs_failed:${this.syncsFailed}`,
+      `anti_entropy_round_trips:${this.roundTrips}`,
+      `anti_entropy_keys_sent:${this.keysSent}`,
+      `anti_entropy_keys_received:${this.keysReceived}`,
+      `anti_entropy_bytes_sent:${this.bytesSent}`,
+      `anti_entropy_bytes_received:${this.bytesReceived}`,
+      `anti_entropy_refused_purged:${this.opts.store.refusedPurged}`,
+    ];
+    for (const p of this.peers) {
+      // When the last exchange with this peer succeeded (ms since the epoch; 0: never).
+      if (!p.self) lines.push(`anti_entropy_peer_${p.address.replace(/[^A-Za-z0-9.-]/g, '_')}_last_sync:${p.lastSyncAt}`);
+    }
+    return lines;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    const waiting = this.peers.filter((p) => !p.running && !p.self);
+    if (waiting.length === 0) return;
+    const next = Math.min(...waiting.map((p) => p.due));
+    this.timer = setTimeout(() => this.runDue(), Math.max(0, next - Date.now()));
+    this.timer.unref();
+  }
+
+  private runDue(): void {
+    const now = Date.now();
+    for (const p of this.peers) {
+      if (this.running >= this.opts.maxConcurrent) break;
+      if (p.running || p.self || p.due > now) continue;
+      this.running++;
+      p.running = true;
+      void this.runPeer(p).finally(() => {
+        this.running--;
+        p.running = false;
+        this.schedule();
+      });
+    }
+    // Peers left waiting for a free slot are due already: look again when one frees up.
+    this.schedule();
+  }
+
+  private async runPeer(p: PeerState): Promise<void> {
+    const interval = this.opts.intervalMs;
+    try {
+      await this.syncWith(p.host, p.port);
+      if (p.failures > 0) this.opts.logger.info({ peer: p.address }, 'anti-entropy: peer reachable again');
+      p.failures = 0;
+      p.lastSyncAt = Date.now();
+      p.due = Date.now() + interval * (0.8 + Math.random() * 0.4);
+    } catch (err) {
+      if (err instanceof SyncError && err.self) {
+        p.self = true;
+        this.opts.logger.debug({ peer: p.address }, 'anti-entropy: peer address is this node; skipped');
+        return;
+      }
+      p.failures++;
+      const factor = Math.min(2 ** (p.failures - 1), MAX_BACKOFF_FACTOR);
+      p.due = Date.now() + interval * factor;
+      const fields = { peer: p.address, failures: p.failures, retryInMs: interval * factor, why: (err as Error).message };
+      if (p.failures === 1) this.opts.logger.warn(fields, 'anti-entropy: peer skipped');
+      else this.opts.logger.debug(fields, 'anti-entropy: peer still unreachable');
+    }
+  }
+}
+
+/** Why an exchange failed, as the one line SYNC answers after `ERROR `. */
+export class SyncError extends ProtocolError {
+  constructor(
+    message: string,
+    /** The peer turned out to be this node. */
+    readonly self: boolean,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,167 @@
+import { randomInt } from 'node:crypto';
+import { ProtocolError } from '../errors.js';
+import type { Limits } from '../protocol/args.js';
+import { compareVersion, type Version } from '../store/hlc.js';
+import { isTombstone, recordKeyHashBytes, recordNode, recordValue, recordVersion } from '../store/record.js';
+import type { Store } from '../store/store.js';
+import { childSums, windowDiffers } from './nodes.js';
+import type { PeerClient } from './peer.js';
+import {
+  decodeNodeReplies,
+  decodeRecords,
+  HASH_WINDOW,
+  MAX_BATCH,
+  MAX_DEPTH,
+  putLine,
+  type ListedEntry,
+} from './wire.js';
+
+export interface ExchangeResult {
+  /** The peer's node id. */
+  readonly peer: string;
+  /** The roots were equal at the first comparison: nothing else was sent. */
+  readonly equal: boolean;
+  readonly roundTrips: number;
+  /** Tree nodes whose children were compared. */
+  readonly nodesCompared: number;
+  /** Records pushed to the peer, and records pulled from it that were newer here and applied. */
+  readonly keysSent: number;
+  readonly keysReceived: number;
+}
+
+/** Thrown when the peer turns out to be this node (a peer list shared by every node names it). */
+export class SelfPeerError extends Error {}
+
+/**
+ * One anti-entropy exchange, run by the initiating side (DESIGN.md section 6): compare roots; descend
+ * level by level into the children whose hash windows differ, every node of a level in one pipelined
+ * round trip; where the peer lists a small node's (key hash, version) pairs, compare them with ours;
+ * then pull the records where the peer is newer and push those where we are, concurrently. Both
+ * sides apply through the store's last-writer-wins path, so an exchange is idempotent.
+ */
+export async function exchange(store: Store, peer: PeerClient, nodeId: string, limits: Limits): Promise<ExchangeResult> {
+  let roundTrips = 1;
+  const root = await peer.line(`AE.ROOT ${store.hasher.secretFingerprint} ${store.tree.bits}`);
+  const [word, rootHex, peerId] = root.split(' ');
+  if (word !== 'ROOT' || rootHex === undefined || peerId === undefined) throw new ProtocolError('malformed AE.ROOT reply');
+  if (peerId === nodeId) throw new SelfPeerError('the peer is this node');
+  const base = { peer: peerId, nodesCompared: 0, keysSent: 0, keysReceived: 0 };
+  if (rootHex === store.rootHash().toString('hex')) return { ...base, equal: true, roundTrips };
+
+  // A different 4-byte window of the 16-byte sums each time: a window that happens to match while the
+  // sums differ is not missed twice.
+  const offset = randomInt(0, 16 - HASH_WINDOW + 1);
+  const pulls = new Map<string, Buffer>();
+  const pushes = new Map<string, Buffer>();
+  let nodesCompared = 0;
+  let frontier = [0];
+  for (let depth = 0; frontier.length > 0 && depth <= MAX_DEPTH; depth++) {
+    roundTrips++;
+    const batches: Promise<Buffer>[] = [];
+    for (let i = 0; i < frontier.length; i += MAX_BATCH) {
+      batches.push(peer.binary(`AE.NODES ${depth} ${offset} ${packIndices(frontier.slice(i, i + MAX_BATCH))}`));
+    }
+    const next: number[] = [];
+    for (let b = 0; b < batches.length; b++) {
+      const indices = frontier.slice(b * MAX_BATCH, (b + 1) * MAX_BATCH);
+      const replies = decodeNodeReplies(await (batches[b] as Promise<Buffer>), indices.length);
+      replies.forEach((reply, i) => {
+        const index = indices[i] as number;
+        if (reply.kind === 'list') {
+          compareListing(store, depth, index, reply.entries, pulls, pushes);
+          return;
+        }
+        if (depth === MAX_DEPTH) throw new ProtocolError('peer split a node at the deepest level');
+        nodesCompared++;
+        const mine = childSums(store, depth, index);
+        for (let c = 0; c < 16; c++) if (windowDiffers(mine, reply.windows, c, offset)) next.push(index * 16 + c);
+      });
+    }
+    frontier = next;
+  }
+
+  if (pulls.size > 0 || pushes.size > 0) roundTrips++;
+  const [[received, extraTrips]] = await Promise.all([pull(store, peer, [...pulls.values()], limits), push(store, peer, pushes)]);
+  return {
+    ...base,
+    equal: false,
+    roundTrips: roundTrips + extraTrips,
+    nodesCompared,
+    keysSent: pushes.size,
+    keysReceived: received,
+  };
+}
+
+/** Our records under a node the peer listed: decide, key by key, who sends what. */
+function compareListing(
+  store: Store,
+  depth: number,
+  index: number,
+  theirs: ListedEntry[],
+  pulls: Map<string, Buffer>,
+  pushes: Map<string, Buffer>,
+): void {
+  const remote = new Map<string, ListedEntry>();
+  for (const e of theirs) remote.set(e.keyHash.toString('latin1'), e);
+  for (const { key, rec } of store.recordsUnder(depth, index)) {
+    const kh = recordKeyHashBytes(rec).toString('latin1');
+    const other = remote.get(kh);
+    remote.delete(kh);
+    const mine: Version = { ...recordVersion(rec), node: recordNode(rec) };
+    const order = other === undefined ? 1 : compareVersion(mine, other.version);
+    if (order > 0) pushes.set(kh, key);
+    else if (order < 0) pulls.set(kh, Buffer.from(kh, 'latin1'));
+  }
+  for (const [kh, e] of remote) pulls.set(kh, e.keyHash);
+}
+
+/** Fetches records by key hash and applies them. Returns (records applied, round trips beyond the first). */
+async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], limits: Limits): Promise<[number, number]> {
+  let applied = 0;
+  let extra = -1;
+  let todo = keyHashes;
+  const commits: Promise<boolean>[] = [];
+  while (todo.length > 0) {
+    extra++;
+    const batches: Promise<Buffer>[] = [];
+    for (let i = 0; i < todo.length; i += MAX_BATCH) {
+      batches.push(peer.binary(`AE.GET ${Buffer.concat(todo.slice(i, i + MAX_BATCH)).toString('base64')}`));
+    }
+    const again: Buffer[] = [];
+    for (let b = 0; b < batches.length; b++) {
+      const asked = todo.slice(b * MAX_BATCH, (b + 1) * MAX_BATCH);
+      const { served, records } = decodeRecords(await (batches[b] as Promise<Buffer>), limits);
+      for (const r of records) {
+        const done = store.applyRemote(r.key, r.version, r.value);
+        if (done !== null) {
+          applied++;
+          commits.push(done);
+        }
+      }
+      // A reply cut at the size cap leaves the rest of its key hashes to ask for again.
+      if (served === 0 || served > asked.length) throw new ProtocolError('peer served no record of an AE.GET');
+      again.push(...asked.slice(served));
+    }
+    todo = again;
+  }
+  await Promise.all(commits);
+  return [applied, Math.max(extra, 0)];
+}
+
+/** Sends our records for the given keys, pipelined; resolves once the peer has committed them. */
+async function push(store: Store, peer: PeerClient, keys: Map<string, Buffer>): Promise<void> {
+  const acks: Promise<string>[] = [];
+  for (const key of keys.values()) {
+    const rec = store.read(key);
+    if (rec === undefined) continue;
+    const version = { ...recordVersion(rec), node: recordNode(rec) };
+    acks.push(peer.line(putLine({ key, version, value: isTombstone(rec) ? undefined : Buffer.from(recordValue(rec)) })));
+  }
+  await Promise.all(acks);
+}
+
+function packIndices(indices: number[]): string {
+  const b = Buffer.allocUnsafe(indices.length * 4);
+  indices.forEach((v, i) => b.writeUInt32BE(v, i * 4));
+  return b.toString('base64');
+}

@@ -1,0 +1,24 @@
+import { ChildSums } from '../merkle/tree.js';
+import { ITEM_OFFSET, recordKeyHashHi } from '../store/record.js';
+import type { StoredEntry, Store } from '../store/store.js';
+
+/**
+ * Tree nodes as both sides of an exchange see them. A node is (depth, index): the keys whose 32-bit
+ * key-hash prefix starts with the `4 * depth` bits of `index`. Down to the store's segment depth the
+ * sums come from the in-memory tree; below it (a segment holding many keys) they are summed on
+ * demand from the segment's records, found through the key-hash index.
+ */
+export function childSums(store: Store, depth: number, index: number, records?: StoredEntry[]): Buffer {
+  if (depth < store.tree.depth) return store.tree.children(depth, index);
+  const sums = new ChildSums();
+  const shift = 32 - 4 * (depth + 1);
+  for (const { rec } of records ?? store.recordsUnder(depth, index)) {
+    sums.add((recordKeyHashHi(rec) >>> shift) & 15, rec, ITEM_OFFSET);
+  }
+  return sums.toBuffer();
+}
+
+/** Whether the 4-byte windows at `offset` of child `c`'s sum differ. */
+export function windowDiffers(mine: Buffer, theirs: Buffer, c: number, offset: number): boolean {
+  return mine.compare(theirs, c * 4, c * 4 + 4, c * 16 + offset, c * 16 + offset + 4) !== 0;
+}

@@ -1,0 +1,269 @@
+import { isUtf8 } from 'node:buffer';
+import { ProtocolError } from '../errors.js';
+import { checkKey, type Limits } from '../protocol/args.js';
+import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
+
+/*
+ * What anti-entropy puts on the wire (docs/ARCHITECTURE.md, "Anti-entropy"). Replies that carry many
+ * hashes or records are binary, framed as `BIN <length>\r\n<bytes>\r\n`; requests are lines.
+ *
+ * AE.NODES reply, per requested node, in request order:
+ *   'H' then 16 x 4 bytes: a 4-byte window (at the request's offset) of each child's 16-byte sum
+ *   'L' then u32 count and count entries: key hash (8), wall (6), counter (2), node id index (u16)
+ * preceded by the node-id table the entries refer to: u16 count, then (u8 length, UTF-8 bytes) each.
+ *
+ * AE.GET reply: u32 count of the requested key hashes it covers (from the first), then per record: u16 key length, key, u8 flags (bit 0 tombstone), wall (6), counter (2),
+ * u8 node id length, node id, u32 value length, value.
+ */
+
+export const HASH_WINDOW = 4;
+/** Largest node and key-hash counts one request may name. */
+export const MAX_BATCH = 1024;
+/** A reply grows past this only by its last record. */
+export const MAX_REPLY_BYTES = 4 * 1024 * 1024;
+/** Deepest tree node: every bit of a key hash's upper 32 has chosen a branch. */
+export const MAX_DEPTH = 8;
+
+/** A peer's version of one key, as listed by AE.NODES. */
+export interface ListedEntry {
+  readonly keyHash: Buffer;
+  readonly version: Version;
+}
+
+/** A record as anti-entropy moves it. `value` is undefined for a tombstone. */
+export interface WireRecord {
+  readonly key: Buffer;
+  readonly version: Version;
+  readonly value: Buffer | undefined;
+}
+
+export type NodeReply =
+  | { readonly kind: 'hashes'; readonly windows: Buffer }
+  | { readonly kind: 'list'; readonly entries: ListedEntry[] };
+
+/** Builds a binary reply; grows as needed. */
+export class Writer {
+  private buf = Buffer.allocUnsafe(4096);
+  length = 0;
+
+  private ensure(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + n));
+    this.buf.copy(bigger, 0, 0, this.length);
+    this.buf = bigger;
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.length++] = v;
+  }
+
+  u16(v: number): void {
+    this.ensure(2);
+    this.length = this.buf.writeUInt16BE(v, this.length);
+  }
+
+  u32(v: number): void {
+    this.ensure(4);
+    this.length = this.buf.writeUInt32BE(v, this.length);
+  }
+
+  u48(v: number): void {
+    this.ensure(6);
+    this.length = this.buf.writeUIntBE(v, this.length, 6);
+  }
+
+  bytes(b: Buffer): void {
+    this.ensure(b.length);
+    this.length += b.copy(this.buf, this.length);
+  }
+
+  /** Overwrites a u32 written earlier at `at`. */
+  patchU32(at: number, v: number): void {
+    this.buf.writeUInt32BE(v, at);
+  }
+
+  result(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+}
+
+/** Reads a binary reply; any read past the end is a protocol error (a peer's reply is not trusted). */
+export class Reader {
+  private pos = 0;
+
+  constructor(private readonly buf: Buffer) {}
+
+  get done(): boolean {
+    return this.pos >= this.buf.length;
+  }
+
+  private take(n: number): number {
+    if (this.pos + n > this.buf.length) throw new ProtocolError('truncated anti-entropy reply');
+    const at = this.pos;
+    this.pos += n;
+    return at;
+  }
+
+  u8(): number {
+    return this.buf[this.take(1)] as number;
+  }
+
+  u16(): number {
+    return this.buf.readUInt16BE(this.take(2));
+  }
+
+  u32(): number {
+    return this.buf.readUInt32BE(this.take(4));
+  }
+
+  u48(): number {
+    return this.buf.readUIntBE(this.take(6), 6);
+  }
+
+  bytes(n: number): Buffer {
+    const at = this.take(n);
+    return this.buf.subarray(at, at + n);
+  }
+}
+
+/** Interns node ids into a table written ahead of the entries that refer to them. */
+export class NodeTable {
+  private readonly ids = new Map<string, number>();
+
+  index(node: string): number {
+    let i = this.ids.get(node);
+    if (i === undefined) {
+      if (this.ids.size === 0xffff) throw new ProtocolError('too many distinct node ids in one reply');
+      i = this.ids.size;
+      this.ids.set(node, i);
+    }
+    return i;
+  }
+
+  write(w: Writer): void {
+    w.u16(this.ids.size);
+    for (const id of this.ids.keys()) {
+      const b = Buffer.from(id, 'utf8');
+      w.u8(b.length);
+      w.bytes(b);
+    }
+  }
+}
+
+function readNodeTable(r: Reader): string[] {
+  const n = r.u16();
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push(checkNodeId(r.bytes(r.u8())));
+  return ids;
+}
+
+/** Decodes an AE.NODES reply for `count` requested nodes. */
+export function decodeNodeReplies(payload: Buffer, count: number): NodeReply[] {
+  const r = new Reader(payload);
+  const ids = readNodeTable(r);
+  const out: NodeReply[] = [];
+  for (let i = 0; i < count; i++) {
+    const kind = r.u8();
+    if (kind === KIND_HASHES) {
+      out.push({ kind: 'hashes', windows: r.bytes(16 * HASH_WINDOW) });
+    } else if (kind === KIND_LIST) {
+      const n = r.u32();
+      const entries: ListedEntry[] = [];
+      for (let e = 0; e < n; e++) {
+        const keyHash = r.bytes(8);
+        const wall = r.u48();
+        const counter = r.u16();
+        const node = ids[r.u16()];
+        if (node === undefined) throw new ProtocolError('anti-entropy reply names an unknown node id');
+        entries.push({ keyHash, version: { wall, counter, node } });
+      }
+      out.push({ kind: 'list', entries });
+    } else {
+      throw new ProtocolError('malformed anti-entropy reply');
+    }
+  }
+  if (!r.done) throw new ProtocolError('anti-entropy reply longer than expected');
+  return out;
+}
+
+export const KIND_HASHES = 0x48; // 'H'
+export const KIND_LIST = 0x4c; // 'L'
+
+export function writeRecord(w: Writer, rec: WireRecord): void {
+  w.u16(rec.key.length);
+  w.bytes(rec.key);
+  w.u8(rec.value === undefined ? 1 : 0);
+  w.u48(rec.version.wall);
+  w.u16(rec.version.counter);
+  const node = Buffer.from(rec.version.node, 'utf8');
+  w.u8(node.length);
+  w.bytes(node);
+  const value = rec.value ?? EMPTY;
+  w.u32(value.length);
+  w.bytes(value);
+}
+
+/**
+ * Decodes an AE.GET reply, checking every key and value as if a client had sent them. `served`: how
+ * many of the requested key hashes (from the first) the reply covers; a reply cut at the size cap
+ * covers fewer than were asked.
+ */
+export function decodeRecords(payload: Buffer, limits: Limits): { served: number; records: WireRecord[] } {
+  const r = new Reader(payload);
+  const served = r.u32();
+  const out: WireRecord[] = [];
+  while (!r.done) {
+    const key = checkPeerKey(r.bytes(r.u16()), limits);
+    const tombstone = (r.u8() & 1) !== 0;
+    const wall = r.u48();
+    const counter = r.u16();
+    const node = checkNodeId(r.bytes(r.u8()));
+    const value = r.bytes(r.u32());
+    if (value.length > limits.maxValueBytes) throw new ProtocolError('anti-entropy record value too large');
+    out.push({ key: Buffer.from(key), version: { wall, counter, node }, value: tombstone ? undefined : Buffer.from(value) });
+  }
+  return { served, records: out };
+}
+
+/**
+ * One record pushed to a peer as an `AE.PUT` line: `AE.PUT <key> <hlc> <node> d`, `... r <value>` for
+ * a value that can travel as it is, `... b <base64>` for any other.
+ */
+export function putLine(rec: WireRecord): Buffer {
+  const head = `AE.PUT ${rec.key.toString('utf8')} ${formatHlc(rec.version)} ${rec.version.node} `;
+  if (rec.value === undefined) return Buffer.from(`${head}d\r\n`);
+  if (lineSafe(rec.value)) return Buffer.concat([Buffer.from(`${head}r `), rec.value, CRLF]);
+  return Buffer.from(`${head}b ${rec.value.toString('base64')}\r\n`);
+}
+
+/** A value survives a request line unchanged: no line break, no blank at either end, valid UTF-8. */
+function lineSafe(v: Buffer): boolean {
+  if (v.length === 0) return false;
+  const first = v[0] as number;
+  const last = v[v.length - 1] as number;
+  if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
+  return v.indexOf(0x0a) === -1 && v.indexOf(0x0d) === -1 && isUtf8(v);
+}
+
+/** A key received from a peer must be one a client could have written. */
+export function checkPeerKey(key: Buffer, limits: Limits): Buffer {
+  if (key.length === 0 || key.indexOf(0x20) !== -1 || !isUtf8(key)) throw new ProtocolError('invalid key from peer');
+  return checkKey(key, limits);
+}
+
+/** Node ids travel as words: 1..255 bytes of UTF-8 without spaces or control characters. */
+export function checkNodeId(bytes: Buffer): string {
+  if (bytes.length === 0 || !isUtf8(bytes)) throw new ProtocolError('invalid node id');
+  for (const b of bytes) if (b <= 0x20 || b === 0x7f) throw new ProtocolError('invalid node id');
+  return bytes.toString('utf8');
+}
+
+export function parseVersionWord(word: Buffer | undefined, node: Buffer | undefined): Version {
+  const hlc = word === undefined ? undefined : parseHlc(word.toString('latin1'));
+  if (hlc === undefined || node === undefined) throw new ProtocolError('invalid version');
+  return { ...hlc, node: checkNodeId(node) };
+}
+
+const EMPTY = Buffer.alloc(0);
+const CRLF = Buffer.from('\r\n');

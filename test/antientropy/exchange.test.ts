@@ -1,0 +1,207 @@
+import { createServer } from 'node:net';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { RunningNode } from '../../src/node.js';
+import { isTombstone, recordNode, recordValue, recordVersion } from '../../src/store/record.js';
+import { LineClient, startTestNode } from '../helpers.js';
+import { waitFor } from '../replication/cluster.js';
+
+/** Every record of a node, tombstones included, as comparable text. */
+function contents(node: RunningNode): string[] {
+  const out: string[] = [];
+  for (const { key, rec } of node.store.recordsUnder(0, 0)) {
+    const v = recordVersion(node.store.read(key) ?? rec);
+    const value = isTombstone(rec) ? '<deleted>' : recordValue(rec).toString('base64');
+    out.push(`${key.toString('latin1')} ${v.wall}.${v.counter}@${recordNode(rec)} ${value}`);
+  }
+  return out.sort();
+}
+
+async function statsOf(client: LineClient): Promise<Map<string, string>> {
+  const lines = await client.stats();
+  return new Map(lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
+}
+
+function root(node: RunningNode): string {
+  return node.store.rootHash().toString('hex');
+}
+
+async function pair(flags: Record<string, string> = {}): Promise<[RunningNode, RunningNode, LineClient, LineClient]> {
+  const a = await startTestNode({ node_id: 'node-a', ...flags });
+  const b = await startTestNode({ node_id: 'node-b', ...flags });
+  return [a, b, await LineClient.connect(a.address.port), await LineClient.connect(b.address.port)];
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe('anti-entropy with no broker', () => {
+  it('merges disjoint writes both ways in one SYNC', async () => {
+    const [a, b, ca, cb] = await pair();
+    for (let i = 0; i < 200; i++) await ca.call(`SET a:${i} from-a ${i}`);
+    for (let i = 0; i < 150; i++) await cb.call(`SET b:${i} from-b ${i}`);
+    expect(root(a)).not.toBe(root(b));
+    expect(await ca.call(`SYNC 127.0.0.1 ${b.address.port}`)).toBe('OK');
+    expect(root(a)).toBe(root(b));
+    expect(contents(a)).toEqual(contents(b));
+    expect(await cb.call('DBSIZE')).toBe('DBSIZE 350');
+    // A request pipelined after SYNC runs after the exchange.
+    cb.send(`SET late x\r\nSYNC 127.0.0.1 ${a.address.port}\r\nGET late\r\n`);
+    expect(await cb.lines(3)).toEqual(['OK', 'OK', 'VALUE x']);
+    const s = await statsOf(ca);
+    expect(s.get('anti_entropy_syncs')).toBe('1');
+    expect(s.get('anti_entropy_keys_sent')).toBe('200');
+    expect(s.get('anti_entropy_keys_received')).toBe('150');
+    expect(Number(s.get('anti_entropy_bytes_sent'))).toBeGreaterThan(200 * 20);
+  });
+
+  it('keeps the newest version of a key written on both sides, whichever side starts', async () => {
+    const [a, b, ca, cb] = await pair();
+    await ca.call('SET k1 old');
+    await cb.call('SET k1 new');
+    await cb.call('SET k2 old');
+    await ca.call('SET k2 new');
+    expect(await cb.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe('OK');
+    for (const c of [ca, cb]) {
+      expect(await c.call('GET k1')).toBe('VALUE new');
+      expect(await c.call('GET k2')).toBe('VALUE new');
+    }
+    expect(root(a)).toBe(root(b));
+  });
+
+  it('never resurrects a delete, and carries deletes to a peer that still has the key', async () => {
+    const [a, b, ca, cb] = await pair();
+    await ca.call('SET gone v');
+    await ca.call(`SYNC 127.0.0.1 ${b.address.port}`);
+    expect(await cb.call('GET gone')).toBe('VALUE v');
+    expect(await ca.call('DEL gone')).toBe('DELETED');
+    // b still holds the live value; whichever side syncs, the tombstone wins.
+    expect(await cb.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe('OK');
+    expect(await ca.call('GET gone')).toBe('NOT_FOUND');
+    expect(await cb.call('GET gone')).toBe('NOT_FOUND');
+    expect(contents(a)).toEqual(contents(b));
+    expect(contents(b).find((l) => l.startsWith('gone '))).toMatch(/<deleted>$/);
+  });
+
+  it('brings a node that starts empty up to date, values of every kind included', async () => {
+    const [a, b, ca] = await pair({ 'anti_entropy.segment_bits': '8' });
+    const odd = ['with spaces  inside', ' leading', 'trailing ', 'tab\there', 'ünïcödé', 'x'.repeat(5000)];
+    for (let i = 0; i < odd.length; i++) await ca.call(`SET odd:${i} ${odd[i]}`);
+    expect(await ca.call(`SET bin:1 x`)).toBe('OK');
+    // A value no client line can carry (CR, LF, invalid UTF-8) travels in base64.
+    await a.store.set(Buffer.from('bin:2'), Buffer.from([0x0d, 0x0a, 0xff, 0x00, 0x20]));
+    for (let i = 0; i < 3000; i++) void a.store.set(Buffer.from(`bulk:${i}`), Buffer.from(`value ${i}`));
+    await a.store.settled();
+    const cb = await LineClient.connect(b.address.port);
+    expect(await cb.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe('OK');
+    expect(contents(b)).toEqual(contents(a));
+    expect(root(b)).toBe(root(a));
+    expect(b.store.readValue(Buffer.from('bin:2'))).toEqual(Buffer.from([0x0d, 0x0a, 0xff, 0x00, 0x20]));
+    expect(await cb.call('GET odd:0')).toBe('VALUE with spaces  inside');
+  });
+
+  it('costs one round trip and a few hundred bytes between equal replicas', async () => {
+    const [a, b, ca] = await pair();
+    for (let i = 0; i < 500; i++) void a.store.set(Buffer.from(`k${i}`), Buffer.from('v'));
+    await a.store.settled();
+    await ca.call(`SYNC 127.0.0.1 ${b.address.port}`);
+    const before = await statsOf(ca);
+    expect(await ca.call(`SYNC 127.0.0.1 ${b.address.port}`)).toBe('OK');
+    const after = await statsOf(ca);
+    const delta = (name: string): number => Number(after.get(name)) - Number(before.get(name));
+    expect(delta('anti_entropy_round_trips')).toBe(1);
+    expect(delta('anti_entropy_keys_sent') + delta('anti_entropy_keys_received')).toBe(0);
+    expect(delta('anti_entropy_bytes_sent') + delta('anti_entropy_bytes_received')).toBeLessThan(300);
+  });
+
+  it('answers SYNC errors with a reason and keeps serving', async () => {
+    const [a, , ca] = await pair();
+    const closed = await freePort();
+    expect(await ca.call(`SYNC 127.0.0.1 ${closed}`)).toMatch(/^ERROR sync with 127\.0\.0\.1:\d+ failed: .*ECONNREFUSED/);
+    expect(await ca.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe(`ERROR sync with 127.0.0.1:${a.address.port} failed: the peer is this node`);
+    expect(await ca.call('SYNC 127.0.0.1')).toBe('ERROR SYNC command requires a host and a port');
+    expect(await ca.call('SYNC 127.0.0.1 99999')).toBe('ERROR SYNC command requires a host and a port');
+    const other = await startTestNode({ node_id: 'other', cluster_secret: 'another secret' });
+    expect(await ca.call(`SYNC 127.0.0.1 ${other.address.port}`)).toMatch(/cluster_secret differs/);
+    const bits = await startTestNode({ node_id: 'bits', 'anti_entropy.segment_bits': '12' });
+    expect(await ca.call(`SYNC 127.0.0.1 ${bits.address.port}`)).toMatch(/segment_bits differ: this node uses 12/);
+    expect(await ca.call('PING')).toBe('PONG');
+    expect((await statsOf(ca)).get('anti_entropy_syncs_failed')).toBe('3');
+  });
+
+  it('three nodes listed as peers converge by themselves, one of them restarted empty', async () => {
+    const ports = [await freePort(), await freePort(), await freePort()];
+    const peers = ports.map((p) => `127.0.0.1:${p}`).join(',');
+    const nodes: RunningNode[] = [];
+    for (let i = 0; i < 3; i++) {
+      nodes.push(
+        await startTestNode({
+          node_id: `p${i}`,
+          'network.bind_port': String(ports[i]),
+          'anti_entropy.peer_list': peers,
+          'anti_entropy.interval_seconds': '1',
+        }),
+      );
+    }
+    for (let i = 0; i < 3; i++) for (let k = 0; k < 50; k++) void nodes[i]?.store.set(Buffer.from(`n${i}:${k}`), Buffer.from('v'));
+    void nodes[0]?.store.delete(Buffer.from('n1:0'));
+    await waitFor('three equal roots', () => nodes.every((n) => root(n) === root(nodes[0] as RunningNode)) && nodes[0]?.store.size === 149, 15_000);
+    expect(contents(nodes[1] as RunningNode)).toEqual(contents(nodes[0] as RunningNode));
+    // The third node loses its disk: restarted empty on its port, it is brought back by its peers.
+    await nodes[2]?.stop();
+    nodes[2] = await startTestNode({
+      node_id: 'p2',
+      'network.bind_port': String(ports[2]),
+      'anti_entropy.peer_list': peers,
+      'anti_entropy.interval_seconds': '1',
+    });
+    expect(nodes[2].store.size).toBe(0);
+    await waitFor('the empty node to catch up', () => root(nodes[2] as RunningNode) === root(nodes[0] as RunningNode), 15_000);
+    expect(contents(nodes[2])).toEqual(contents(nodes[0] as RunningNode));
+    // Each node reports when it last synced with each peer, and drops its own address from the list.
+    const c = await LineClient.connect(ports[0] as number);
+    await waitFor('node 0 to have synced with node 1 and skipped itself', async () => {
+      const s = await statsOf(c);
+      return Number(s.get(`anti_entropy_peer_127.0.0.1_${ports[1]}_last_sync`)) > 0 && !s.has(`anti_entropy_peer_127.0.0.1_${ports[0]}_last_sync`);
+    });
+  });
+});
+
+describe('anti-entropy property', () => {
+  const op = fc.record({
+    side: fc.constantFrom('a', 'b', 'both'),
+    key: fc.integer({ min: 0, max: 60 }),
+    del: fc.boolean(),
+    value: fc.string({ maxLength: 12 }),
+  });
+
+  it('two random divergent replicas are identical after one SYNC', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 120 }), fc.constantFrom('4', '8', '16'), async (ops, bits) => {
+        const a = await startTestNode({ node_id: 'a', 'anti_entropy.segment_bits': bits });
+        const b = await startTestNode({ node_id: 'b', 'anti_entropy.segment_bits': bits });
+        try {
+          for (const o of ops) {
+            for (const node of o.side === 'both' ? [a, b] : o.side === 'a' ? [a] : [b]) {
+              const key = Buffer.from(`k${o.key}`);
+              void (o.del ? node.store.delete(key) : node.store.set(key, Buffer.from(o.value)));
+            }
+          }
+          await Promise.all([a.store.settled(), b.store.settled()]);
+          await a.antiEntropy.syncWith('127.0.0.1', b.address.port);
+          expect(contents(a)).toEqual(contents(b));
+          expect(root(a)).toBe(root(b));
+        } finally {
+          await a.stop();
+          await b.stop();
+        }
+      }),
+      { numRuns: 25, seed: 11 },
+    );
+  });
+});

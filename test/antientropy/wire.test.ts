@@ -1,0 +1,102 @@
+import { createServer, type Socket } from 'node:net';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { decodeNodeReplies, decodeRecords, putLine, writeRecord, Writer } from '../../src/antientropy/wire.js';
+import { ProtocolError } from '../../src/errors.js';
+import { formatHlc } from '../../src/store/hlc.js';
+import { LineClient, startTestNode } from '../helpers.js';
+
+const limits = { maxKeyBytes: 512, maxValueBytes: 1024 };
+
+function b64u32(...values: number[]): string {
+  const b = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => b.writeUInt32BE(v, i * 4));
+  return b.toString('base64');
+}
+
+describe('anti-entropy internal commands', () => {
+  it('refuse requests outside their limits with an ERROR line', async () => {
+    const node = await startTestNode();
+    const c = await LineClient.connect(node.address.port);
+    expect(await c.call('AE.ROOT 0000 16')).toBe('ERROR cluster_secret differs from this node: the trees cannot be compared');
+    expect(await c.call('AE.ROOT')).toBe('ERROR AE.ROOT command requires a secret fingerprint and the segment bits');
+    expect(await c.call(`AE.NODES 9 0 ${b64u32(0)}`)).toBe('ERROR depth must be 0..8');
+    expect(await c.call(`AE.NODES 0 13 ${b64u32(0)}`)).toBe('ERROR offset must be 0..12');
+    expect(await c.call(`AE.NODES 1 0 ${b64u32(16)}`)).toBe('ERROR no such tree node');
+    expect(await c.call('AE.NODES 1 0 AAAAAAA=')).toBe('ERROR AE.NODES takes 1..1024 items of 4 bytes, base64');
+    const tooMany = b64u32(...Array.from({ length: 1025 }, () => 0));
+    expect(await c.call(`AE.NODES 1 0 ${tooMany}`)).toBe('ERROR AE.NODES takes 1..1024 items of 4 bytes, base64');
+    expect(await c.call('AE.GET AAAA')).toBe('ERROR AE.GET takes 1..1024 items of 8 bytes, base64');
+    expect(await c.call('AE.PUT k 12-34 n r v')).toBe('ERROR invalid version');
+    expect(await c.call(`AE.PUT k ${formatHlc({ wall: 1, counter: 0 })} n x v`)).toMatch(/^ERROR AE.PUT command requires/);
+    expect(await c.call(`AE.PUT k ${formatHlc({ wall: 1, counter: 0 })} n d extra`)).toMatch(/^ERROR AE.PUT command requires/);
+    expect(await c.call(`AE.PUT k\x01 ${formatHlc({ wall: 1, counter: 0 })} n r v`)).toBe('ERROR invalid key: control characters are not allowed');
+    expect(await c.call('PING')).toBe('PONG');
+  });
+
+  it('AE.PUT applies what putLine encodes, exactly, and ignores what is older', async () => {
+    const node = await startTestNode();
+    const c = await LineClient.connect(node.address.port);
+    const values = ['plain', 'two  spaces', ' lead', 'trail ', '\ttab', 'crlf\r\nin', 'ünï', Buffer.from([0xff, 0, 1]), ''];
+    let wall = Date.now() - 1000;
+    for (const [i, v] of values.entries()) {
+      const value = Buffer.isBuffer(v) ? v : Buffer.from(v);
+      c.send(putLine({ key: Buffer.from(`k${i}`), version: { wall: wall++, counter: 0, node: 'peer' }, value }));
+      expect(await c.lines(1)).toEqual(['OK']);
+      expect(node.store.readValue(Buffer.from(`k${i}`))).toEqual(value);
+    }
+    c.send(putLine({ key: Buffer.from('k0'), version: { wall: 1, counter: 0, node: 'peer' }, value: Buffer.from('older') }));
+    expect(await c.lines(1)).toEqual(['OK']);
+    expect(await c.call('GET k0')).toBe('VALUE plain');
+    c.send(putLine({ key: Buffer.from('k0'), version: { wall: wall, counter: 0, node: 'peer' }, value: undefined }));
+    expect(await c.lines(1)).toEqual(['OK']);
+    expect(await c.call('GET k0')).toBe('NOT_FOUND');
+  });
+
+  it('a peer that sends garbage fails the SYNC, not the node', async () => {
+    const node = await startTestNode();
+    // It answers AE.ROOT with a root that differs, then AE.NODES with a frame too short for its content.
+    const replies = [`ROOT ${'0'.repeat(31)}1 liar\r\n`, 'BIN 5\r\n\x00\x00Hxx\r\n'];
+    const fake = createServer((s: Socket) => {
+      s.on('data', () => s.write(replies.shift() ?? ''));
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    onTestFinished(() => void fake.close());
+    const port = (fake.address() as { port: number }).port;
+    const c = await LineClient.connect(node.address.port);
+    expect(await c.call(`SYNC 127.0.0.1 ${port}`)).toMatch(/^ERROR sync with 127\.0\.0\.1:\d+ failed: truncated anti-entropy reply$/);
+    expect(await c.call('PING')).toBe('PONG');
+  });
+});
+
+describe('anti-entropy wire decoding', () => {
+  it('rejects truncated, overlong and ill-formed replies', () => {
+    expect(() => decodeNodeReplies(Buffer.from([0, 0, 0x48, 1, 2]), 1)).toThrow(ProtocolError);
+    expect(() => decodeNodeReplies(Buffer.from([0, 0, 0x5a]), 1)).toThrow('malformed anti-entropy reply');
+    const ok = Buffer.concat([Buffer.from([0, 0, 0x48]), Buffer.alloc(64)]);
+    expect(decodeNodeReplies(ok, 1)).toHaveLength(1);
+    expect(() => decodeNodeReplies(Buffer.concat([ok, Buffer.from([1])]), 1)).toThrow('longer than expected');
+    // A listing entry naming a node id the table does not hold.
+    const list = Buffer.concat([Buffer.from([0, 0, 0x4c, 0, 0, 0, 1]), Buffer.alloc(16), Buffer.from([0, 3])]);
+    expect(() => decodeNodeReplies(list, 1)).toThrow('unknown node id');
+  });
+
+  it('checks records from a peer like client input', () => {
+    const w = new Writer();
+    w.u32(1);
+    writeRecord(w, { key: Buffer.from('good'), version: { wall: 5, counter: 1, node: 'n' }, value: Buffer.from('v') });
+    const { served, records } = decodeRecords(w.result(), limits);
+    expect(served).toBe(1);
+    expect(records).toEqual([{ key: Buffer.from('good'), version: { wall: 5, counter: 1, node: 'n' }, value: Buffer.from('v') }]);
+    for (const bad of [
+      { key: Buffer.from('has space'), node: 'n', value: Buffer.from('v') },
+      { key: Buffer.from('k'), node: 'bad node', value: Buffer.from('v') },
+      { key: Buffer.from('k'), node: 'n', value: Buffer.alloc(2000) },
+      { key: Buffer.alloc(600, 0x61), node: 'n', value: Buffer.from('v') },
+    ]) {
+      const wb = new Writer();
+      wb.u32(1);
+      writeRecord(wb, { key: bad.key, version: { wall: 5, counter: 1, node: bad.node }, value: bad.value });
+      expect(() => decodeRecords(wb.result(), limits)).toThrow(ProtocolError);
+    }
+  });
+});
