@@ -3,7 +3,7 @@ import { ProtocolError } from '../errors.js';
 import type { Limits } from '../protocol/args.js';
 import { compareVersion, type Version } from '../store/hlc.js';
 import { isTombstone, recordKeyHashBytes, recordNode, recordValue, recordVersion } from '../store/record.js';
-import type { Store } from '../store/store.js';
+import type { StoredEntry, Store } from '../store/store.js';
 import { childSums, windowDiffers } from './nodes.js';
 import type { PeerClient } from './peer.js';
 import {
@@ -27,36 +27,76 @@ export interface ExchangeResult {
   /** Records pushed to the peer, and records pulled from it that were newer here and applied. */
   readonly keysSent: number;
   readonly keysReceived: number;
+  /** Descents made (0 when the roots were equal). */
+  readonly passes: number;
+  /** The roots were equal at the end. False after MAX_PASSES when writes kept coming meanwhile. */
+  readonly converged: boolean;
 }
 
 /** Thrown when the peer turns out to be this node (a peer list shared by every node names it). */
 export class SelfPeerError extends Error {}
 
+/** Passes one exchange may make when the roots still differ after a pass (see HASH_WINDOW). */
+const MAX_PASSES = 3;
+
 /**
  * One anti-entropy exchange, run by the initiating side (DESIGN.md section 6): compare roots; descend
  * level by level into the children whose hash windows differ, every node of a level in one pipelined
  * round trip; where the peer lists a small node's (key hash, version) pairs, compare them with ours;
- * then pull the records where the peer is newer and push those where we are, concurrently. Both
- * sides apply through the store's last-writer-wins path, so an exchange is idempotent.
+ * then pull the records where the peer is newer and push those where we are, concurrently, and ask
+ * for the peer's root again in the same round trip. Both sides apply through the store's
+ * last-writer-wins path, so an exchange is idempotent. If the roots still differ (writes meanwhile,
+ * or a window that hid a difference) another pass runs, at most MAX_PASSES in all.
  */
 export async function exchange(store: Store, peer: PeerClient, nodeId: string, limits: Limits): Promise<ExchangeResult> {
-  let roundTrips = 1;
-  const root = await peer.line(`AE.ROOT ${store.hasher.secretFingerprint} ${store.tree.bits}`);
-  const [word, rootHex, peerId] = root.split(' ');
-  if (word !== 'ROOT' || rootHex === undefined || peerId === undefined) throw new ProtocolError('malformed AE.ROOT reply');
-  if (peerId === nodeId) throw new SelfPeerError('the peer is this node');
-  const base = { peer: peerId, nodesCompared: 0, keysSent: 0, keysReceived: 0 };
-  if (rootHex === store.rootHash().toString('hex')) return { ...base, equal: true, roundTrips };
+  const ask = `AE.ROOT ${store.hasher.secretFingerprint} ${store.tree.bits}`;
+  let theirs = parseRoot(await peer.line(ask), nodeId);
+  const result = { peer: theirs.peer, equal: false, roundTrips: 1, nodesCompared: 0, keysSent: 0, keysReceived: 0, passes: 0 };
+  if (theirs.root === store.rootHash().toString('hex')) return { ...result, equal: true, converged: true };
+  while (result.passes < MAX_PASSES && theirs.root !== store.rootHash().toString('hex')) {
+    result.passes++;
+    const diff = await descend(store, peer);
+    result.roundTrips += diff.levels + 1;
+    result.nodesCompared += diff.nodesCompared;
+    const [[received, extraTrips], , rootLine] = await Promise.all([
+      pull(store, peer, [...diff.pulls.values()], limits),
+      push(store, peer, diff.pushes),
+      peer.line(ask),
+    ]);
+    theirs = parseRoot(rootLine, nodeId);
+    result.roundTrips += extraTrips;
+    result.keysSent += diff.pushes.size;
+    result.keysReceived += received;
+  }
+  return { ...result, converged: theirs.root === store.rootHash().toString('hex') };
+}
 
-  // A different 4-byte window of the 16-byte sums each time: a window that happens to match while the
-  // sums differ is not missed twice.
+function parseRoot(line: string, nodeId: string): { root: string; peer: string } {
+  const [word, root, peer] = line.split(' ');
+  if (word !== 'ROOT' || root === undefined || peer === undefined) throw new ProtocolError('malformed AE.ROOT reply');
+  if (peer === nodeId) throw new SelfPeerError('the peer is this node');
+  return { root, peer };
+}
+
+interface Diff {
+  /** Key hashes to fetch, and keys to send, keyed by key hash (latin1). */
+  readonly pulls: Map<string, Buffer>;
+  readonly pushes: Map<string, Buffer>;
+  readonly levels: number;
+  readonly nodesCompared: number;
+}
+
+/** Walks down from the root through the nodes whose windows differ, down to listings. */
+async function descend(store: Store, peer: PeerClient): Promise<Diff> {
+  // A different window of the 16-byte sums each pass: one that hid a difference is not used twice.
   const offset = randomInt(0, 16 - HASH_WINDOW + 1);
   const pulls = new Map<string, Buffer>();
   const pushes = new Map<string, Buffer>();
   let nodesCompared = 0;
+  let levels = 0;
   let frontier = [0];
   for (let depth = 0; frontier.length > 0 && depth <= MAX_DEPTH; depth++) {
-    roundTrips++;
+    levels++;
     const batches: Promise<Buffer>[] = [];
     for (let i = 0; i < frontier.length; i += MAX_BATCH) {
       batches.push(peer.binary(`AE.NODES ${depth} ${offset} ${packIndices(frontier.slice(i, i + MAX_BATCH))}`));
@@ -65,45 +105,35 @@ export async function exchange(store: Store, peer: PeerClient, nodeId: string, l
     for (let b = 0; b < batches.length; b++) {
       const indices = frontier.slice(b * MAX_BATCH, (b + 1) * MAX_BATCH);
       const replies = decodeNodeReplies(await (batches[b] as Promise<Buffer>), indices.length);
+      // Below the stored tree, our records of the whole batch are read at once.
+      const below = depth >= store.tree.depth ? store.recordsUnderEach(depth, indices) : undefined;
       replies.forEach((reply, i) => {
         const index = indices[i] as number;
         if (reply.kind === 'list') {
-          compareListing(store, depth, index, reply.entries, pulls, pushes);
+          compareListing(below?.[i] ?? store.recordsUnder(depth, index), reply.entries, pulls, pushes);
           return;
         }
         if (depth === MAX_DEPTH) throw new ProtocolError('peer split a node at the deepest level');
         nodesCompared++;
-        const mine = childSums(store, depth, index);
+        const mine = childSums(store, depth, index, below?.[i]);
         for (let c = 0; c < 16; c++) if (windowDiffers(mine, reply.windows, c, offset)) next.push(index * 16 + c);
       });
     }
     frontier = next;
   }
-
-  if (pulls.size > 0 || pushes.size > 0) roundTrips++;
-  const [[received, extraTrips]] = await Promise.all([pull(store, peer, [...pulls.values()], limits), push(store, peer, pushes)]);
-  return {
-    ...base,
-    equal: false,
-    roundTrips: roundTrips + extraTrips,
-    nodesCompared,
-    keysSent: pushes.size,
-    keysReceived: received,
-  };
+  return { pulls, pushes, levels, nodesCompared };
 }
 
 /** Our records under a node the peer listed: decide, key by key, who sends what. */
 function compareListing(
-  store: Store,
-  depth: number,
-  index: number,
+  ours: StoredEntry[],
   theirs: ListedEntry[],
   pulls: Map<string, Buffer>,
   pushes: Map<string, Buffer>,
 ): void {
   const remote = new Map<string, ListedEntry>();
   for (const e of theirs) remote.set(e.keyHash.toString('latin1'), e);
-  for (const { key, rec } of store.recordsUnder(depth, index)) {
+  for (const { key, rec } of ours) {
     const kh = recordKeyHashBytes(rec).toString('latin1');
     const other = remote.get(kh);
     remote.delete(kh);

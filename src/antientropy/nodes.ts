@@ -1,6 +1,7 @@
 import { ChildSums } from '../merkle/tree.js';
 import { ITEM_OFFSET, recordKeyHashHi } from '../store/record.js';
 import type { StoredEntry, Store } from '../store/store.js';
+import { HASH_WINDOW } from './wire.js';
 
 /**
  * Tree nodes as both sides of an exchange see them. A node is (depth, index): the keys whose 32-bit
@@ -18,7 +19,8 @@ export function childSums(store: Store, depth: number, index: number, records?: 
   return sums.toBuffer();
 }
 
-/** Whether the 4-byte windows at `offset` of child `c`'s sum differ. */
+/** Whether the windows (HASH_WINDOW bytes at `offset`) of child `c`'s sum differ: ours in full sums, theirs packed. */
 export function windowDiffers(mine: Buffer, theirs: Buffer, c: number, offset: number): boolean {
-  return mine.compare(theirs, c * 4, c * 4 + 4, c * 16 + offset, c * 16 + offset + 4) !== 0;
+  const w = HASH_WINDOW;
+  return mine.compare(theirs, c * w, c * w + w, c * 16 + offset, c * 16 + offset + w) !== 0;
 }

@@ -30,7 +30,10 @@ export function nodesReply(store: Store, depth: number, offset: number, indices:
   const table = new NodeTable();
   for (const index of indices) {
     if (!Number.isInteger(index) || index < 0 || index >= 16 ** depth) throw new ProtocolError('no such tree node');
-    const records = depth >= store.tree.depth ? store.recordsUnder(depth, index) : undefined;
+  }
+  const below = depth >= store.tree.depth ? store.recordsUnderEach(depth, indices) : undefined;
+  for (const [i, index] of indices.entries()) {
+    const records = below?.[i];
     if (records !== undefined && (records.length <= LIST_MAX || depth === MAX_DEPTH)) {
       body.u8(KIND_LIST);
       body.u32(records.length);

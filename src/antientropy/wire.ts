@@ -8,7 +8,7 @@ import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
  * hashes or records are binary, framed as `BIN <length>\r\n<bytes>\r\n`; requests are lines.
  *
  * AE.NODES reply, per requested node, in request order:
- *   'H' then 16 x 4 bytes: a 4-byte window (at the request's offset) of each child's 16-byte sum
+ *   'H' then 16 x 3 bytes: a 3-byte window (at the request's offset) of each child's 16-byte sum
  *   'L' then u32 count and count entries: key hash (8), wall (6), counter (2), node id index (u16)
  * preceded by the node-id table the entries refer to: u16 count, then (u8 length, UTF-8 bytes) each.
  *
@@ -16,7 +16,12 @@ import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
  * u8 node id length, node id, u32 value length, value.
  */
 
-export const HASH_WINDOW = 4;
+/**
+ * Bytes of each child sum sent while descending. Short windows keep the descent cheap; a window that
+ * matches although the sums differ (chance 2^-24 per differing child) is caught by the root check
+ * that ends every pass, and the next pass looks through another window.
+ */
+export const HASH_WINDOW = 3;
 /** Largest node and key-hash counts one request may name. */
 export const MAX_BATCH = 1024;
 /** A reply grows past this only by its last record. */

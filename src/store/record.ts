@@ -13,8 +13,9 @@ import type { Hlc, Version } from './hlc.js';
  *   34      n = length of the writer's node id
  *   35..    node id (UTF-8, n bytes), then the value bytes
  *
- * The format byte lets a later layout be read beside this one. (Format 1, without the item hash, was
- * never released.)
+ * The format byte lets a later layout be read beside this one. Format 1 (releases before the Merkle
+ * tree) had no hashes: 0 format, 1 flags, 2..9 HLC, 10 node id length, 11.. node id and value. The store
+ * rewrites such records as format 2 when it opens (`decodeFormat1`).
  */
 export const RECORD_FORMAT = 2;
 const FLAG_TOMBSTONE = 0x01;
@@ -116,5 +117,17 @@ export function decodeRecord(buf: Buffer): StoredRecord {
     keyHash: recordKeyHash(buf),
     node: recordNode(buf),
     value: Buffer.from(buf.subarray(HEADER + nodeLen)),
+  };
+}
+
+/** Reads a format-1 record (see the layout above), for the upgrade to format 2. */
+export function decodeFormat1(buf: Buffer): Omit<StoredRecord, 'item' | 'keyHash'> {
+  if (buf.length < 11 || buf[0] !== 1) throw new RangeError('not a format-1 record');
+  const nodeLen = buf[10] as number;
+  return {
+    tombstone: isTombstone(buf),
+    ...recordVersion(buf),
+    node: buf.toString('utf8', 11, 11 + nodeLen),
+    value: Buffer.from(buf.subarray(11 + nodeLen)),
   };
 }

@@ -5,6 +5,7 @@ import { TreeHasher, type KeyHash } from '../merkle/hash.js';
 import { MerkleTree } from '../merkle/tree.js';
 import { compareHlc, compareVersion, HybridClock, type Hlc, type Version } from './hlc.js';
 import {
+  decodeFormat1,
   encodeRecord,
   isTombstone,
   ITEM_OFFSET,
@@ -123,6 +124,7 @@ export class Store {
     const index = root.openDB<Buffer, Buffer>('keyhash-index', { keyEncoding: 'binary', encoding: 'binary' });
     const meta = root.openDB<number, string>('meta', { keyEncoding: 'ordered-binary', encoding: 'msgpack' });
     const store = new Store(root, db, index, meta, opts);
+    store.upgrade();
     store.countRecords();
     store.schedulePurge();
     return store;
@@ -316,12 +318,39 @@ export class Store {
    * keys and records are copies.
    */
   recordsUnder(depth: number, index: number): StoredEntry[] {
+    return this.recordsUnderSpan(depth, index, index);
+  }
+
+  /**
+   * `recordsUnder()` for many nodes of one depth, in the order given. Nodes close together are read
+   * with one range scan over their span rather than a scan each: measured, a scan of one small node
+   * costs ~10 µs and each key passed over in a span ~1.5 µs.
+   */
+  recordsUnderEach(depth: number, indices: readonly number[]): StoredEntry[][] {
+    if (indices.length === 0) return [];
+    const sorted = [...indices].sort((x, y) => x - y);
+    const first = sorted[0] as number;
+    const last = sorted[sorted.length - 1] as number;
+    const perNode = (this.live + this.tombstones) / 16 ** depth;
+    if ((last - first + 1) * perNode > indices.length * SCAN_EQUIVALENT_KEYS) {
+      return indices.map((i) => this.recordsUnder(depth, i));
+    }
+    const nodeOf = (hi: number): number => (depth === 0 ? 0 : Math.floor(hi / 2 ** (32 - 4 * depth)));
+    const groups = new Map<number, StoredEntry[]>(sorted.map((i) => [i, []]));
+    // Keys between the wanted nodes are skipped before their records are read.
+    const span = this.recordsUnderSpan(depth, first, last, (hi) => groups.has(nodeOf(hi)));
+    for (const entry of span) groups.get(nodeOf(recordKeyHashHi(entry.rec)))?.push(entry);
+    return indices.map((i) => groups.get(i) as StoredEntry[]);
+  }
+
+  /** The records under the nodes `first..last` of `depth` that `wanted` accepts (by key hash's top 32 bits). */
+  private recordsUnderSpan(depth: number, first: number, last: number, wanted?: (hi: number) => boolean): StoredEntry[] {
     const shift = 32 - 4 * depth;
-    const startHi = depth === 0 ? 0 : index * 2 ** shift;
-    const endHi = startHi + 2 ** shift;
+    const startHi = depth === 0 ? 0 : first * 2 ** shift;
+    const endHi = depth === 0 ? 2 ** 32 : (last + 1) * 2 ** shift;
     const range: { start: Buffer; end?: Buffer } = { start: hiPrefix(startHi) };
     if (endHi < 2 ** 32) range.end = hiPrefix(endHi);
-    return this.collect(this.index.getKeys(range), (hi) => hi >= startHi && hi < endHi);
+    return this.collect(this.index.getKeys(range), (hi) => hi >= startHi && hi < endHi && (wanted?.(hi) ?? true));
   }
 
   /** The records whose key hash is `keyHash` (8 bytes; normally one). Copies. */
@@ -335,26 +364,37 @@ export class Store {
       end[i] = (end[i] as number) + 1;
       range.end = end;
     }
-    return this.collect(this.index.getKeys(range), undefined, keyHash);
+    return this.collect(this.index.getKeys(range), () => true, keyHash);
   }
 
-  private collect(indexKeys: Iterable<Buffer>, hiInRange?: (hi: number) => boolean, exact?: Buffer): StoredEntry[] {
+  /**
+   * The records of the index keys given, plus pending new keys (not in the index on disk yet) that
+   * `wanted` accepts. `wanted` sees each key hash's top 32 bits, or, with `exact`, is replaced by
+   * comparing the whole key hash.
+   */
+  private collect(indexKeys: Iterable<Buffer>, wanted: (hi: number) => boolean, exact?: Buffer): StoredEntry[] {
     const out: StoredEntry[] = [];
-    const seen = new Set<string>();
+    const anyPending = this.pending.size > 0;
+    const seen = anyPending ? new Set<string>() : undefined;
     for (const ik of indexKeys) {
+      if (!wanted(ik.readUInt32BE(0))) continue;
       const key = Buffer.from(ik.subarray(8));
-      const k = key.toString('latin1');
-      const rec = this.readAt(key, k);
-      if (rec === undefined) continue;
-      seen.add(k);
-      out.push({ key, rec: Buffer.from(rec) });
+      let rec: Buffer | undefined;
+      if (seen === undefined) {
+        rec = this.readDurable(key);
+      } else {
+        const k = key.toString('latin1');
+        seen.add(k);
+        rec = this.readAt(key, k);
+      }
+      if (rec !== undefined) out.push({ key, rec: Buffer.from(rec) });
     }
-    // New keys not yet committed have no index entry on disk yet.
-    for (const [k, p] of this.pending) {
-      if (seen.has(k)) continue;
-      const inRange =
-        exact !== undefined ? recordKeyHashBytes(p.rec).equals(exact) : (hiInRange?.(recordKeyHashHi(p.rec)) ?? true);
-      if (inRange) out.push({ key: Buffer.from(k, 'latin1'), rec: p.rec });
+    if (seen !== undefined) {
+      for (const [k, p] of this.pending) {
+        if (seen.has(k)) continue;
+        const inRange = exact !== undefined ? recordKeyHashBytes(p.rec).equals(exact) : wanted(recordKeyHashHi(p.rec));
+        if (inRange) out.push({ key: Buffer.from(k, 'latin1'), rec: p.rec });
+      }
     }
     this.readPending = null;
     return out;
@@ -395,6 +435,34 @@ export class Store {
     clearTimeout(this.purgeTimer);
     await Promise.allSettled([...this.pending.values()].map((p) => p.done));
     await this.root.close();
+  }
+
+  /**
+   * Brings a data directory written by an earlier release up to date, in one transaction: format-1
+   * records (no hashes) are rewritten as format 2, and the key-hash index is rebuilt if it does not
+   * hold exactly one entry per record.
+   */
+  private upgrade(): void {
+    const old: [Buffer, Buffer][] = [];
+    for (const { key, value } of this.db.getRange({})) {
+      if (value[0] === 1) old.push([Buffer.from(key), Buffer.from(value.subarray(0, value.length))]);
+    }
+    const stale = this.index.getStats() as { entryCount: number };
+    const records = this.db.getStats() as { entryCount: number };
+    if (old.length === 0 && stale.entryCount === records.entryCount) return;
+    this.root.transactionSync(() => {
+      for (const [key, buf] of old) {
+        const r = decodeFormat1(buf);
+        const version = { wall: r.wall, counter: r.counter, node: r.node };
+        const item = this.hasher.item(key, version, r.tombstone, r.value);
+        const keyHash = this.hasher.keyHash(key);
+        void this.db.put(key, encodeRecord({ ...r, item, keyHash }));
+      }
+      const indexed = [...this.index.getKeys({})].map((k) => Buffer.from(k));
+      for (const k of indexed) void this.index.remove(k);
+      for (const { key, value } of this.db.getRange({})) void this.index.put(indexKey(recordKeyHash(value), key), EMPTY);
+    });
+    this.opts.logger.info({ upgraded: old.length, indexed: records.entryCount }, 'data directory upgraded');
   }
 
   /**
@@ -463,6 +531,8 @@ export class Store {
 
 const EMPTY = Buffer.alloc(0);
 const PURGED_BEFORE = 'purged_before';
+/** Keys a range scan can read in the time it takes to set up another one (recordsUnderEach). */
+const SCAN_EQUIVALENT_KEYS = 6;
 
 /** 8 bytes: `hi` big-endian, then zeros (the lowest index key of that hash prefix). */
 function hiPrefix(hi: number): Buffer {

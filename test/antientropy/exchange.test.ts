@@ -193,7 +193,8 @@ describe('anti-entropy property', () => {
             }
           }
           await Promise.all([a.store.settled(), b.store.settled()]);
-          await a.antiEntropy.syncWith('127.0.0.1', b.address.port);
+          const result = await a.antiEntropy.syncWith('127.0.0.1', b.address.port);
+          expect(result.converged).toBe(true);
           expect(contents(a)).toEqual(contents(b));
           expect(root(a)).toBe(root(b));
         } finally {

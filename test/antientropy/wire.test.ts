@@ -1,6 +1,6 @@
 import { createServer, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { decodeNodeReplies, decodeRecords, putLine, writeRecord, Writer } from '../../src/antientropy/wire.js';
+import { decodeNodeReplies, decodeRecords, HASH_WINDOW, putLine, writeRecord, Writer } from '../../src/antientropy/wire.js';
 import { ProtocolError } from '../../src/errors.js';
 import { formatHlc } from '../../src/store/hlc.js';
 import { LineClient, startTestNode } from '../helpers.js';
@@ -20,7 +20,7 @@ describe('anti-entropy internal commands', () => {
     expect(await c.call('AE.ROOT 0000 16')).toBe('ERROR cluster_secret differs from this node: the trees cannot be compared');
     expect(await c.call('AE.ROOT')).toBe('ERROR AE.ROOT command requires a secret fingerprint and the segment bits');
     expect(await c.call(`AE.NODES 9 0 ${b64u32(0)}`)).toBe('ERROR depth must be 0..8');
-    expect(await c.call(`AE.NODES 0 13 ${b64u32(0)}`)).toBe('ERROR offset must be 0..12');
+    expect(await c.call(`AE.NODES 0 14 ${b64u32(0)}`)).toBe('ERROR offset must be 0..13');
     expect(await c.call(`AE.NODES 1 0 ${b64u32(16)}`)).toBe('ERROR no such tree node');
     expect(await c.call('AE.NODES 1 0 AAAAAAA=')).toBe('ERROR AE.NODES takes 1..1024 items of 4 bytes, base64');
     const tooMany = b64u32(...Array.from({ length: 1025 }, () => 0));
@@ -72,7 +72,7 @@ describe('anti-entropy wire decoding', () => {
   it('rejects truncated, overlong and ill-formed replies', () => {
     expect(() => decodeNodeReplies(Buffer.from([0, 0, 0x48, 1, 2]), 1)).toThrow(ProtocolError);
     expect(() => decodeNodeReplies(Buffer.from([0, 0, 0x5a]), 1)).toThrow('malformed anti-entropy reply');
-    const ok = Buffer.concat([Buffer.from([0, 0, 0x48]), Buffer.alloc(64)]);
+    const ok = Buffer.concat([Buffer.from([0, 0, 0x48]), Buffer.alloc(16 * HASH_WINDOW)]);
     expect(decodeNodeReplies(ok, 1)).toHaveLength(1);
     expect(() => decodeNodeReplies(Buffer.concat([ok, Buffer.from([1])]), 1)).toThrow('longer than expected');
     // A listing entry naming a node id the table does not hold.

@@ -37,7 +37,9 @@ describe('fuzzing the server', () => {
         fc.array(
           fc.oneof(
             fc.uint8Array({ maxLength: 64 }),
-            fc.constantFrom('\n', '\r\n', 'SET ', 'GET ', 'MSET ', 'INC ', 'x'.repeat(500)).map((s) => Buffer.from(s)),
+            fc
+              .constantFrom('\n', '\r\n', 'SET ', 'GET ', 'MSET ', 'INC ', 'HASH', 'AE.NODES ', 'AE.GET ', 'AE.PUT ', 'x'.repeat(500))
+              .map((s) => Buffer.from(s)),
           ),
           { maxLength: 40 },
         ),
@@ -47,6 +49,29 @@ describe('fuzzing the server', () => {
         },
       ),
       { numRuns: 150, seed: 20261122 },
+    );
+    await stillServing();
+  });
+
+  it('answers random internal anti-entropy requests with a reply or an ERROR, never a crash', async () => {
+    const b64 = fc.uint8Array({ maxLength: 48 }).map((b) => Buffer.from(b).toString('base64'));
+    const small = fc.integer({ min: -2, max: 20 }).map(String);
+    const hlc = fc.oneof(fc.constant('0193a0b1c2d3-0000'), fc.constant('ffffffffffff-ffff'), fc.stringMatching(/^[0-9a-f-]{0,18}$/));
+    const request = fc.oneof(
+      fc.tuple(small, small, b64).map(([d, o, x]) => `AE.NODES ${d} ${o} ${x}`),
+      b64.map((x) => `AE.GET ${x}`),
+      fc.tuple(fc.stringMatching(/^\S{0,40}$/), small).map(([f, bits]) => `AE.ROOT ${f} ${bits}`),
+      fc
+        .tuple(fc.stringMatching(/^[a-z:]{1,12}$/), hlc, fc.stringMatching(/^[a-z0-9-]{0,8}$/), fc.constantFrom('d', 'r', 'b', 'x', ''), fc.string({ maxLength: 40 }))
+        .map(([k, h, n, e, v]) => `AE.PUT ${k} ${h} ${n} ${e} ${v}`),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(request, { minLength: 1, maxLength: 8 }), async (requests) => {
+        const reply = await exchange([Buffer.from(requests.map((r) => `${r}\n`).join(''))]);
+        expect(reply).not.toMatch(/internal error/);
+        expect(reply).toMatch(/^(ERROR|OK|ROOT|BIN)/);
+      }),
+      { numRuns: 200, seed: 4 },
     );
     await stillServing();
   });

@@ -1,0 +1,261 @@
+// Anti-entropy benchmark (issue #4): two nodes holding the same n keys (100-byte values), made to
+// differ in d keys, then one SYNC. Prints the time to converge, round trips and bytes on the wire next
+// to the lower bound (the bytes of the differing records), the start-up time with n keys, and what a
+// write's tree update costs.
+//
+//   npm run bench:ae -- [--n 100000,1000000] [--d 0,1,100,10000] [--bits 16] [--rounds 3]
+//                       [--cpu-a 0] [--cpu-b 1] [--json file]
+//
+// Half of the d keys are rewritten on node A (B pulls them), half on node B (B pushes them); B starts
+// the exchange. Both nodes run with MQTT off, so only anti-entropy can bring them together. The n
+// keys are written once through the client protocol, then node A's LMDB directory is copied for B, so
+// both start as exact replicas.
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { freePort, list, median, root, startProcess, waitReady } from './bench-lib.mjs';
+
+const { values: args } = parseArgs({
+  options: {
+    n: { type: 'string', default: '100000,1000000' },
+    d: { type: 'string', default: '0,1,100,10000' },
+    bits: { type: 'string', default: '16' },
+    rounds: { type: 'string', default: '3' },
+    'cpu-a': { type: 'string', default: '0' },
+    'cpu-b': { type: 'string', default: '1' },
+    json: { type: 'string' },
+  },
+});
+
+// Extra flags for the node processes, e.g. BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=prof' to profile.
+const nodeFlags = list(process.env.BENCH_NODE_FLAGS ?? '').flatMap((f) => f.split(' ')).filter(Boolean);
+const VALUE_BYTES = 100;
+const value = (tag, i) => `${tag}-${i}-`.padEnd(VALUE_BYTES, 'x');
+const keyOf = (i) => `key:${String(i).padStart(8, '0')}`;
+
+/** A pipelining line client: `call` resolves with the reply line; `lines` with the next n lines. */
+class Client {
+  static async open(port) {
+    const socket = connect({ port, host: '127.0.0.1', noDelay: true });
+    await new Promise((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    return new Client(socket);
+  }
+
+  constructor(socket) {
+    this.socket = socket;
+    this.buf = '';
+    this.waiting = [];
+    socket.setEncoding('utf8');
+    socket.on('data', (s) => {
+      this.buf += s;
+      this.deliver();
+    });
+  }
+
+  deliver() {
+    let nl;
+    while (this.waiting.length > 0 && (nl = this.buf.indexOf('\r\n')) !== -1) {
+      const line = this.buf.slice(0, nl);
+      this.buf = this.buf.slice(nl + 2);
+      this.waiting.shift()(line);
+    }
+  }
+
+  /** The next reply line. */
+  next() {
+    const p = new Promise((resolve) => this.waiting.push(resolve));
+    this.deliver();
+    return p;
+  }
+
+  call(line) {
+    this.socket.write(`${line}\r\n`);
+    return this.next();
+  }
+
+  async stats() {
+    this.socket.write('STATS\r\n');
+    const out = new Map();
+    for (;;) {
+      const line = await this.next();
+      if (line === 'END') return out;
+      const i = line.indexOf(':');
+      if (i > 0) out.set(line.slice(0, i), line.slice(i + 1));
+    }
+  }
+
+  close() {
+    this.socket.destroy();
+  }
+}
+
+function startNode(id, dir, port, cpu) {
+  return startProcess(
+    cpu,
+    process.execPath,
+    [...nodeFlags, join(root, 'dist/cli.js'), '--node-id', id, '--port', String(port), '--data-dir', dir, '--log-level', 'warn'],
+    {
+      MERKLE_KV_MQTT_ENABLED: 'false',
+      MERKLE_KV_ANTI_ENTROPY_ENABLED: 'false',
+      MERKLE_KV_ANTI_ENTROPY_SEGMENT_BITS: args.bits,
+    },
+  );
+}
+
+/** Writes keys [from, to) with MSET lines of 100 pairs, up to 32 lines in flight. */
+async function fill(client, from, to, tag) {
+  const inFlight = new Set();
+  for (let i = from; i < to; i += 100) {
+    const pairs = [];
+    for (let k = i; k < Math.min(i + 100, to); k++) pairs.push(keyOf(k), value(tag, k));
+    const p = client.call(`MSET ${pairs.join(' ')}`).then((r) => {
+      if (r !== 'OK') throw new Error(`MSET: ${r}`);
+      inFlight.delete(p);
+    });
+    inFlight.add(p);
+    if (inFlight.size >= 32) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+}
+
+/** Starts a node on `dir` and returns its start-up time (spawn to accepting connections). */
+async function boot(id, dir, cpu) {
+  const port = await freePort();
+  const t0 = performance.now();
+  const proc = startNode(id, dir, port, cpu);
+  await waitReady(port);
+  return { proc, port, startupMs: performance.now() - t0 };
+}
+
+async function scenario(base, n, d) {
+  const work = mkdtempSync(join(tmpdir(), 'bench-ae-'));
+  try {
+    cpSync(base, join(work, 'a'), { recursive: true });
+    cpSync(base, join(work, 'b'), { recursive: true });
+    const a = await boot('node-a', join(work, 'a'), args['cpu-a']);
+    const b = await boot('node-b', join(work, 'b'), args['cpu-b']);
+    try {
+      const ca = await Client.open(a.port);
+      const cb = await Client.open(b.port);
+      // Spread the differing keys over the key space; half newer on A, half newer on B.
+      const step = Math.max(1, Math.floor(n / Math.max(d, 1)));
+      const onA = [];
+      const onB = [];
+      for (let j = 0; j < d; j++) (j % 2 === 0 ? onA : onB).push((j * step) % n);
+      const write = async (c, keys, tag) => {
+        for (let i = 0; i < keys.length; i += 100) {
+          const pairs = keys.slice(i, i + 100).flatMap((k) => [keyOf(k), value(tag, k)]);
+          if ((await c.call(`MSET ${pairs.join(' ')}`)) !== 'OK') throw new Error('MSET failed');
+        }
+      };
+      await write(ca, onA, 'changed-on-a');
+      await write(cb, onB, 'changed-on-b');
+      const before = await cb.stats();
+      const t0 = performance.now();
+      const reply = await cb.call(`SYNC 127.0.0.1 ${a.port}`);
+      const ms = performance.now() - t0;
+      if (reply !== 'OK') throw new Error(`SYNC: ${reply}`);
+      const after = await cb.stats();
+      const delta = (k) => Number(after.get(k)) - Number(before.get(k));
+      const [ha, hb] = [await ca.call('HASH'), await cb.call('HASH')];
+      // Lower bound: each differing record once, as key + value + version (8 bytes) + writer id.
+      const lowerBound = d * (keyOf(0).length + VALUE_BYTES + 8 + 'node-a'.length);
+      ca.close();
+      cb.close();
+      return {
+        n,
+        d,
+        ms,
+        roundTrips: delta('anti_entropy_round_trips'),
+        bytes: delta('anti_entropy_bytes_sent') + delta('anti_entropy_bytes_received'),
+        lowerBound,
+        keysMoved: delta('anti_entropy_keys_sent') + delta('anti_entropy_keys_received'),
+        converged: ha === hb,
+        startupMs: Math.max(a.startupMs, b.startupMs),
+      };
+    } finally {
+      await a.proc.stop();
+      await b.proc.stop();
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** What one write's Merkle work costs in this process: the item hash and the tree's two path updates. */
+async function treeUpdateCost() {
+  const { TreeHasher } = await import(join(root, 'dist/merkle/hash.js'));
+  const { MerkleTree } = await import(join(root, 'dist/merkle/tree.js'));
+  const hasher = new TreeHasher('bench');
+  const tree = new MerkleTree(Number(args.bits));
+  const keys = Array.from({ length: 1024 }, (_, i) => Buffer.from(keyOf(i)));
+  const val = Buffer.from(value('v', 0));
+  const items = keys.map((k) => hasher.item(k, { wall: 1, counter: 0, node: 'node-a' }, false, val));
+  const runs = [];
+  for (let r = 0; r < 5; r++) {
+    const count = 200_000;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < count; i++) {
+      const k = keys[i & 1023];
+      const item = hasher.item(k, { wall: 2 + i, counter: 0, node: 'node-a' }, false, val);
+      tree.update(i & 0xffff & ((1 << Number(args.bits)) - 1), items[i & 1023], -1);
+      tree.update(i & 0xffff & ((1 << Number(args.bits)) - 1), item, 1);
+    }
+    runs.push(Number(process.hrtime.bigint() - t0) / count / 1000);
+  }
+  const updateOnly = [];
+  for (let r = 0; r < 5; r++) {
+    const count = 1_000_000;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < count; i++) tree.update(i & ((1 << Number(args.bits)) - 1), items[i & 1023], 1);
+    updateOnly.push(Number(process.hrtime.bigint() - t0) / count / 1000);
+  }
+  return { hashAndUpdateUs: median(runs), updateUs: median(updateOnly) };
+}
+
+const results = [];
+const cost = await treeUpdateCost();
+console.log(`tree work per write: item hash + remove old + add new ${cost.hashAndUpdateUs.toFixed(2)} µs; one path update ${cost.updateUs.toFixed(3)} µs`);
+for (const n of list(args.n).map(Number)) {
+  const base = mkdtempSync(join(tmpdir(), 'bench-ae-base-'));
+  try {
+    const t0 = performance.now();
+    const seed = await boot('node-a', join(base, 'db'), args['cpu-a']);
+    const c = await Client.open(seed.port);
+    await fill(c, 0, n, 'v');
+    c.close();
+    await seed.proc.stop();
+    console.log(`n=${n}: wrote ${n} keys in ${((performance.now() - t0) / 1000).toFixed(1)} s (segment_bits ${args.bits})`);
+    for (const d of list(args.d).map(Number)) {
+      const runs = [];
+      for (let r = 0; r < Number(args.rounds); r++) runs.push(await scenario(join(base, 'db'), n, d));
+      const m = (f) => median(runs.map(f));
+      const row = {
+        n,
+        d,
+        ms: m((x) => x.ms),
+        roundTrips: m((x) => x.roundTrips),
+        bytes: m((x) => x.bytes),
+        lowerBound: runs[0].lowerBound,
+        keysMoved: m((x) => x.keysMoved),
+        converged: runs.every((x) => x.converged),
+        startupMs: m((x) => x.startupMs),
+      };
+      results.push(row);
+      const ratio = d === 0 ? '-' : (row.bytes / row.lowerBound).toFixed(2);
+      console.log(
+        `n=${n} d=${d}: converge ${row.ms.toFixed(1)} ms, ${row.roundTrips} round trips, ${row.bytes} bytes ` +
+          `(lower bound ${row.lowerBound}, ratio ${ratio}), keys moved ${row.keysMoved}, ` +
+          `converged ${row.converged ? 'yes' : 'NO'}, start-up ${row.startupMs.toFixed(0)} ms`,
+      );
+    }
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
+}
+if (args.json) writeFileSync(args.json, JSON.stringify({ treeUpdate: cost, results }, null, 2));
