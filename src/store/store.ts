@@ -7,6 +7,7 @@ import { compareHlc, compareVersion, HybridClock, type Hlc, type Version } from 
 import {
   decodeFormat1,
   encodeRecord,
+  RECORD_FORMAT,
   isTombstone,
   ITEM_OFFSET,
   recordItem,
@@ -443,13 +444,17 @@ export class Store {
    * hold exactly one entry per record.
    */
   private upgrade(): void {
+    const indexed = (this.index.getStats() as { entryCount: number }).entryCount;
+    const records = (this.db.getStats() as { entryCount: number }).entryCount;
+    // Only directories not yet marked as holding format 2 need the scan for older records.
+    const current = this.meta.get(RECORD_FORMAT_KEY) === RECORD_FORMAT;
+    if (current && indexed === records) return;
     const old: [Buffer, Buffer][] = [];
-    for (const { key, value } of this.db.getRange({})) {
-      if (value[0] === 1) old.push([Buffer.from(key), Buffer.from(value.subarray(0, value.length))]);
+    if (!current) {
+      for (const { key, value } of this.db.getRange({})) {
+        if (value[0] === 1) old.push([Buffer.from(key), Buffer.from(value.subarray(0, value.length))]);
+      }
     }
-    const stale = this.index.getStats() as { entryCount: number };
-    const records = this.db.getStats() as { entryCount: number };
-    if (old.length === 0 && stale.entryCount === records.entryCount) return;
     this.root.transactionSync(() => {
       for (const [key, buf] of old) {
         const r = decodeFormat1(buf);
@@ -458,11 +463,12 @@ export class Store {
         const keyHash = this.hasher.keyHash(key);
         void this.db.put(key, encodeRecord({ ...r, item, keyHash }));
       }
-      const indexed = [...this.index.getKeys({})].map((k) => Buffer.from(k));
-      for (const k of indexed) void this.index.remove(k);
+      const stale = [...this.index.getKeys({})].map((k) => Buffer.from(k));
+      for (const k of stale) void this.index.remove(k);
       for (const { key, value } of this.db.getRange({})) void this.index.put(indexKey(recordKeyHash(value), key), EMPTY);
+      void this.meta.put(RECORD_FORMAT_KEY, RECORD_FORMAT);
     });
-    this.opts.logger.info({ upgraded: old.length, indexed: records.entryCount }, 'data directory upgraded');
+    if (records > 0) this.opts.logger.info({ upgraded: old.length, indexed: records }, 'data directory upgraded');
   }
 
   /**
@@ -531,6 +537,8 @@ export class Store {
 
 const EMPTY = Buffer.alloc(0);
 const PURGED_BEFORE = 'purged_before';
+/** The record format every record of the directory is in (absent before format 2). */
+const RECORD_FORMAT_KEY = 'record_format';
 /** Keys a range scan can read in the time it takes to set up another one (recordsUnderEach). */
 const SCAN_EQUIVALENT_KEYS = 6;
 

@@ -1,10 +1,9 @@
-import { createServer } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { RunningNode } from '../../src/node.js';
 import { isTombstone, recordNode, recordValue, recordVersion } from '../../src/store/record.js';
 import { LineClient, startTestNode } from '../helpers.js';
-import { waitFor } from '../replication/cluster.js';
+import { freePort, waitFor } from '../replication/cluster.js';
 
 /** Every record of a node, tombstones included, as comparable text. */
 function contents(node: RunningNode): string[] {
@@ -32,14 +31,6 @@ async function pair(flags: Record<string, string> = {}): Promise<[RunningNode, R
   return [a, b, await LineClient.connect(a.address.port), await LineClient.connect(b.address.port)];
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
 describe('anti-entropy with no broker', () => {
   it('merges disjoint writes both ways in one SYNC', async () => {
     const [a, b, ca, cb] = await pair();
@@ -62,9 +53,14 @@ describe('anti-entropy with no broker', () => {
 
   it('keeps the newest version of a key written on both sides, whichever side starts', async () => {
     const [a, b, ca, cb] = await pair();
+    // The nodes' clocks are only ordered by wall time here (they have not exchanged anything yet), so
+    // let a millisecond pass between writes: within one, the higher node id would win the tie.
+    const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 3));
     await ca.call('SET k1 old');
+    await tick();
     await cb.call('SET k1 new');
     await cb.call('SET k2 old');
+    await tick();
     await ca.call('SET k2 new');
     expect(await cb.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe('OK');
     for (const c of [ca, cb]) {

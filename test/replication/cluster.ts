@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
@@ -39,17 +40,24 @@ export async function startReplicatedNode(id: string, flags: Record<string, stri
 
 /**
  * n nodes replicating through one broker: the embedded Aedes of the first node (`brokerUrl` undefined),
- * or an external broker at `brokerUrl`. Resolves once every node is connected.
+ * or an external broker at `brokerUrl`; `flagsOf(i)` adds settings for node i. Resolves once every node
+ * is connected.
  */
-export async function startCluster(n: number, brokerUrl?: string): Promise<ClusterNode[]> {
+export async function startCluster(
+  n: number,
+  brokerUrl?: string,
+  flagsOf: (i: number) => Record<string, string> = () => ({}),
+): Promise<ClusterNode[]> {
   const nodes: ClusterNode[] = [];
   let url = brokerUrl;
   if (url === undefined) {
-    const first = await startReplicatedNode('node-1', { 'mqtt.embedded.enabled': 'true', 'mqtt.embedded.port': '0' });
+    const first = await startReplicatedNode('node-1', { 'mqtt.embedded.enabled': 'true', 'mqtt.embedded.port': '0', ...flagsOf(0) });
     url = `mqtt://127.0.0.1:${first.node.broker?.address.port}`;
     nodes.push(first);
   }
-  while (nodes.length < n) nodes.push(await startReplicatedNode(`node-${nodes.length + 1}`, { 'mqtt.broker_address': url }));
+  while (nodes.length < n) {
+    nodes.push(await startReplicatedNode(`node-${nodes.length + 1}`, { 'mqtt.broker_address': url, ...flagsOf(nodes.length) }));
+  }
   await waitFor('every node subscribed', () => nodes.every((m) => m.node.replicator?.stats.subscribed === true));
   return nodes;
 }
@@ -57,4 +65,13 @@ export async function startCluster(n: number, brokerUrl?: string): Promise<Clust
 /** The live value of `key` on a node, as a string. */
 export function valueOn(m: ClusterNode, key: string): string | undefined {
   return m.node.store.readValue(Buffer.from(key))?.toString('utf8');
+}
+
+/** A TCP port free at the moment of asking, for configs that must name ports before nodes start. */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
 }

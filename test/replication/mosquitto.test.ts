@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LineClient, tempDir } from '../helpers.js';
 import { spawnNode } from '../process.js';
-import { startCluster, valueOn, waitFor } from './cluster.js';
+import { freePort, startCluster, valueOn, waitFor } from './cluster.js';
 import { hasMosquitto, startMosquitto } from './mosquitto.js';
 
 // With CI=true these run even if mosquitto is missing, and fail: CI must install it.
@@ -42,6 +42,26 @@ describe.skipIf(skip)('replication through Mosquitto', () => {
     const d = await LineClient.connect(again.port);
     await waitFor('missed writes delivered', async () => (await d.call('DBSIZE')) === 'DBSIZE 50');
     expect(await d.call('GET missed:49')).toBe('VALUE 49');
+  });
+
+  it('carries by anti-entropy the writes the broker could not, while it is down', async () => {
+    const broker = await startMosquitto();
+    const ports = [await freePort(), await freePort()];
+    const peers = ports.map((p) => `127.0.0.1:${p}`).join(',');
+    const nodes = await startCluster(2, broker.url, (i) => ({
+      'network.bind_port': String(ports[i]),
+      'anti_entropy.peer_list': peers,
+      'anti_entropy.interval_seconds': '1',
+    }));
+    const a = await LineClient.connect(nodes[0]!.node.address.port);
+    await broker.stop();
+    await waitFor('outage noticed', () => nodes.every((m) => m.node.replicator?.stats.connected === false));
+    for (let i = 0; i < 20; i++) expect(await a.call(`SET during:${i} ${i}`)).toBe('OK');
+    expect(await a.call('DEL during:0')).toBe('DELETED');
+    await waitFor('writes repaired on node 2', () => valueOn(nodes[1]!, 'during:19') === '19', 15_000);
+    expect(valueOn(nodes[1]!, 'during:0')).toBeUndefined();
+    expect(nodes[1]!.node.store.rootHash().equals(nodes[0]!.node.store.rootHash())).toBe(true);
+    expect(nodes[0]!.node.replicator?.stats.publishFailures).toBeGreaterThanOrEqual(1);
   });
 
   it('keeps accepting writes while the broker restarts, then replicates again', async () => {
