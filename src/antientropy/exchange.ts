@@ -36,6 +36,9 @@ export interface ExchangeResult {
 /** Thrown when the peer turns out to be this node (a peer list shared by every node names it). */
 export class SelfPeerError extends Error {}
 
+/** The most nodes one level of a descent may hold: 2^20, the segments of the largest tree (20 bits). */
+const MAX_FRONTIER = 1 << 20;
+
 /** Passes one exchange may make when the roots still differ after a pass (see HASH_WINDOW). */
 const MAX_PASSES = 3;
 
@@ -119,6 +122,9 @@ async function descend(store: Store, peer: PeerClient): Promise<Diff> {
         for (let c = 0; c < 16; c++) if (windowDiffers(mine, reply.windows, c, offset)) next.push(index * 16 + c);
       });
     }
+    // Only a peer that lies about its tree (or one far larger than a node should hold) gets here:
+    // every further level could be sixteen times larger.
+    if (next.length > MAX_FRONTIER) throw new ProtocolError(`peer reported over ${MAX_FRONTIER} differing nodes at depth ${depth + 1}`);
     frontier = next;
   }
   return { pulls, pushes, levels, nodesCompared };
