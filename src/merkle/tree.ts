@@ -25,6 +25,23 @@ export class MerkleTree {
     this.add(segment, wordLE(item, 0), wordLE(item, 4), wordLE(item, 8), wordLE(item, 12), sign);
   }
 
+  /**
+   * Replaces item hash `from` (undefined: none) by `to` in `segment`: adds their difference along the
+   * path once, instead of a removal and an addition.
+   */
+  replace(segment: number, from: string | undefined, to: string): void {
+    if (from === undefined) return this.update(segment, to, 1);
+    // (to - from) mod 2^128, word by word with borrows.
+    let d = wordLE(to, 0) - wordLE(from, 0);
+    const w0 = d >>> 0;
+    d = wordLE(to, 4) - wordLE(from, 4) - (d < 0 ? 1 : 0);
+    const w1 = d >>> 0;
+    d = wordLE(to, 8) - wordLE(from, 8) - (d < 0 ? 1 : 0);
+    const w2 = d >>> 0;
+    d = wordLE(to, 12) - wordLE(from, 12) - (d < 0 ? 1 : 0);
+    this.add(segment, w0, w1, w2, d >>> 0, 1);
+  }
+
   /** `update()` for an item hash held in `buf` at `offset`. */
   updateBytes(segment: number, buf: Buffer, offset: number, sign: 1 | -1): void {
     this.add(

@@ -264,8 +264,7 @@ export class Store {
     this.pending.set(k, entry);
     this.live += entry.live;
     this.tombstones += entry.tombs;
-    if (replaced !== undefined) this.tree.update(segment, replaced, -1);
-    this.tree.update(segment, item, 1);
+    this.tree.replace(segment, replaced, item);
     this.track(entry);
     return done;
   }
@@ -302,8 +301,8 @@ export class Store {
       const e = group[i] as Pending;
       this.live -= e.live;
       this.tombstones -= e.tombs;
-      this.tree.update(e.segment, e.item, -1);
-      if (e.replaced !== undefined) this.tree.update(e.segment, e.replaced, 1);
+      if (e.replaced === undefined) this.tree.update(e.segment, e.item, -1);
+      else this.tree.replace(e.segment, e.item, e.replaced);
     }
   }
 

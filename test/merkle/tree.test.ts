@@ -48,6 +48,25 @@ describe('MerkleTree', () => {
     );
   });
 
+  it('replacing an item equals removing it and adding the new one', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 15 }), item, item), { maxLength: 40 }), (swaps) => {
+        const one = new MerkleTree(4);
+        const two = new MerkleTree(4);
+        for (const [segment, from, to] of swaps) {
+          one.update(segment, from.toString('latin1'), 1);
+          two.update(segment, from.toString('latin1'), 1);
+          one.replace(segment, from.toString('latin1'), to.toString('latin1'));
+          two.update(segment, from.toString('latin1'), -1);
+          two.update(segment, to.toString('latin1'), 1);
+        }
+        for (let n = 0; n < 16; n++) expect(one.node(1, n).equals(two.node(1, n))).toBe(true);
+        expect(one.root().equals(two.root())).toBe(true);
+      }),
+      { numRuns: 200, seed: 3 },
+    );
+  });
+
   it('wraps around 2^128 and comes back to zero', () => {
     const t = new MerkleTree(4);
     const max = Buffer.alloc(16, 0xff);
