@@ -130,6 +130,16 @@ describe('anti-entropy with no broker', () => {
     expect((await statsOf(ca)).get('anti_entropy_syncs_failed')).toBe('3');
   });
 
+  it('retries an unreachable peer with backoff rather than every interval', async () => {
+    const closed = await freePort();
+    const node = await startTestNode({ 'anti_entropy.peer_list': `127.0.0.1:${closed}`, 'anti_entropy.interval_seconds': '1' });
+    // First attempt 0.5-1.5 s after start, then after 1, 2, 4 intervals: three attempts by 5.6 s
+    // (one per interval would make five).
+    await new Promise((r) => setTimeout(r, 5600));
+    expect(node.antiEntropy.syncsFailed).toBe(3);
+    expect(node.antiEntropy.syncs).toBe(0);
+  });
+
   it('three nodes listed as peers converge by themselves, one of them restarted empty', async () => {
     const ports = [await freePort(), await freePort(), await freePort()];
     const peers = ports.map((p) => `127.0.0.1:${p}`).join(',');
