@@ -79,6 +79,21 @@ describe('loadConfig', () => {
     expect(configError(() => loadConfig({ file: file('[network]\nbind_port = 1\n') }))).toMatch(/node_id is required/);
   });
 
+  it('checks what spans more than one key: segment bits, node id, peer addresses', () => {
+    expect(configError(() => loadConfig({ file: file('node_id = "a"\n[anti_entropy]\nsegment_bits = 10\n') }))).toMatch(
+      /anti_entropy\.segment_bits must be a multiple of 4/,
+    );
+    expect(configError(() => loadConfig({ file: file('node_id = "a"\n[anti_entropy]\nsegment_bits = 24\n') }))).toMatch(
+      /anti_entropy\.segment_bits must be in 4\.\.20/,
+    );
+    expect(configError(() => loadConfig({ flags: { node_id: 'two words' } }))).toMatch(/node_id must be at most 255 bytes with no spaces/);
+    expect(configError(() => loadConfig({ flags: { node_id: 'a', 'anti_entropy.peer_list': '127.0.0.1' } }))).toMatch(
+      /anti_entropy\.peer_list: peer address must be host:port, got '127\.0\.0\.1'/,
+    );
+    const ok = loadConfig({ flags: { node_id: 'a', 'anti_entropy.peer_list': '[::1]:7879,localhost:7880' } });
+    expect(ok.anti_entropy.segment_bits).toBe(16);
+  });
+
   it('names the variable or flag of a bad override', () => {
     expect(configError(() => loadConfig({ flags: { node_id: 'a' }, env: { MERKLE_KV_NETWORK_BIND_PORT: 'abc' } }))).toMatch(
       /environment variable MERKLE_KV_NETWORK_BIND_PORT \(network\.bind_port\) must be an integer/,
