@@ -56,20 +56,32 @@ export async function exchange(store: Store, peer: PeerClient, nodeId: string, l
   let theirs = parseRoot(await peer.line(ask), nodeId);
   const result = { peer: theirs.peer, equal: false, roundTrips: 1, nodesCompared: 0, keysSent: 0, keysReceived: 0, passes: 0 };
   if (theirs.root === store.rootHash().toString('hex')) return { ...result, equal: true, converged: true };
+  /**
+   * Sends what `repairs` holds and empties it; `then` sends one more request behind them, in the same
+   * round trip (the root check must see the peer after the pushes).
+   */
+  const apply = async <T>(repairs: Repairs, then: () => Promise<T>): Promise<T> => {
+    const pulls = [...repairs.pulls.values()];
+    const pushes = new Map(repairs.pushes);
+    repairs.pulls.clear();
+    repairs.pushes.clear();
+    // pull() and push() write their requests before their first await.
+    const sent = [pull(store, peer, pulls, limits), push(store, peer, pushes)] as const;
+    const other = then();
+    const [[received, extraTrips]] = await Promise.all(sent);
+    result.roundTrips += 1 + extraTrips;
+    result.keysSent += pushes.size;
+    result.keysReceived += received;
+    return await other;
+  };
   while (result.passes < MAX_PASSES && theirs.root !== store.rootHash().toString('hex')) {
     result.passes++;
-    const diff = await descend(store, peer);
-    result.roundTrips += diff.levels + 1;
+    const repairs: Repairs = { pulls: new Map(), pushes: new Map() };
+    // A store far behind its peer must not hold every repair in memory: send them as they add up.
+    const diff = await descend(store, peer, repairs, () => apply(repairs, () => Promise.resolve()));
+    result.roundTrips += diff.levels;
     result.nodesCompared += diff.nodesCompared;
-    const [[received, extraTrips], , rootLine] = await Promise.all([
-      pull(store, peer, [...diff.pulls.values()], limits),
-      push(store, peer, diff.pushes),
-      peer.line(ask),
-    ]);
-    theirs = parseRoot(rootLine, nodeId);
-    result.roundTrips += extraTrips;
-    result.keysSent += diff.pushes.size;
-    result.keysReceived += received;
+    theirs = parseRoot(await apply(repairs, () => peer.line(ask)), nodeId);
   }
   return { ...result, converged: theirs.root === store.rootHash().toString('hex') };
 }
@@ -81,20 +93,27 @@ function parseRoot(line: string, nodeId: string): { root: string; peer: string }
   return { root, peer };
 }
 
-interface Diff {
-  /** Key hashes to fetch, and keys to send, keyed by key hash (latin1). */
+/** Records to fetch (by key hash) and to send (by key), keyed by key hash (latin1). */
+interface Repairs {
   readonly pulls: Map<string, Buffer>;
   readonly pushes: Map<string, Buffer>;
-  readonly levels: number;
-  readonly nodesCompared: number;
 }
 
-/** Walks down from the root through the nodes whose windows differ, down to listings. */
-async function descend(store: Store, peer: PeerClient): Promise<Diff> {
+/** Repairs held before they are sent in the middle of a descent. */
+const REPAIR_BATCH = 4096;
+
+/**
+ * Walks down from the root through the nodes whose windows differ, down to listings, collecting into
+ * `repairs`; calls `flush` whenever REPAIR_BATCH of them are waiting.
+ */
+async function descend(
+  store: Store,
+  peer: PeerClient,
+  repairs: Repairs,
+  flush: () => Promise<void>,
+): Promise<{ levels: number; nodesCompared: number }> {
   // A different window of the 16-byte sums each pass: one that hid a difference is not used twice.
   const offset = randomInt(0, 16 - HASH_WINDOW + 1);
-  const pulls = new Map<string, Buffer>();
-  const pushes = new Map<string, Buffer>();
   let nodesCompared = 0;
   let levels = 0;
   let frontier = [0];
@@ -113,7 +132,7 @@ async function descend(store: Store, peer: PeerClient): Promise<Diff> {
       replies.forEach((reply, i) => {
         const index = indices[i] as number;
         if (reply.kind === 'list') {
-          compareListing(below?.[i] ?? store.recordsUnder(depth, index), reply.entries, pulls, pushes);
+          compareListing(below?.[i] ?? store.recordsUnder(depth, index), reply.entries, repairs);
           return;
         }
         if (depth === MAX_DEPTH) throw new ProtocolError('peer split a node at the deepest level');
@@ -121,22 +140,18 @@ async function descend(store: Store, peer: PeerClient): Promise<Diff> {
         const mine = childSums(store, depth, index, below?.[i]);
         for (let c = 0; c < 16; c++) if (windowDiffers(mine, reply.windows, c, offset)) next.push(index * 16 + c);
       });
+      if (repairs.pulls.size + repairs.pushes.size >= REPAIR_BATCH) await flush();
     }
     // Only a peer that lies about its tree (or one far larger than a node should hold) gets here:
     // every further level could be sixteen times larger.
     if (next.length > MAX_FRONTIER) throw new ProtocolError(`peer reported over ${MAX_FRONTIER} differing nodes at depth ${depth + 1}`);
     frontier = next;
   }
-  return { pulls, pushes, levels, nodesCompared };
+  return { levels, nodesCompared };
 }
 
 /** Our records under a node the peer listed: decide, key by key, who sends what. */
-function compareListing(
-  ours: StoredEntry[],
-  theirs: ListedEntry[],
-  pulls: Map<string, Buffer>,
-  pushes: Map<string, Buffer>,
-): void {
+function compareListing(ours: StoredEntry[], theirs: ListedEntry[], { pulls, pushes }: Repairs): void {
   const remote = new Map<string, ListedEntry>();
   for (const e of theirs) remote.set(e.keyHash.toString('latin1'), e);
   for (const { key, rec } of ours) {
