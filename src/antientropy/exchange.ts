@@ -190,7 +190,7 @@ async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], limits:
         }
       }
       // A reply cut at the size cap leaves the rest of its key hashes to ask for again.
-      if (served === 0 || served > asked.length) throw new ProtocolError('peer served no record of an AE.GET');
+      if (served === 0 || served > asked.length) throw new ProtocolError('peer answered AE.GET with a wrong count');
       again.push(...asked.slice(served));
     }
     todo = again;
