@@ -68,6 +68,28 @@ describe('anti-entropy internal commands', () => {
   });
 });
 
+describe('a peer that goes away mid-exchange', () => {
+  it('fails the SYNC with the reason, leaving no unhandled rejection behind', async () => {
+    const node = await startTestNode({ 'anti_entropy.segment_bits': '8' });
+    for (let i = 0; i < 500; i++) void node.store.set(Buffer.from(`k${i}`), Buffer.from('v'));
+    await node.store.settled();
+    // Answers AE.ROOT with a different root, then hangs up on the pipelined AE.NODES.
+    const fake = createServer((s: Socket) => {
+      let n = 0;
+      s.on('data', () => {
+        if (n++ === 0) s.write(`ROOT ${'0'.repeat(32)} gone\r\n`);
+        else s.destroy();
+      });
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    onTestFinished(() => void fake.close());
+    const c = await LineClient.connect(node.address.port);
+    const port = (fake.address() as { port: number }).port;
+    expect(await c.call(`SYNC 127.0.0.1 ${port}`)).toBe(`ERROR sync with 127.0.0.1:${port} failed: peer closed the connection`);
+    expect(await c.call('PING')).toBe('PONG');
+  });
+});
+
 describe('anti-entropy wire decoding', () => {
   it('rejects truncated, overlong and ill-formed replies', () => {
     expect(() => decodeNodeReplies(Buffer.from([0, 0, 0x48, 1, 2]), 1)).toThrow(ProtocolError);

@@ -58,9 +58,10 @@ describe.skipIf(skip)('replication through Mosquitto', () => {
     await waitFor('outage noticed', () => nodes.every((m) => m.node.replicator?.stats.connected === false));
     for (let i = 0; i < 20; i++) expect(await a.call(`SET during:${i} ${i}`)).toBe('OK');
     expect(await a.call('DEL during:0')).toBe('DELETED');
-    await waitFor('writes repaired on node 2', () => valueOn(nodes[1]!, 'during:19') === '19', 15_000);
+    const root = (i: number): string => nodes[i]!.node.store.rootHash().toString('hex');
+    await waitFor('writes repaired on node 2', () => valueOn(nodes[1]!, 'during:19') === '19' && root(0) === root(1), 15_000);
     expect(valueOn(nodes[1]!, 'during:0')).toBeUndefined();
-    expect(nodes[1]!.node.store.rootHash().equals(nodes[0]!.node.store.rootHash())).toBe(true);
+    expect(valueOn(nodes[1]!, 'during:7')).toBe('7');
     expect(nodes[0]!.node.replicator?.stats.publishFailures).toBeGreaterThanOrEqual(1);
   });
 
