@@ -39,7 +39,7 @@ const MAX_BACKOFF_FACTOR = 10;
 /**
  * Runs anti-entropy exchanges: every `intervalMs` (with ±20% jitter) with each peer of the list, at
  * most `maxConcurrent` at once, and on demand (SYNC). A peer that cannot be reached is logged once and
- * retried with backoff: after k failures in a row, after min(2^k, 10) intervals.
+ * retried with backoff: after k failures in a row, after min(2^(k-1), 10) intervals.
  */
 export class AntiEntropy {
   syncs = 0;
