@@ -35,6 +35,8 @@ interface PeerState {
 }
 
 const MAX_BACKOFF_FACTOR = 10;
+/** Exchanges that may run at once beyond `max_concurrent_syncs` (for SYNC). */
+const EXTRA_EXCHANGES = 8;
 
 /**
  * Runs anti-entropy exchanges: every `intervalMs` (with ±20% jitter) with each peer of the list, at
@@ -53,6 +55,8 @@ export class AntiEntropy {
   private readonly clients = new Set<PeerClient>();
   private timer: NodeJS.Timeout | undefined;
   private running = 0;
+  /** Exchanges in progress, periodic and SYNC. */
+  private active = 0;
   private stopped = false;
 
   constructor(private readonly opts: AntiEntropyOptions) {
@@ -80,6 +84,13 @@ export class AntiEntropy {
   /** One exchange with `host:port` now. Rejects with a ProtocolError saying why it failed. */
   async syncWith(host: string, port: number): Promise<ExchangeResult> {
     const where = `${host}:${port}`;
+    // Clients can ask for exchanges (SYNC) on many connections at once: each holds a connection and
+    // its replies in memory, so their number is bounded.
+    if (this.active >= this.opts.maxConcurrent + EXTRA_EXCHANGES) {
+      this.syncsFailed++;
+      throw new SyncError(`sync with ${where} failed: ${this.active} exchanges in progress already`, false);
+    }
+    this.active++;
     const started = Date.now();
     let client: PeerClient | undefined;
     try {
@@ -100,6 +111,7 @@ export class AntiEntropy {
       const why = (err instanceof Error ? err.message : String(err)).replace(/[\r\n]+/g, ' ');
       throw new SyncError(`sync with ${where} failed: ${why}`, self);
     } finally {
+      this.active--;
       if (client !== undefined) {
         this.bytesSent += client.bytesSent;
         this.bytesReceived += client.bytesReceived;

@@ -90,6 +90,29 @@ describe('a peer that goes away mid-exchange', () => {
   });
 });
 
+describe('exchanges clients ask for', () => {
+  it('are bounded in number: beyond max_concurrent_syncs + 8, SYNC is refused at once', async () => {
+    const node = await startTestNode({ 'anti_entropy.max_concurrent_syncs': '1' });
+    // A "peer" that accepts and never answers keeps every exchange waiting.
+    const sockets: Socket[] = [];
+    const silentPeer = createServer((s: Socket) => void sockets.push(s));
+    await new Promise<void>((r) => silentPeer.listen(0, '127.0.0.1', r));
+    onTestFinished(() => {
+      for (const s of sockets) s.destroy();
+      silentPeer.close();
+    });
+    const port = (silentPeer.address() as { port: number }).port;
+    const clients = await Promise.all(Array.from({ length: 10 }, () => LineClient.connect(node.address.port)));
+    for (const c of clients.slice(0, 9)) c.send(`SYNC 127.0.0.1 ${port}\r\n`);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await clients[9]?.call(`SYNC 127.0.0.1 ${port}`)).toBe(`ERROR sync with 127.0.0.1:${port} failed: 9 exchanges in progress already`);
+    expect(await clients[9]?.call('PING')).toBe('PONG');
+    // Stopping the node ends the waiting exchanges with an error each.
+    await node.stop();
+    for (const c of clients.slice(0, 9)) expect((await c.lines(1))[0]).toMatch(/^ERROR sync with .* failed: /);
+  });
+});
+
 describe('anti-entropy wire decoding', () => {
   it('rejects truncated, overlong and ill-formed replies', () => {
     expect(() => decodeNodeReplies(Buffer.from([0, 0, 0x48, 1, 2]), 1)).toThrow(ProtocolError);
