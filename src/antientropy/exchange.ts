@@ -1,8 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { ProtocolError } from '../errors.js';
 import type { Limits } from '../protocol/args.js';
-import { compareVersion, type Version } from '../store/hlc.js';
-import { isTombstone, recordKeyHashBytes, recordNode, recordValue, recordVersion } from '../store/record.js';
+import { compareVersion } from '../store/hlc.js';
+import { recordKeyHashBytes, recordVersionOf } from '../store/record.js';
 import type { StoredEntry, Store } from '../store/store.js';
 import { childSums, windowDiffers } from './nodes.js';
 import type { PeerClient } from './peer.js';
@@ -13,6 +13,7 @@ import {
   MAX_BATCH,
   MAX_DEPTH,
   putLine,
+  wireRecordOf,
   type ListedEntry,
 } from './wire.js';
 
@@ -119,14 +120,10 @@ async function descend(
   let frontier = [0];
   for (let depth = 0; frontier.length > 0 && depth <= MAX_DEPTH; depth++) {
     levels++;
-    const batches: Promise<Buffer>[] = [];
-    for (let i = 0; i < frontier.length; i += MAX_BATCH) {
-      batches.push(peer.binary(`AE.NODES ${depth} ${offset} ${packIndices(frontier.slice(i, i + MAX_BATCH))}`));
-    }
     const next: number[] = [];
-    for (let b = 0; b < batches.length; b++) {
-      const indices = frontier.slice(b * MAX_BATCH, (b + 1) * MAX_BATCH);
-      const replies = decodeNodeReplies(await (batches[b] as Promise<Buffer>), indices.length);
+    const batches = sendBatches(frontier, (part) => peer.binary(`AE.NODES ${depth} ${offset} ${packIndices(part)}`));
+    for (const { part: indices, reply } of batches) {
+      const replies = decodeNodeReplies(await reply, indices.length);
       // Below the stored tree, our records of the whole batch are read at once.
       const below = depth >= store.tree.depth ? store.recordsUnderEach(depth, indices) : undefined;
       replies.forEach((reply, i) => {
@@ -158,7 +155,7 @@ function compareListing(ours: StoredEntry[], theirs: ListedEntry[], { pulls, pus
     const kh = recordKeyHashBytes(rec).toString('latin1');
     const other = remote.get(kh);
     remote.delete(kh);
-    const mine: Version = { ...recordVersion(rec), node: recordNode(rec) };
+    const mine = recordVersionOf(rec);
     const order = other === undefined ? 1 : compareVersion(mine, other.version);
     if (order > 0) pushes.set(kh, key);
     else if (order < 0) pulls.set(kh, Buffer.from(kh, 'latin1'));
@@ -174,14 +171,10 @@ async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], limits:
   const commits: Promise<boolean>[] = [];
   while (todo.length > 0) {
     extra++;
-    const batches: Promise<Buffer>[] = [];
-    for (let i = 0; i < todo.length; i += MAX_BATCH) {
-      batches.push(peer.binary(`AE.GET ${Buffer.concat(todo.slice(i, i + MAX_BATCH)).toString('base64')}`));
-    }
     const again: Buffer[] = [];
-    for (let b = 0; b < batches.length; b++) {
-      const asked = todo.slice(b * MAX_BATCH, (b + 1) * MAX_BATCH);
-      const { served, records } = decodeRecords(await (batches[b] as Promise<Buffer>), limits);
+    const batches = sendBatches(todo, (part) => peer.binary(`AE.GET ${Buffer.concat(part).toString('base64')}`));
+    for (const { part: asked, reply } of batches) {
+      const { served, records } = decodeRecords(await reply, limits);
       for (const r of records) {
         const done = store.applyRemote(r.key, r.version, r.value);
         if (done !== null) {
@@ -204,11 +197,23 @@ async function push(store: Store, peer: PeerClient, keys: Map<string, Buffer>): 
   const acks: Promise<string>[] = [];
   for (const key of keys.values()) {
     const rec = store.read(key);
-    if (rec === undefined) continue;
-    const version = { ...recordVersion(rec), node: recordNode(rec) };
-    acks.push(peer.line(putLine({ key, version, value: isTombstone(rec) ? undefined : Buffer.from(recordValue(rec)) })));
+    // putLine copies the value out of the store's buffer before the next read.
+    if (rec !== undefined) acks.push(peer.line(putLine(wireRecordOf(key, rec))));
   }
   await Promise.all(acks);
+}
+
+/**
+ * Splits `items` into requests of at most MAX_BATCH, all sent at once (pipelined: one round trip), and
+ * returns each part with its pending reply, in order.
+ */
+function sendBatches<T>(items: T[], send: (part: T[]) => Promise<Buffer>): { part: T[]; reply: Promise<Buffer> }[] {
+  const out: { part: T[]; reply: Promise<Buffer> }[] = [];
+  for (let i = 0; i < items.length; i += MAX_BATCH) {
+    const part = items.slice(i, i + MAX_BATCH);
+    out.push({ part, reply: send(part) });
+  }
+  return out;
 }
 
 function packIndices(indices: number[]): string {

@@ -1,8 +1,8 @@
 import { ProtocolError } from '../errors.js';
-import { isTombstone, recordKeyHashBytes, recordNode, recordValue, recordVersion } from '../store/record.js';
+import { recordKeyHashBytes, recordNode, recordVersion } from '../store/record.js';
 import type { Store } from '../store/store.js';
 import { childSums } from './nodes.js';
-import { HASH_WINDOW, KIND_HASHES, KIND_LIST, MAX_DEPTH, MAX_REPLY_BYTES, NodeTable, writeRecord, Writer } from './wire.js';
+import { HASH_WINDOW, KIND_HASHES, KIND_LIST, MAX_DEPTH, MAX_REPLY_BYTES, NodeTable, wireRecordOf, writeRecord, Writer } from './wire.js';
 
 /**
  * The answering side of anti-entropy: what the internal AE.* commands reply (commands/antientropy.ts).
@@ -64,11 +64,7 @@ export function getReply(store: Store, keyHashes: Buffer[]): Buffer {
   for (const kh of keyHashes) {
     if (w.length >= MAX_REPLY_BYTES) break;
     served++;
-    for (const { key, rec } of store.recordsWithKeyHash(kh)) {
-      if (!recordKeyHashBytes(rec).equals(kh)) continue;
-      const version = { ...recordVersion(rec), node: recordNode(rec) };
-      writeRecord(w, { key, version, value: isTombstone(rec) ? undefined : recordValue(rec) });
-    }
+    for (const { key, rec } of store.recordsWithKeyHash(kh)) writeRecord(w, wireRecordOf(key, rec));
   }
   w.patchU32(0, served);
   return w.result();

@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
 import { checkKey, type Limits } from '../protocol/args.js';
 import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
+import { isTombstone, recordValue, recordVersionOf } from '../store/record.js';
 
 /*
  * What anti-entropy puts on the wire (docs/ARCHITECTURE.md, "Anti-entropy"). Replies that carry many
@@ -12,8 +13,9 @@ import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
  *   'L' then u32 count and count entries: key hash (8), wall (6), counter (2), node id index (u16)
  * preceded by the node-id table the entries refer to: u16 count, then (u8 length, UTF-8 bytes) each.
  *
- * AE.GET reply: u32 count of the requested key hashes it covers (from the first), then per record: u16 key length, key, u8 flags (bit 0 tombstone), wall (6), counter (2),
- * u8 node id length, node id, u32 value length, value.
+ * AE.GET reply: u32 count of the requested key hashes it covers (from the first), then per record:
+ * u16 key length, key, u8 flags (bit 0 tombstone), wall (6), counter (2), u8 node id length, node id,
+ * u32 value length, value.
  */
 
 /**
@@ -194,6 +196,11 @@ export function decodeNodeReplies(payload: Buffer, count: number): NodeReply[] {
 
 export const KIND_HASHES = 0x48; // 'H'
 export const KIND_LIST = 0x4c; // 'L'
+
+/** A stored record as anti-entropy sends it. The value is a view into `rec`. */
+export function wireRecordOf(key: Buffer, rec: Buffer): WireRecord {
+  return { key, version: recordVersionOf(rec), value: isTombstone(rec) ? undefined : recordValue(rec) };
+}
 
 export function writeRecord(w: Writer, rec: WireRecord): void {
   w.u16(rec.key.length);

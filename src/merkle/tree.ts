@@ -15,6 +15,11 @@ export class MerkleTree {
     for (let d = 0; d <= bits / 4; d++) this.levels.push(new Uint32Array(4 * 16 ** d));
   }
 
+  /** The segment of a key whose key hash has these top 32 bits. */
+  segmentOf(hi: number): number {
+    return hi >>> (32 - this.bits);
+  }
+
   /** Depth of the segment level (the root is depth 0). */
   get depth(): number {
     return this.bits / 4;

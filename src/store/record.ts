@@ -95,6 +95,11 @@ export function recordKeyHashBytes(buf: Buffer): Buffer {
   return buf.subarray(KEY_HASH, KEY_HASH + 8);
 }
 
+/** The record's full version: clock reading and writer's node id. */
+export function recordVersionOf(buf: Buffer): Version {
+  return { ...recordVersion(buf), node: recordNode(buf) };
+}
+
 /** The id of the node that wrote the record. */
 export function recordNode(buf: Buffer): string {
   return buf.toString('utf8', HEADER, HEADER + (buf[NODE_LEN] ?? 0));

@@ -1,7 +1,7 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { StorageError } from '../errors.js';
-import { TreeHasher, type KeyHash } from '../merkle/hash.js';
+import { TreeHasher } from '../merkle/hash.js';
 import { MerkleTree } from '../merkle/tree.js';
 import { compareHlc, compareVersion, HybridClock, type Hlc, type Version } from './hlc.js';
 import {
@@ -14,9 +14,9 @@ import {
   recordKeyHash,
   recordKeyHashBytes,
   recordKeyHashHi,
-  recordNode,
   recordValue,
   recordVersion,
+  recordVersionOf,
 } from './record.js';
 
 export interface StoreOptions {
@@ -238,17 +238,12 @@ export class Store {
     const version = { wall: hlc.wall, counter: hlc.counter, node };
     const item = this.hasher.item(key, version, tombstone, value);
     // A key's hash never changes: take it from the record being replaced when there is one.
-    let keyHash: KeyHash;
-    if (before === undefined) {
-      keyHash = this.hasher.keyHash(key);
-      void this.index.put(indexKey(keyHash, key), EMPTY);
-    } else {
-      keyHash = recordKeyHash(before);
-    }
+    const keyHash = before === undefined ? this.hasher.keyHash(key) : recordKeyHash(before);
     // An explicit literal: a spread here cost more than the hashing (measured with --prof).
     const rec = encodeRecord({ wall: hlc.wall, counter: hlc.counter, node, tombstone, value, item, keyHash });
+    if (before === undefined) void this.index.put(indexKey(rec, key), EMPTY);
     const done = this.db.put(key, rec);
-    const segment = keyHash.hi >>> (32 - this.tree.bits);
+    const segment = this.tree.segmentOf(keyHash.hi);
     const replaced = before === undefined ? undefined : recordItem(before);
     const entry: Pending = {
       rec,
@@ -464,7 +459,7 @@ export class Store {
       }
       const stale = [...this.index.getKeys({})].map((k) => Buffer.from(k));
       for (const k of stale) void this.index.remove(k);
-      for (const { key, value } of this.db.getRange({})) void this.index.put(indexKey(recordKeyHash(value), key), EMPTY);
+      for (const { key, value } of this.db.getRange({})) void this.index.put(indexKey(value, key), EMPTY);
       void this.meta.put(RECORD_FORMAT_KEY, RECORD_FORMAT);
     });
     if (records > 0) this.opts.logger.info({ upgraded: old.length, indexed: records }, 'data directory upgraded');
@@ -480,7 +475,7 @@ export class Store {
     for (const { value } of this.db.getRange({})) {
       if (isTombstone(value)) this.tombstones++;
       else this.live++;
-      this.tree.updateBytes(recordKeyHashHi(value) >>> (32 - this.tree.bits), value, ITEM_OFFSET, 1);
+      this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(value)), value, ITEM_OFFSET, 1);
       const v = recordVersion(value);
       if (compareHlc(v, newest) > 0) newest = v;
     }
@@ -518,8 +513,8 @@ export class Store {
         const now = this.db.getBinary(key);
         if (now !== undefined && now.equals(rec)) {
           void this.db.remove(key);
-          void this.index.remove(Buffer.concat([recordKeyHashBytes(rec), key]));
-          this.tree.updateBytes(recordKeyHashHi(rec) >>> (32 - this.tree.bits), rec, ITEM_OFFSET, -1);
+          void this.index.remove(indexKey(rec, key));
+          this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(rec)), rec, ITEM_OFFSET, -1);
           removed++;
         }
       }
@@ -548,17 +543,9 @@ function hiPrefix(hi: number): Buffer {
   return b;
 }
 
-/** The index key of a record: its key hash (8 bytes, big-endian), then the key. */
-function indexKey(h: KeyHash, key: Buffer): Buffer {
-  const k = Buffer.allocUnsafe(8 + key.length);
-  k.writeUInt32BE(h.hi, 0);
-  k.writeUInt32BE(h.lo, 4);
-  key.copy(k, 8);
-  return k;
-}
-
-function recordVersionOf(rec: Buffer): Version {
-  return { ...recordVersion(rec), node: recordNode(rec) };
+/** The index key of a record: its key hash (8 bytes, big-endian, as stored in `rec`), then the key. */
+function indexKey(rec: Buffer, key: Buffer): Buffer {
+  return Buffer.concat([recordKeyHashBytes(rec), key]);
 }
 
 function startsWith(key: Buffer, prefix: Buffer): boolean {
