@@ -1,13 +1,22 @@
 // MerkleKV benchmark: starts each server as its own process pinned to one CPU, drives it with
 // scripts/loadgen.mjs pinned to another, alternates the contenders round by round, and prints medians.
 //
-//   npm run bench -- [--targets merkle,memcached,redis] [--rounds 3] [--duration 3] [--warmup 1]
-//                    [--ops set,get,mix] [--conns 1,50] [--depths 1,32] [--threads 2]
-//                    [--server-cpu 0] [--client-cpu 1] [--connect host:port] [--json file]
+//   npm run bench -- [--targets merkle,merkle-always,memcached,redis,redis-always,ceiling] [--rounds 3]
+//                    [--duration 3] [--warmup 1] [--ops set,get,mix] [--conns 1,50] [--depths 1,32]
+//                    [--threads 2] [--server-cpu 0] [--client-cpu 1] [--connect host:port]
+//                    [--baseline DIR] [--json file]
 //
-// memcached runs as `memcached -t 1`; Redis with `appendonly yes`, `appendfsync everysec` (the durable
-// comparison for SET). MerkleKV acknowledges a SET only after LMDB has synced it. With --connect, the
-// single target named by --targets is not started: the generator is pointed at that address instead.
+// Contenders:
+//   merkle          MerkleKV, `[storage] fsync = "periodic"` (the default: OK once the write is in the OS)
+//   merkle-always   MerkleKV, `fsync = "always"` (OK once the write is on disk)
+//   memcached       `memcached -t 1`
+//   redis           `appendonly yes`, `appendfsync everysec` (the comparison for the periodic mode)
+//   redis-always    `appendonly yes`, `appendfsync always` (the comparison for "always")
+//   ceiling         scripts/ceiling-server.mjs: a minimal Node.js line server with fixed replies
+//   base            the build in `--baseline DIR` (DIR/dist/cli.js, e.g. a worktree of the previous commit)
+// Beside ops/s and p50/p99 latency, it prints the server's CPU per operation (user + system, all threads,
+// from /proc). With --connect, the single target named by --targets is not started: the generator is
+// pointed at that address instead (no CPU figure then).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { freePort, hasTaskset, list, median, root, runLoad as runLoadgen, startProcess, waitReady } from './bench-lib.mjs';
 const { values: args } = parseArgs({
   options: {
-    targets: { type: 'string', default: 'merkle,memcached,redis' },
+    targets: { type: 'string', default: 'merkle,merkle-always,memcached,redis,redis-always,ceiling' },
     rounds: { type: 'string', default: '3' },
     duration: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '1' },
@@ -26,32 +35,45 @@ const { values: args } = parseArgs({
     'server-cpu': { type: 'string', default: '0' },
     'client-cpu': { type: 'string', default: '1' },
     connect: { type: 'string' },
+    baseline: { type: 'string' },
     json: { type: 'string' },
   },
 });
 
 const targets = list(args.targets);
+const fmtCpu = (us) => (us === undefined ? '-' : us.toFixed(1));
 
 /** Starts one contender; returns its port and a stop function. */
 async function startServer(target) {
   if (args.connect) {
     const [host, port] = args.connect.split(':');
     if (host !== '127.0.0.1' && host !== 'localhost') throw new Error('--connect must name a loopback address');
-    return { port: Number(port), stop: async () => {} };
+    return { port: Number(port), pid: undefined, stop: async () => {} };
   }
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), `bench-${target}-`));
-  let cmd;
+  let cmd = process.execPath;
   let cmdArgs;
+  const redis = (fsync) => ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', fsync, '--save', '', '--dir', dir, '--protected-mode', 'no'];
+  const merkle = (cli, fsync) => [cli, '--node-id', 'bench', '--port', String(port), '--data-dir', join(dir, 'db'), '--log-level', 'warn', ...(fsync ? ['--fsync', fsync] : [])];
   if (target === 'merkle') {
-    cmd = process.execPath;
-    cmdArgs = [join(root, 'dist/cli.js'), '--node-id', 'bench', '--port', String(port), '--data-dir', join(dir, 'db'), '--log-level', 'warn'];
+    cmdArgs = merkle(join(root, 'dist/cli.js'), 'periodic');
+  } else if (target === 'merkle-always') {
+    cmdArgs = merkle(join(root, 'dist/cli.js'), 'always');
+  } else if (target === 'base') {
+    if (!args.baseline) throw new Error('target base needs --baseline DIR');
+    cmdArgs = merkle(join(args.baseline, 'dist/cli.js'));
+  } else if (target === 'ceiling') {
+    cmdArgs = [join(root, 'scripts/ceiling-server.mjs'), String(port)];
   } else if (target === 'memcached') {
     cmd = 'memcached';
     cmdArgs = ['-t', '1', '-p', String(port), '-U', '0', '-l', '127.0.0.1', '-m', '1024', '-c', '4096', '-u', 'root'];
   } else if (target === 'redis') {
     cmd = 'redis-server';
-    cmdArgs = ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--dir', dir, '--protected-mode', 'no'];
+    cmdArgs = redis('everysec');
+  } else if (target === 'redis-always') {
+    cmd = 'redis-server';
+    cmdArgs = redis('always');
   } else {
     throw new Error(`unknown target ${target}`);
   }
@@ -59,6 +81,7 @@ async function startServer(target) {
   await waitReady(port);
   return {
     port,
+    pid: proc.child.pid,
     async stop() {
       await proc.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -66,10 +89,11 @@ async function startServer(target) {
   };
 }
 
-function runLoad(port, target, op, conns, depth, preload) {
+function runLoad(server, target, op, conns, depth, preload) {
   const cfg = {
-    port,
-    protocol: target === 'merkle' ? 'merkle' : target,
+    port: server.port,
+    serverPid: server.pid,
+    protocol: target.startsWith('redis') ? 'redis' : target === 'memcached' ? 'memcached' : 'merkle',
     op,
     conns,
     depth,
@@ -97,10 +121,10 @@ for (let round = 0; round < rounds; round++) {
       let loaded = false;
       for (const s of scenarios) {
         const key = `${s.op} c=${s.conns} p=${s.depth}`;
-        const r = await runLoad(server.port, target, s.op, s.conns, s.depth, !loaded);
+        const r = await runLoad(server, target, s.op, s.conns, s.depth, !loaded);
         loaded = true;
         ((results[key] ??= {})[target] ??= []).push(r);
-        console.error(`  round ${round + 1} ${target.padEnd(9)} ${key.padEnd(16)} ${Math.round(r.opsPerSec).toString().padStart(8)} ops/s  p50 ${r.p50us.toFixed(0)}us  p99 ${r.p99us.toFixed(0)}us  gen-cpu ${r.generatorCpuSeconds.toFixed(1)}s${r.errors ? `  errors ${r.errors}` : ''}`);
+        console.error(`  round ${round + 1} ${target.padEnd(9)} ${key.padEnd(16)} ${Math.round(r.opsPerSec).toString().padStart(8)} ops/s  p50 ${r.p50us.toFixed(0)}us  p99 ${r.p99us.toFixed(0)}us  cpu/op ${fmtCpu(r.serverCpuUsPerOp)}us  gen-cpu ${r.generatorCpuSeconds.toFixed(1)}s${r.errors ? `  errors ${r.errors}` : ''}`);
       }
     } finally {
       await server.stop();
@@ -110,8 +134,8 @@ for (let round = 0; round < rounds; round++) {
 
 const baseline = targets.includes('memcached') ? 'memcached' : targets[0];
 const rows = [];
-console.log(`\nmedians of ${rounds} rounds, ${args.duration}s each; 100-byte values, 10k keys; ratio = ops/s vs ${baseline}`);
-console.log(['scenario'.padEnd(18), ...targets.map((t) => `${t} ops/s  p50us  p99us  ratio`.padStart(36))].join(''));
+console.log(`\nmedians of ${rounds} rounds, ${args.duration}s each; 100-byte values, 10k keys; cpu = server CPU us per op; ratio = ops/s vs ${baseline}`);
+console.log(['scenario'.padEnd(18), ...targets.map((t) => `${t}: ops/s  p50us  p99us  cpu  ratio`.padStart(46))].join(''));
 for (const [key, byTarget] of Object.entries(results)) {
   const base = median((byTarget[baseline] ?? []).map((r) => r.opsPerSec));
   const cells = targets.map((t) => {
@@ -119,8 +143,10 @@ for (const [key, byTarget] of Object.entries(results)) {
     const ops = median(runs.map((r) => r.opsPerSec));
     const p50 = median(runs.map((r) => r.p50us));
     const p99 = median(runs.map((r) => r.p99us));
-    rows.push({ scenario: key, target: t, opsPerSec: ops, p50us: p50, p99us: p99, ratio: ops / base, runs: runs.map((r) => r.opsPerSec) });
-    return `${Math.round(ops).toString().padStart(10)} ${p50.toFixed(0).padStart(6)} ${p99.toFixed(0).padStart(6)} ${(ops / base).toFixed(2).padStart(6)}`.padStart(36);
+    const cpus = runs.map((r) => r.serverCpuUsPerOp).filter((c) => c !== undefined);
+    const cpu = cpus.length > 0 ? median(cpus) : undefined;
+    rows.push({ scenario: key, target: t, opsPerSec: ops, p50us: p50, p99us: p99, cpuUsPerOp: cpu, ratio: ops / base, runs: runs.map((r) => r.opsPerSec) });
+    return `${Math.round(ops).toString().padStart(10)} ${p50.toFixed(0).padStart(6)} ${p99.toFixed(0).padStart(6)} ${fmtCpu(cpu).padStart(6)} ${(ops / base).toFixed(2).padStart(6)}`.padStart(46);
   });
   console.log([key.padEnd(18), ...cells].join(''));
 }

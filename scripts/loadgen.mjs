@@ -5,6 +5,7 @@
 //
 // Each connection keeps `depth` requests outstanding; after every read it sends as many new requests as
 // were answered, in one write. Latency is measured per request, send to reply, in microseconds.
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +77,22 @@ function replyCounter(protocol) {
   };
 }
 
+/**
+ * CPU seconds (user + system, all threads) the process `pid` has used so far, from /proc/<pid>/stat;
+ * undefined when there is no such file (not Linux, or no pid given).
+ */
+function cpuSecondsOf(pid) {
+  if (!pid) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return undefined;
+  }
+}
+
 async function runWorker(cfg) {
   const value = 'x'.repeat(cfg.valueSize);
   const reqs = requests(cfg.protocol, cfg.keys, value);
@@ -143,14 +160,18 @@ async function runWorker(cfg) {
   await new Promise((r) => setTimeout(r, cfg.warmup * 1000));
   recording = true;
   const started = performance.now();
+  // Every worker samples the server's CPU over its own window; the windows coincide to a few ms.
+  const cpuBefore = cpuSecondsOf(cfg.serverPid);
   await new Promise((r) => setTimeout(r, cfg.duration * 1000));
   recording = false;
+  const cpuAfter = cpuSecondsOf(cfg.serverPid);
   const elapsed = (performance.now() - started) / 1000;
   stopping = true;
   const timer = setTimeout(() => conns.forEach((s) => s.destroy()), 5000);
   await Promise.all(finished);
   clearTimeout(timer);
-  return { ops, elapsed, errors, hist: Array.from(hist) };
+  const serverCpuSeconds = cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore;
+  return { ops, elapsed, errors, serverCpuSeconds, hist: Array.from(hist) };
 }
 
 /** Writes every key once (pipelined) so GETs hit. */
@@ -219,9 +240,15 @@ async function main() {
     r.hist.forEach((v, i) => (hist[i] += v));
   }
   const cpu = process.cpuUsage();
+  // The server's CPU per operation: its CPU over the first worker's window, over the operations of all
+  // workers in that window (the windows start and end together).
+  const first = results[0];
+  const serverCpuUsPerOp =
+    first?.serverCpuSeconds === undefined || ops === 0 ? undefined : (first.serverCpuSeconds * 1e6 * (elapsed / first.elapsed)) / ops;
   process.stdout.write(
     JSON.stringify({
       opsPerSec: ops / elapsed,
+      serverCpuUsPerOp,
       p50us: percentile(hist, ops, 0.5),
       p99us: percentile(hist, ops, 0.99),
       ops,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
 import { loadConfig } from './config/load.js';
-import { LOG_LEVELS } from './config/schema.js';
+import { FSYNC_MODES, LOG_LEVELS } from './config/schema.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './log.js';
 import { startNode, type RunningNode } from './node.js';
@@ -19,6 +19,7 @@ const program = new Command()
   .option('--bind <address>', 'address to listen on (network.bind_address)')
   .option('-p, --port <port>', 'client port (network.bind_port)')
   .option('--data-dir <path>', 'LMDB directory (storage.path)')
+  .addOption(new Option('--fsync <mode>', 'when OK is sent: once the write is in the OS, or on disk (storage.fsync)').choices(FSYNC_MODES))
   .addOption(new Option('--log-level <level>', 'logging.level').choices(LOG_LEVELS))
   .addOption(new Option('--log-format <format>', 'logging.format').choices(['json', 'text']))
   .option('--log-file <path>', 'log to this file instead of stderr (logging.file_path)')
@@ -35,6 +36,7 @@ interface Flags {
   bind?: string;
   port?: string;
   dataDir?: string;
+  fsync?: string;
   logLevel?: string;
   logFormat?: string;
   logFile?: string;
@@ -60,6 +62,7 @@ async function main(): Promise<void> {
         'network.bind_address': flags.bind,
         'network.bind_port': flags.port,
         'storage.path': flags.dataDir,
+        'storage.fsync': flags.fsync,
         'logging.level': flags.logLevel,
         'logging.format': flags.logFormat,
         'logging.file_path': flags.logFile,

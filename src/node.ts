@@ -38,6 +38,9 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     tombstoneGraceSeconds: config.storage.tombstone_grace_seconds,
     clusterSecret: config.cluster_secret,
     treeBits: config.anti_entropy.segment_bits,
+    fsync: config.storage.fsync,
+    fsyncPeriodMs: config.storage.fsync_period_ms,
+    maxValueBytes: config.storage.max_value_bytes,
     logger,
   });
   const limits = {
@@ -111,8 +114,8 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     async stop() {
       antiEntropy.stop();
       await server.close();
-      // Writes still committing are published before the client disconnects.
-      await store.settled();
+      // Writes acknowledged so far are published before the client disconnects.
+      store.flush();
       await replicator?.stop();
       await store.close();
       await broker?.close();

@@ -168,7 +168,7 @@ async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], limits:
   let applied = 0;
   let extra = -1;
   let todo = keyHashes;
-  const commits: Promise<boolean>[] = [];
+  const commits: Promise<void>[] = [];
   while (todo.length > 0) {
     extra++;
     const again: Buffer[] = [];
@@ -177,11 +177,12 @@ async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], limits:
       const { served, records } = decodeRecords(await reply, limits);
       for (const r of records) {
         const done = store.applyRemote(r.key, r.version, r.value);
-        if (done !== null) {
-          applied++;
-          commits.push(done);
-        }
+        if (done === undefined) continue;
+        applied++;
+        if (done !== null) commits.push(done);
       }
+      // Into the log now, as a client's writes would be at the end of its batch.
+      store.flush();
       // A reply cut at the size cap leaves the rest of its key hashes to ask for again.
       if (served === 0 || served > asked.length) throw new ProtocolError('peer answered AE.GET with a wrong count');
       again.push(...asked.slice(served));

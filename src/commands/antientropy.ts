@@ -52,7 +52,6 @@ export const aeRoot = {
   },
   run(req: AeRootRequest, ctx: Context, out: Output): undefined {
     out.utf8Line(rootReply(ctx.store, ctx.nodeId, req.fingerprint, req.bits));
-    out.dependOn(ctx.store.readPending);
   },
 } as const satisfies Command<AeRootRequest>;
 
@@ -113,9 +112,9 @@ export const aePut = {
   run(req: AePutRequest, ctx: Context, out: Output): undefined {
     // The line is reused once the batch is answered: the store copies what it keeps into its record.
     const done = ctx.store.applyRemote(req.key, req.version, req.value);
-    if (done !== null) ctx.stats.antiEntropyApplied++;
+    if (done !== undefined) ctx.stats.antiEntropyApplied++;
     out.line('OK');
-    out.dependOn(done);
+    out.dependOn(done ?? null);
   },
 } as const satisfies Command<AePutRequest>;
 

@@ -17,7 +17,8 @@ function parser(prepend: boolean) {
 }
 
 function run(req: AppendRequest, ctx: Context, out: Output): undefined {
-  const current = ctx.store.readValue(req.key);
+  // A read-modify-write: its reply shows the new value, which waits as the write does.
+  const current = ctx.store.readValue(req.key).value;
   let next = req.value;
   if (current !== undefined) {
     next = req.prepend ? Buffer.concat([req.value, current]) : Buffer.concat([current, req.value]);

@@ -15,6 +15,6 @@ export default {
   },
   run(_req: DbsizeRequest, ctx: Context, out: Output): undefined {
     out.line(`DBSIZE ${ctx.store.size}`);
-    out.dependOn(ctx.store.readPending);
+    out.dependOn(ctx.store.acknowledgedAfter());
   },
 } as const satisfies Command<DbsizeRequest>;

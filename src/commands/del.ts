@@ -16,10 +16,11 @@ export default {
     return { kind: 'del', key };
   },
   run(req: DelRequest, ctx: Context, out: Output): undefined {
-    if (ctx.store.readValue(req.key) === undefined) {
+    const current = ctx.store.readValue(req.key);
+    if (current.value === undefined) {
       // Nothing to delete: the answer still depends on a pending delete of this key, if any.
       out.line('NOT_FOUND');
-      out.dependOn(ctx.store.readPending);
+      out.dependOn(current.after);
       return;
     }
     ctx.stats.writes++;

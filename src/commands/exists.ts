@@ -19,8 +19,9 @@ export default {
     let count = 0;
     const waits: Promise<unknown>[] = [];
     for (const key of req.keys) {
-      if (ctx.store.readValue(key) !== undefined) count++;
-      if (ctx.store.readPending !== null) waits.push(ctx.store.readPending);
+      const { value, after } = ctx.store.readValue(key);
+      if (value !== undefined) count++;
+      if (after !== null) waits.push(after);
     }
     out.line(`EXISTS ${count}`);
     if (waits.length > 0) out.dependOn(Promise.all(waits));

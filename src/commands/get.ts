@@ -16,7 +16,7 @@ export default {
     return { kind: 'get', key };
   },
   run(req: GetRequest, ctx: Context, out: Output): undefined {
-    const value = ctx.store.readValue(req.key);
+    const { value, after } = ctx.store.readValue(req.key);
     if (value === undefined) {
       ctx.stats.getMisses++;
       out.line('NOT_FOUND');
@@ -24,6 +24,6 @@ export default {
       ctx.stats.getHits++;
       out.bytesLine('VALUE ', value);
     }
-    out.dependOn(ctx.store.readPending);
+    out.dependOn(after);
   },
 } as const satisfies Command<GetRequest>;

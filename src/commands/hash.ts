@@ -17,6 +17,6 @@ export default {
   },
   run(_req: HashRequest, ctx: Context, out: Output): undefined {
     out.line(`HASH ${ctx.store.rootHash().toString('hex')}`);
-    out.dependOn(ctx.store.readPending);
+    out.dependOn(ctx.store.acknowledgedAfter());
   },
 } as const satisfies Command<HashRequest>;

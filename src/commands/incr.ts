@@ -37,7 +37,8 @@ function parser(sign: 1n | -1n) {
 }
 
 function run(req: IncrRequest, ctx: Context, out: Output): undefined {
-  const current = ctx.store.readValue(req.key);
+  // A read-modify-write: its reply shows the new value, which waits as the write does.
+  const current = ctx.store.readValue(req.key).value;
   let base = 0n;
   if (current !== undefined) {
     const n = parseInteger(current.toString('latin1'));

@@ -19,10 +19,10 @@ export default {
     const values: (Buffer | undefined)[] = [];
     const waits: Promise<unknown>[] = [];
     for (const key of req.keys) {
-      const v = ctx.store.readValue(key);
+      const { value, after } = ctx.store.readValue(key);
       // Copy: LMDB's buffer is only valid until the next read.
-      values.push(v === undefined ? undefined : Buffer.from(v));
-      if (ctx.store.readPending !== null) waits.push(ctx.store.readPending);
+      values.push(value === undefined ? undefined : Buffer.from(value));
+      if (after !== null) waits.push(after);
     }
     const found = values.filter((v) => v !== undefined).length;
     ctx.stats.getHits += found;

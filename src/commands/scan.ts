@@ -19,6 +19,6 @@ export default {
     const keys = ctx.store.scan(req.prefix);
     out.line(`KEYS ${keys.length}`);
     for (const key of keys) out.bytesLine('', key);
-    out.dependOn(ctx.store.readPending);
+    out.dependOn(ctx.store.acknowledgedAfter());
   },
 } as const satisfies Command<ScanRequest>;

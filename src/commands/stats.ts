@@ -27,8 +27,8 @@ export function statsLines(ctx: Context): string[] {
     `bytes_out:${s.bytesOut}`,
     `keys:${ctx.store.size}`,
     `tombstones:${ctx.store.tombstoneCount}`,
-    `pending_writes:${ctx.store.pendingWrites}`,
     `memory_rss_bytes:${process.memoryUsage.rss()}`,
+    ...ctx.store.statsLines(),
     ...(ctx.extraStats?.() ?? []),
   ];
 }

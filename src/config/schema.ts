@@ -33,6 +33,8 @@ export interface Config {
     max_value_bytes: number;
     tombstone_grace_seconds: number;
     max_clock_skew_ms: number;
+    fsync: FsyncMode;
+    fsync_period_ms: number;
   };
   logging: {
     level: LogLevel;
@@ -42,6 +44,8 @@ export interface Config {
 }
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+export const FSYNC_MODES = ['periodic', 'always'] as const;
+export type FsyncMode = (typeof FSYNC_MODES)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** How one leaf of the config is typed, checked and defaulted. */
@@ -92,6 +96,9 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   'storage.max_value_bytes': int(1_048_576, 1, 64 * 1_048_576),
   'storage.tombstone_grace_seconds': int(86_400, 1, 86_400 * 3650),
   'storage.max_clock_skew_ms': int(60_000, 0, 86_400_000),
+  // "periodic": OK once the write is in the OS, fdatasync every fsync_period_ms; "always": OK once on disk.
+  'storage.fsync': { type: 'enum', default: 'periodic', values: FSYNC_MODES },
+  'storage.fsync_period_ms': int(100, 1, 60_000),
   'logging.level': { type: 'enum', default: 'info', values: LOG_LEVELS },
   'logging.format': { type: 'enum', default: 'json', values: ['json', 'text'] },
   'logging.file_path': str(''),

@@ -1,4 +1,4 @@
-/** A reply that may only be sent once a commit it depends on has settled (see Store.readPending). */
+/** A reply that may only be sent once what it depends on has settled (a write's `Ack`, see Store). */
 export interface Deferred {
   readonly after: Promise<unknown>;
   readonly bytes: Buffer;
@@ -50,6 +50,12 @@ export class Output {
     const last = this.deferred[this.deferred.length - 1];
     if (last !== undefined && last.after === after && last.end === this.replyStart) last.end = this.len;
     else this.deferred.push({ start: this.replyStart, end: this.len, after });
+  }
+
+  /** Discards everything written since the last `take()` (the batch's writes could not be logged). */
+  discard(): void {
+    this.len = this.replyStart = 0;
+    this.deferred = [];
   }
 
   /** Discards what was written since `begin()` (a failed command writes an error instead). */

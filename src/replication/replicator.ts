@@ -2,8 +2,7 @@ import type { Socket } from 'node:net';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { decodeRecord } from '../store/record.js';
-import type { CommittedWrite, Store } from '../store/store.js';
+import type { AcknowledgedWrite, Store } from '../store/store.js';
 import { decodeMessage, encodeMessages, type DecodeLimits, type Op } from './message.js';
 
 export interface ReplicatorOptions {
@@ -37,10 +36,11 @@ export class ReplicationStats {
 const MAX_BACKOFF_MS = 30_000;
 
 /**
- * Replication over MQTT (DESIGN.md section 5). Local writes are published once committed, as JSON on
- * `<prefix>/updates/<node_id>`, QoS 1, the writes of one event-loop tick batched into one message.
- * Messages from the other nodes are applied through `Store.applyRemote` (last writer wins), and
- * acknowledged to the broker only once committed, so a crash before that gets them delivered again.
+ * Replication over MQTT (DESIGN.md section 5). Local writes are published as soon as they are
+ * acknowledged to their clients, as JSON on `<prefix>/updates/<node_id>`, QoS 1, the writes of one
+ * event-loop tick batched into one message. Messages from the other nodes are applied through
+ * `Store.applyRemote` (last writer wins), and acknowledged to the broker (PUBACK) only once the writes
+ * are as durable as a client's OK would be, so a crash before that gets them delivered again.
  *
  * The broker being away never blocks writes: while disconnected nothing is queued in memory (the
  * failures are counted; anti-entropy repairs them), and the client reconnects with backoff.
@@ -83,7 +83,7 @@ export class Replicator {
     this.client.on('connect', (ack) => this.onConnect(ack.sessionPresent));
     this.client.on('close', () => this.onDisconnect());
     this.client.on('error', (err) => this.onError(err as Error & { code?: number }));
-    opts.store.onLocalCommit((writes) => this.enqueue(writes));
+    opts.store.onAcknowledged((writes) => this.enqueue(writes));
   }
 
   /** `name:value` lines for STATS/INFO. */
@@ -161,16 +161,13 @@ export class Replicator {
     this.opts.logger.debug({ err: err.message }, 'replication client error');
   }
 
-  private enqueue(writes: CommittedWrite[]): void {
+  private enqueue(writes: AcknowledgedWrite[]): void {
     if (!this.client.connected) {
       // Not queued in memory: the broker may stay away for long. Anti-entropy repairs these.
       this.stats.publishFailures += writes.length;
       return;
     }
-    for (const w of writes) {
-      const rec = decodeRecord(w.record);
-      this.queued.push({ key: w.key, hlc: rec, value: rec.tombstone ? undefined : rec.value });
-    }
+    for (const w of writes) this.queued.push({ key: w.key, hlc: w.version, value: w.tombstone ? undefined : w.value });
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -196,7 +193,7 @@ export class Replicator {
     this.stats.publishedOps += ops.length;
   }
 
-  /** Applies one message; the broker gets its PUBACK only after the writes are committed. */
+  /** Applies one message; the broker gets its PUBACK only once the writes are as durable as an OK. */
   private onPublish(packet: IPublishPacket, done: (err?: Error) => void): void {
     const own = packet.topic === this.topic;
     if (own || !packet.topic.startsWith(this.subscription.slice(0, -1))) return done();
@@ -211,20 +208,26 @@ export class Replicator {
     const { message, invalidOps } = decoded;
     this.stats.invalid += invalidOps;
     if (message.node === this.opts.nodeId) return done();
-    const commits: Promise<boolean>[] = [];
+    const acks: Promise<void>[] = [];
     const now = Date.now();
-    for (const op of message.ops) {
-      const commit = this.opts.store.applyRemote(op.key, { ...op.hlc, node: message.node }, op.value);
-      if (commit === null) {
-        this.stats.ignoredOps++;
-        continue;
+    try {
+      for (const op of message.ops) {
+        const ack = this.opts.store.applyRemote(op.key, { ...op.hlc, node: message.node }, op.value);
+        if (ack === undefined) {
+          this.stats.ignoredOps++;
+          continue;
+        }
+        if (ack !== null) acks.push(ack);
+        this.stats.appliedOps++;
+        this.stats.lagMs = Math.max(0, now - op.hlc.wall);
       }
-      commits.push(commit);
-      this.stats.appliedOps++;
-      this.stats.lagMs = Math.max(0, now - op.hlc.wall);
+      this.opts.store.flush();
+    } catch (err) {
+      // Not in the log (disk full, store closing): no PUBACK, so the broker delivers it again.
+      return done(err instanceof Error ? err : new Error(String(err)));
     }
-    if (commits.length === 0) return done();
-    Promise.all(commits).then(
+    if (acks.length === 0) return done();
+    Promise.all(acks).then(
       () => done(),
       (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
     );

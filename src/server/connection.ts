@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { execute, PARSERS } from '../commands/index.js';
 import type { Context, Outcome } from '../commands/context.js';
-import { ErrorCode, ProtocolError } from '../errors.js';
+import { ErrorCode, ProtocolError, StorageError } from '../errors.js';
 import { decodeRequest } from '../protocol/decode.js';
 import { LINE_TOO_LONG, LineReader } from '../protocol/lines.js';
 import type { Output, Part } from '../protocol/output.js';
@@ -86,12 +86,13 @@ export class Connection {
       count++;
       if (line === LINE_TOO_LONG) {
         // Framing is lost: the rest of the line cannot be told from the next request.
-        this.reply(out, new ProtocolError('line too long', ErrorCode.LineTooLong));
+        this.reply(out, `ERROR ${errorMessage(new ProtocolError('line too long', ErrorCode.LineTooLong), this.opts.logger)}`);
         outcome = 'close';
       } else {
         outcome = this.runLine(line, out);
       }
     }
+    this.flushWrites(out, count);
     const parts = out.take();
     const more = count === this.opts.maxBatch;
     // After a barrier the requests left unread still count as more input to come.
@@ -126,6 +127,22 @@ export class Connection {
     );
   }
 
+  /**
+   * Puts the batch's writes into the write-ahead log before any reply goes out (DESIGN.md section 4:
+   * OK means the write is in the OS at least). If the log cannot take them (disk full), the store has
+   * undone them, and every reply of the batch becomes that error: replies that showed those writes
+   * must not go out, and the client still gets one reply per request.
+   */
+  private flushWrites(out: Output, count: number): void {
+    try {
+      this.opts.ctx.store.flush();
+    } catch (err) {
+      out.discard();
+      const line = `ERROR ${errorMessage(err, this.opts.logger)}`;
+      for (let i = 0; i < count; i++) this.reply(out, line);
+    }
+  }
+
   private runLine(line: Buffer, out: Output): Outcome {
     const ctx = this.opts.ctx;
     ctx.stats.commands++;
@@ -134,16 +151,16 @@ export class Connection {
       return execute(decodeRequest(line, PARSERS, ctx.limits), ctx, out);
     } catch (err) {
       out.rollback();
-      this.reply(out, err);
+      this.reply(out, `ERROR ${errorMessage(err, this.opts.logger)}`);
       return undefined;
     }
   }
 
-  /** The one place where an error becomes a protocol `ERROR` line (DESIGN.md section 2). */
-  private reply(out: Output, err: unknown): void {
+  /** Writes an error reply; `errorMessage` is the one place an error becomes its text (DESIGN.md section 2). */
+  private reply(out: Output, line: string): void {
     this.opts.ctx.stats.errors++;
     out.begin();
-    out.utf8Line(`ERROR ${errorMessage(err, this.opts.logger)}`);
+    out.utf8Line(line);
   }
 
   /**
@@ -244,6 +261,8 @@ function isBuffer(part: Part): part is Buffer {
 
 function errorMessage(err: unknown, logger: Logger): string {
   if (err instanceof ProtocolError) return err.message;
+  // The store's own errors (a log the disk cannot take) say what went wrong; they are logged where raised.
+  if (err instanceof StorageError) return err.message;
   logger.error({ err }, 'request failed');
   return 'internal error';
 }

@@ -47,9 +47,18 @@ function nodeBytes(node: string): Buffer {
 }
 
 export function encodeRecord(rec: StoredRecord): Buffer {
+  return writeRecord(Buffer.allocUnsafe(recordSize(rec)), 0, rec);
+}
+
+function recordSize(rec: StoredRecord): number {
+  return HEADER + nodeBytes(rec.node).length + rec.value.length;
+}
+
+/** Writes the record at `at` of `buf` (which has room for it); returns a view of it. */
+function writeRecord(whole: Buffer, at: number, rec: StoredRecord): Buffer {
   const node = nodeBytes(rec.node);
   const nodeLen = node.length;
-  const buf = Buffer.allocUnsafe(HEADER + nodeLen + rec.value.length);
+  const buf = whole.subarray(at, at + HEADER + nodeLen + rec.value.length);
   buf[0] = RECORD_FORMAT;
   buf[1] = rec.tombstone ? FLAG_TOMBSTONE : 0;
   buf.writeUIntBE(rec.wall, 2, 6);
@@ -61,6 +70,38 @@ export function encodeRecord(rec: StoredRecord): Buffer {
   node.copy(buf, HEADER);
   rec.value.copy(buf, HEADER + nodeLen);
   return buf;
+}
+
+/*
+ * A keyed record: the key and its encoded record in one buffer, as the write-ahead log stores an entry
+ * (wal.ts) and the store keeps a pending write. 0..1 key length (big-endian), then the key, then the record.
+ */
+
+/** Encodes `key` and `rec` as one keyed record: one allocation serves the log, the overlay and LMDB. */
+export function encodeKeyedRecord(key: Buffer, rec: StoredRecord): Buffer {
+  const buf = Buffer.allocUnsafe(2 + key.length + recordSize(rec));
+  buf.writeUInt16BE(key.length, 0);
+  key.copy(buf, 2);
+  writeRecord(buf, 2 + key.length, rec);
+  return buf;
+}
+
+/** The key of a keyed record (a view). */
+export function keyedKey(buf: Buffer): Buffer {
+  return buf.subarray(2, 2 + buf.readUInt16BE(0));
+}
+
+/** The record of a keyed record (a view). */
+export function keyedRecord(buf: Buffer): Buffer {
+  return buf.subarray(2 + buf.readUInt16BE(0));
+}
+
+/** Whether `buf` is a well-formed keyed record (for entries read back from the log). */
+export function isKeyedRecord(buf: Buffer): boolean {
+  if (buf.length < 2) return false;
+  const keyLen = buf.readUInt16BE(0);
+  const rec = 2 + keyLen;
+  return keyLen > 0 && buf.length >= rec + HEADER && buf[rec] === RECORD_FORMAT && buf.length >= rec + HEADER + (buf[rec + NODE_LEN] ?? 0);
 }
 
 export function isTombstone(buf: Buffer): boolean {

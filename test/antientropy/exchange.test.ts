@@ -98,7 +98,7 @@ describe('anti-entropy with no broker', () => {
     expect(await cb.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe('OK');
     expect(contents(b)).toEqual(contents(a));
     expect(root(b)).toBe(root(a));
-    expect(b.store.readValue(Buffer.from('bin:2'))).toEqual(Buffer.from([0x0d, 0x0a, 0xff, 0x00, 0x20]));
+    expect(b.store.readValue(Buffer.from('bin:2')).value).toEqual(Buffer.from([0x0d, 0x0a, 0xff, 0x00, 0x20]));
     expect(await cb.call('GET odd:0')).toBe('VALUE with spaces  inside');
   });
 

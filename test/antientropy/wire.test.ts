@@ -42,7 +42,7 @@ describe('anti-entropy internal commands', () => {
       const value = Buffer.isBuffer(v) ? v : Buffer.from(v);
       c.send(putLine({ key: Buffer.from(`k${i}`), version: { wall: wall++, counter: 0, node: 'peer' }, value }));
       expect(await c.lines(1)).toEqual(['OK']);
-      expect(node.store.readValue(Buffer.from(`k${i}`))).toEqual(value);
+      expect(node.store.readValue(Buffer.from(`k${i}`)).value).toEqual(value);
     }
     c.send(putLine({ key: Buffer.from('k0'), version: { wall: 1, counter: 0, node: 'peer' }, value: Buffer.from('older') }));
     expect(await c.lines(1)).toEqual(['OK']);

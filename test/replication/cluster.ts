@@ -64,7 +64,7 @@ export async function startCluster(
 
 /** The live value of `key` on a node, as a string. */
 export function valueOn(m: ClusterNode, key: string): string | undefined {
-  return m.node.store.readValue(Buffer.from(key))?.toString('utf8');
+  return m.node.store.readValue(Buffer.from(key)).value?.toString('utf8');
 }
 
 /** A TCP port free at the moment of asking, for configs that must name ports before nodes start. */

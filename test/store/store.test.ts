@@ -8,21 +8,29 @@ import { silent, tempDir } from '../helpers.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
-function openStore(path = join(tempDir(), 'db'), grace = 86_400): Store {
-  const store = Store.open({ path, nodeId: 'n1', maxClockSkewMs: 60_000, tombstoneGraceSeconds: grace, logger: silent });
+function openStore(path = join(tempDir(), 'db'), grace = 86_400, fsync: 'periodic' | 'always' = 'periodic'): Store {
+  const store = Store.open({ path, nodeId: 'n1', maxClockSkewMs: 60_000, tombstoneGraceSeconds: grace, logger: silent, fsync });
   onTestFinished(() => store.close());
   return store;
 }
 
 describe('Store', () => {
-  it('sees its own pending writes before they commit, and tells the reader to wait', async () => {
-    const store = openStore();
-    const done = store.set(b('k'), b('v1'));
-    expect(store.readValue(b('k'))?.toString()).toBe('v1');
-    expect(store.readPending).toBe(done);
+  it('sees its own writes at once; with fsync "periodic" nothing waits, with "always" a read waits for the fdatasync', async () => {
+    const periodic = openStore();
+    expect(periodic.set(b('k'), b('v1'))).toBeNull();
+    expect(periodic.readValue(b('k'))).toMatchObject({ after: null });
+    expect(periodic.readValue(b('k')).value?.toString()).toBe('v1');
+
+    const always = openStore(join(tempDir(), 'db'), 86_400, 'always');
+    const done = always.set(b('k'), b('v1'));
+    expect(done).toBeInstanceOf(Promise);
+    const read = always.readValue(b('k'));
+    expect(read.value?.toString()).toBe('v1');
+    expect(read.after).toBe(done);
+    always.flush();
     await done;
-    expect(store.readValue(b('k'))?.toString()).toBe('v1');
-    expect(store.readPending).toBeNull();
+    expect(always.readValue(b('k')).after).toBeNull();
+    expect(always.readValue(b('k')).value?.toString()).toBe('v1');
   });
 
   it('versions writes by its clock and keeps deletes as tombstones', async () => {
@@ -34,14 +42,14 @@ describe('Store', () => {
     expect(tomb.tombstone).toBe(true);
     expect(tomb.node).toBe('n1');
     expect(compareHlc(tomb, first)).toBeGreaterThan(0);
-    expect(store.readValue(b('k'))).toBeUndefined();
+    expect(store.readValue(b('k')).value).toBeUndefined();
     expect(store.size).toBe(0);
     expect(store.tombstoneCount).toBe(1);
   });
 
   it('counts, scans and truncates live keys only, pending writes included', async () => {
     const store = openStore();
-    await Promise.all(['b:2', 'a:1', 'b:1', 'c'].map((k) => store.set(b(k), b('x'))));
+    for (const k of ['b:2', 'a:1', 'b:1', 'c']) void store.set(b(k), b('x'));
     const del = store.delete(b('b:2'));
     void store.set(b('b:0'), b('y'));
     expect(store.size).toBe(4);
@@ -57,12 +65,13 @@ describe('Store', () => {
   it('keeps committed data across a reopen and recounts it', async () => {
     const path = join(tempDir(), 'db');
     const first = Store.open({ path, nodeId: 'n1', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 10, logger: silent });
-    await Promise.all([first.set(b('a'), b('1')), first.set(b('b'), b('2'))]);
+    void first.set(b('a'), b('1'));
+    void first.set(b('b'), b('2'));
     await first.delete(b('a'));
     await first.close();
     const second = openStore(path);
-    expect(second.readValue(b('b'))?.toString()).toBe('2');
-    expect(second.readValue(b('a'))).toBeUndefined();
+    expect(second.readValue(b('b')).value?.toString()).toBe('2');
+    expect(second.readValue(b('a')).value).toBeUndefined();
     expect(second.size).toBe(1);
     expect(second.tombstoneCount).toBe(1);
   });
@@ -76,7 +85,7 @@ describe('Store', () => {
     expect(store.read(b('gone'))).toBeDefined();
     expect(await store.purgeTombstones(Date.now() + 1)).toBe(1);
     expect(store.read(b('gone'))).toBeUndefined();
-    expect(store.readValue(b('live'))?.toString()).toBe('x');
+    expect(store.readValue(b('live')).value?.toString()).toBe('x');
     expect(store.tombstoneCount).toBe(0);
     expect(store.size).toBe(1);
   });
@@ -92,15 +101,15 @@ describe('Store', () => {
     // The horizon survives a restart.
     const store = openStore(path);
     // A peer that missed the delete pushes its old live copy back: refused, the delete stays.
-    expect(store.applyRemote(b('gone'), old, b('x'))).toBeNull();
+    expect(store.applyRemote(b('gone'), old, b('x'))).toBeUndefined();
     expect(store.read(b('gone'))).toBeUndefined();
     expect(store.refusedPurged).toBe(1);
     // Newer writes, and old ones for keys it holds, are applied as usual.
     await store.set(b('held'), b('v'));
-    expect(store.applyRemote(b('held'), { wall: Date.now() + 1000, counter: 0, node: 'peer' }, b('w'))).not.toBeNull();
-    expect(store.applyRemote(b('new'), { wall: Date.now() + 1000, counter: 0, node: 'peer' }, b('n'))).not.toBeNull();
+    expect(store.applyRemote(b('held'), { wall: Date.now() + 1000, counter: 0, node: 'peer' }, b('w'))).not.toBeUndefined();
+    expect(store.applyRemote(b('new'), { wall: Date.now() + 1000, counter: 0, node: 'peer' }, b('n'))).not.toBeUndefined();
     await store.settled();
-    expect(store.readValue(b('new'))?.toString()).toBe('n');
+    expect(store.readValue(b('new')).value?.toString()).toBe('n');
   });
 
   it('upgrades format-1 records of an earlier release and rebuilds the key-hash index', async () => {
@@ -123,7 +132,7 @@ describe('Store', () => {
     await env.close();
 
     const upgraded = openStore(path);
-    expect(upgraded.readValue(b('live'))?.toString()).toBe('value one');
+    expect(upgraded.readValue(b('live')).value?.toString()).toBe('value one');
     expect(upgraded.size).toBe(1);
     expect(upgraded.tombstoneCount).toBe(1);
     expect(upgraded.recordsUnder(0, 0).map((e) => e.key.toString()).sort()).toEqual(['dead', 'live']);
@@ -136,7 +145,8 @@ describe('Store', () => {
 
   it('finds records by key-hash range and by key hash, pending writes included', async () => {
     const store = openStore();
-    await Promise.all(Array.from({ length: 300 }, (_, i) => store.set(b(`k${i}`), b('v'))));
+    for (let i = 0; i < 300; i++) void store.set(b(`k${i}`), b('v'));
+    await store.settled();
     const pending = store.set(b('pending'), b('p'));
     const all = store.recordsUnder(0, 0);
     expect(all).toHaveLength(301);
@@ -176,38 +186,46 @@ describe('Store.applyRemote', () => {
   it('keeps the newest version, ignores equal and older ones, and never resurrects a delete', async () => {
     const store = openStore();
     const now = Date.now();
-    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n2' }, b('v2'))).not.toBeNull();
-    expect(store.applyRemote(b('k'), { wall: now, counter: 1, node: 'n9' }, b('older'))).toBeNull();
-    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n2' }, b('v2'))).toBeNull();
+    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n2' }, b('v2'))).not.toBeUndefined();
+    expect(store.applyRemote(b('k'), { wall: now, counter: 1, node: 'n9' }, b('older'))).toBeUndefined();
+    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n2' }, b('v2'))).toBeUndefined();
     // Same clock reading: the node id decides, the same way on every replica.
-    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n3' }, b('v3'))).not.toBeNull();
-    expect(store.readValue(b('k'))?.toString()).toBe('v3');
+    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n3' }, b('v3'))).not.toBeUndefined();
+    expect(store.readValue(b('k')).value?.toString()).toBe('v3');
     await store.applyRemote(b('gone'), { wall: now, counter: 5, node: 'n2' }, undefined);
-    expect(store.applyRemote(b('gone'), { wall: now, counter: 4, node: 'n2' }, b('zombie'))).toBeNull();
-    expect(store.readValue(b('gone'))).toBeUndefined();
+    expect(store.applyRemote(b('gone'), { wall: now, counter: 4, node: 'n2' }, b('zombie'))).toBeUndefined();
+    expect(store.readValue(b('gone')).value).toBeUndefined();
     // A local write after observing remote versions orders after them.
     await store.set(b('k'), b('local'));
     expect(decodeRecord(Buffer.from(store.read(b('k')) as Buffer)).node).toBe('n1');
   });
 
-  it('serves a pending remote write without waiting for the local disk, but not a pending local one', () => {
-    const store = openStore();
+  it('with "always", serves a remote write not yet on disk at once, but not a local one', () => {
+    const store = openStore(join(tempDir(), 'db'), 86_400, 'always');
     void store.applyRemote(b('r'), { wall: Date.now(), counter: 0, node: 'n2' }, b('remote'));
-    expect(store.readValue(b('r'))?.toString()).toBe('remote');
-    expect(store.readPending).toBeNull();
+    expect(store.readValue(b('r'))).toMatchObject({ after: null });
     const done = store.set(b('l'), b('local'));
-    expect(store.readValue(b('l'))?.toString()).toBe('local');
-    expect(store.readPending).toBe(done);
+    expect(store.readValue(b('l')).after).toBe(done);
+    store.flush();
   });
 
-  it('reports committed local writes, not applied remote ones', async () => {
-    const store = openStore();
-    const seen: string[] = [];
-    store.onLocalCommit((writes) => seen.push(...writes.map((w) => w.key.toString())));
-    await store.set(b('mine'), b('1'));
-    await store.applyRemote(b('theirs'), { wall: Date.now(), counter: 0, node: 'n2' }, b('2'));
-    await store.delete(b('mine'));
-    expect(seen).toEqual(['mine', 'mine']);
+  it('announces acknowledged local writes (not applied remote ones) at the flush, or after the fdatasync', async () => {
+    for (const mode of ['periodic', 'always'] as const) {
+      const store = openStore(join(tempDir(), 'db'), 86_400, mode);
+      const seen: string[] = [];
+      store.onAcknowledged((writes) => seen.push(...writes.map((w) => `${w.key.toString()}=${w.tombstone ? '-' : w.value.toString()}@${w.version.node}`)));
+      const set = store.set(b('mine'), b('1'));
+      void store.applyRemote(b('theirs'), { wall: Date.now(), counter: 0, node: 'n2' }, b('2'));
+      const del = store.delete(b('mine'));
+      expect(seen).toEqual([]);
+      store.flush();
+      if (mode === 'always') {
+        expect(seen).toEqual([]);
+        await Promise.all([set, del]);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(seen).toEqual(['mine=1@n1', 'mine=-@n1']);
+    }
   });
 });
 
@@ -216,8 +234,8 @@ describe('Store Merkle tree', () => {
     const path = join(tempDir(), 'db');
     const first = Store.open({ path, nodeId: 'n1', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 10, logger: silent });
     const empty = Buffer.from(first.rootHash());
-    await Promise.all(Array.from({ length: 200 }, (_, i) => first.set(b(`k${i}`), b(`v${i}`))));
-    await Promise.all(Array.from({ length: 50 }, (_, i) => first.delete(b(`k${i * 2}`))));
+    for (let i = 0; i < 200; i++) void first.set(b(`k${i}`), b(`v${i}`));
+    for (let i = 0; i < 50; i++) void first.delete(b(`k${i * 2}`));
     const root = Buffer.from(first.rootHash());
     expect(root.equals(empty)).toBe(false);
     await first.close();

@@ -1,0 +1,237 @@
+import type { Database } from 'lmdb';
+import type { Logger } from 'pino';
+import { indexKey } from './keyhash.js';
+import type { WriteAheadLog } from './wal.js';
+
+/** A write that is in the log but not yet in LMDB. */
+export interface PendingWrite {
+  /** The key in latin1: the overlay's map key. */
+  readonly k: string;
+  /** Key and record in one buffer (record.ts, keyed record), as the log holds it. */
+  readonly body: Buffer;
+  readonly key: Buffer;
+  readonly rec: Buffer;
+  /** Written by this node's clients, not applied from elsewhere. */
+  readonly local: boolean;
+  /** The LMDB batch (= log segment) it belongs to. */
+  readonly batch: number;
+  /** LMDB's key-hash index lacks this key: the batch that writes the record also indexes it. */
+  readonly newKey: boolean;
+  /** Log position after it (for "always": the fdatasync it waits for). */
+  readonly logEnd: number;
+  /** The pending write it replaced, restored if this one is undone. */
+  readonly prev: PendingWrite | undefined;
+  /** What it added to the live and tombstone counts. */
+  readonly live: number;
+  readonly tombs: number;
+  /** Its Merkle segment, its item hash, and the item hash it replaced (to undo it). */
+  readonly segment: number;
+  readonly item: string;
+  readonly replaced: string | undefined;
+}
+
+export interface OverlayOptions {
+  readonly db: Database<Buffer, Buffer>;
+  readonly index: Database<Buffer, Buffer>;
+  readonly log: WriteAheadLog;
+  readonly logger: Logger;
+  /** Writes the log's buffered entries to its file (the store's flush, which undoes them on failure). */
+  readonly flush: () => void;
+}
+
+/** A batch goes to LMDB this long after its first write, or sooner when it is large. */
+const APPLY_DELAY_MS = 200;
+const APPLY_MAX_WRITES = 16_384;
+/** Past either, new writes wait for LMDB to catch up (backpressure), so memory stays bounded. */
+export const MAX_PENDING_BYTES = 64 * 1024 * 1024;
+export const MAX_PENDING_WRITES = 262_144;
+const RETRY_MS = 1000;
+
+/**
+ * The writes that are in the write-ahead log but not yet in LMDB, by key, so that reads see every
+ * acknowledged write at once; and the applier that moves them into LMDB behind the log.
+ *
+ * Writes are grouped into batches, one per log segment. A batch is handed to LMDB as one group of
+ * asynchronous puts (one transaction, committed and synced on lmdb's write thread) at most
+ * APPLY_DELAY_MS after its first write; a key written twice in a batch is put once. When the
+ * transaction is synced, the batch's writes leave the overlay (unless rewritten since) and its log
+ * segment is deleted. One batch is in LMDB's hands at a time; if its commit fails it is retried, and
+ * the log keeps its writes meanwhile.
+ */
+export class Overlay {
+  private readonly map = new Map<string, PendingWrite>();
+  private batch: PendingWrite[] = [];
+  private batchStarted = 0;
+  private batchNo: number;
+  /** Batches up to this one are in LMDB. */
+  private committedThrough: number;
+  private bytes = 0;
+  private applying: { list: PendingWrite[]; seq: number; started: number; done: Promise<void> } | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private immediate = false;
+  private waiters: (() => void)[] = [];
+  private stopped = false;
+  /** Batches committed, and commits that failed (and were retried), for STATS. */
+  batchesApplied = 0;
+  applyFailures = 0;
+
+  constructor(private readonly opts: OverlayOptions) {
+    this.batchNo = opts.log.segment;
+    this.committedThrough = this.batchNo - 1;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** Bytes of records held (rewritten ones included until their batch is applied). */
+  get pendingBytes(): number {
+    return this.bytes;
+  }
+
+  /** The batch new writes join. */
+  get currentBatch(): number {
+    return this.batchNo;
+  }
+
+  /** Milliseconds since the oldest write that LMDB does not hold yet (0: none). */
+  get lagMs(): number {
+    const since = this.applying?.started ?? (this.batch.length > 0 ? this.batchStarted : 0);
+    return since === 0 ? 0 : Date.now() - since;
+  }
+
+  get(k: string): PendingWrite | undefined {
+    return this.map.get(k);
+  }
+
+  values(): IterableIterator<PendingWrite> {
+    return this.map.values();
+  }
+
+  add(e: PendingWrite): void {
+    this.map.set(e.k, e);
+    if (this.batch.length === 0) this.batchStarted = Date.now();
+    this.batch.push(e);
+    this.bytes += e.body.length;
+    this.schedule();
+  }
+
+  /** Takes back the newest write (its log append failed). */
+  undo(e: PendingWrite): void {
+    if (this.batch[this.batch.length - 1] === e) this.batch.pop();
+    this.bytes -= e.body.length;
+    if (this.map.get(e.k) !== e) return;
+    if (e.prev !== undefined && e.prev.batch > this.committedThrough) this.map.set(e.k, e.prev);
+    else this.map.delete(e.k);
+  }
+
+  /** Whether new writes should wait for LMDB to catch up. */
+  get overCap(): boolean {
+    return this.bytes > MAX_PENDING_BYTES || this.map.size > MAX_PENDING_WRITES;
+  }
+
+  /** Resolves once the overlay is back under half its caps. */
+  drained(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Hands everything pending to LMDB now and resolves once LMDB holds it. */
+  async settle(): Promise<void> {
+    for (;;) {
+      if (this.applying !== null) await this.applying.done;
+      else if (this.batch.length > 0) this.apply();
+      else return;
+    }
+  }
+
+  /** Stops scheduling; `settle()` still applies what is pending. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private schedule(): void {
+    if (this.applying !== null || this.batch.length === 0 || this.stopped) return;
+    const big = this.batch.length >= APPLY_MAX_WRITES || this.bytes > MAX_PENDING_BYTES / 2;
+    const wait = this.batchStarted + APPLY_DELAY_MS - Date.now();
+    if (big || wait <= 0) {
+      if (this.immediate) return;
+      // Not inline: the write that got here is in the middle of a client's batch.
+      this.immediate = true;
+      setImmediate(() => {
+        this.immediate = false;
+        this.apply();
+      });
+    } else if (this.timer === undefined) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.schedule();
+      }, wait);
+      this.timer.unref();
+    }
+  }
+
+  private apply(): void {
+    if (this.applying !== null || this.batch.length === 0) return;
+    try {
+      this.opts.flush();
+    } catch {
+      // The store undid those writes and told their writers.
+    }
+    if (this.batch.length === 0) return;
+    const list = this.batch;
+    const started = this.batchStarted;
+    const seq = this.opts.log.rotate();
+    this.batch = [];
+    this.batchNo = this.opts.log.segment;
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    this.applying = { list, seq, started, done };
+    this.put(list, seq, finish);
+  }
+
+  private put(list: PendingWrite[], seq: number, finish: () => void): void {
+    const { db, index } = this.opts;
+    const commits: Promise<boolean>[] = [];
+    let last: Promise<boolean> | undefined;
+    const track = (p: Promise<boolean>): void => {
+      if (p !== last) commits.push((last = p));
+    };
+    for (const e of list) {
+      const latest = this.map.get(e.k);
+      // A later write of the same batch carries this key (and its index obligation).
+      if (latest !== e && latest !== undefined && latest.batch === e.batch) continue;
+      if (e.newKey) track(index.put(indexKey(e.rec, e.key), EMPTY));
+      // Rewritten in a later batch (only on a retry): that batch puts the newer record.
+      if (latest === e) track(db.put(e.key, e.rec));
+    }
+    Promise.all(commits).then(
+      () => this.committed(list, seq, finish),
+      (err: unknown) => {
+        this.applyFailures++;
+        this.opts.logger.error({ err, writes: list.length }, 'LMDB commit failed; the write-ahead log keeps the writes; retrying');
+        setTimeout(() => this.put(list, seq, finish), RETRY_MS).unref();
+      },
+    );
+  }
+
+  private committed(list: PendingWrite[], seq: number, finish: () => void): void {
+    for (const e of list) {
+      if (this.map.get(e.k) === e) this.map.delete(e.k);
+      this.bytes -= e.body.length;
+    }
+    this.committedThrough = seq;
+    this.batchesApplied++;
+    this.opts.log.remove(seq);
+    this.applying = null;
+    finish();
+    if (this.waiters.length > 0 && this.bytes <= MAX_PENDING_BYTES / 2 && this.map.size <= MAX_PENDING_WRITES / 2) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) w();
+    }
+    this.schedule();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

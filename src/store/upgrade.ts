@@ -1,0 +1,52 @@
+import type { Database, RootDatabase } from 'lmdb';
+import type { Logger } from 'pino';
+import type { TreeHasher } from '../merkle/hash.js';
+import { indexKey } from './keyhash.js';
+import { decodeFormat1, encodeRecord, RECORD_FORMAT } from './record.js';
+
+export interface UpgradeTarget {
+  readonly root: RootDatabase<Buffer, Buffer>;
+  readonly db: Database<Buffer, Buffer>;
+  readonly index: Database<Buffer, Buffer>;
+  readonly meta: Database<number, string>;
+  readonly hasher: TreeHasher;
+  readonly logger: Logger;
+}
+
+/** The record format every record of the directory is in (absent before format 2). */
+const RECORD_FORMAT_KEY = 'record_format';
+
+/**
+ * Brings a data directory written by an earlier release up to date, in one transaction: format-1
+ * records (no hashes) are rewritten as format 2, and the key-hash index is rebuilt if it does not
+ * hold exactly one entry per record.
+ */
+export function upgradeDataDirectory(t: UpgradeTarget): void {
+  const indexed = (t.index.getStats() as { entryCount: number }).entryCount;
+  const records = (t.db.getStats() as { entryCount: number }).entryCount;
+  // Only directories not yet marked as holding format 2 need the scan for older records.
+  const current = t.meta.get(RECORD_FORMAT_KEY) === RECORD_FORMAT;
+  if (current && indexed === records) return;
+  const old: [Buffer, Buffer][] = [];
+  if (!current) {
+    for (const { key, value } of t.db.getRange({})) {
+      if (value[0] === 1) old.push([Buffer.from(key), Buffer.from(value.subarray(0, value.length))]);
+    }
+  }
+  t.root.transactionSync(() => {
+    for (const [key, buf] of old) {
+      const r = decodeFormat1(buf);
+      const version = { wall: r.wall, counter: r.counter, node: r.node };
+      const item = t.hasher.item(key, version, r.tombstone, r.value);
+      const keyHash = t.hasher.keyHash(key);
+      void t.db.put(key, encodeRecord({ ...r, item, keyHash }));
+    }
+    const stale = [...t.index.getKeys({})].map((k) => Buffer.from(k));
+    for (const k of stale) void t.index.remove(k);
+    for (const { key, value } of t.db.getRange({})) void t.index.put(indexKey(value, key), EMPTY);
+    void t.meta.put(RECORD_FORMAT_KEY, RECORD_FORMAT);
+  });
+  if (records > 0) t.logger.info({ upgraded: old.length, indexed: records }, 'data directory upgraded');
+}
+
+const EMPTY = Buffer.alloc(0);
