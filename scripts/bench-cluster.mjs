@@ -2,9 +2,12 @@
 // broker or a Mosquitto started here, the load generator on the other CPU.
 //
 //   npm run bench:cluster -- [--brokers embedded,mosquitto] [--rounds 3] [--duration 3] [--lag-samples 300]
+//                            [--fsync periodic|always]
 //
 // For each broker it reports, as medians over the rounds:
 //   - SET throughput on node 1 with replication, beside the same node alone (replication off);
+//   - server CPU per write (user + system, all threads, from /proc) at 50 connections x depth 32: on the
+//     node alone, on the origin with replication on, and on each replica per write it applied;
 //   - writes lost: keys whose value on nodes 2 and 3 differs from node 1 once replication has settled;
 //   - replication lag at light load: from sending SET to node 1 until node 2 answers GET with the value.
 import { spawnSync } from 'node:child_process';
@@ -13,7 +16,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, list, median, quantile, root, runLoad, startProcess, waitReady } from './bench-lib.mjs';
+import { cpuSecondsOf, freePort, list, median, quantile, root, runLoad, startProcess, waitReady } from './bench-lib.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -23,6 +26,7 @@ const { values: args } = parseArgs({
     'lag-samples': { type: 'string', default: '300' },
     'server-cpu': { type: 'string', default: '0' },
     'client-cpu': { type: 'string', default: '1' },
+    fsync: { type: 'string', default: 'periodic' },
   },
 });
 
@@ -87,9 +91,10 @@ async function startNodes(n, dir, brokerUrl) {
     }
     const proc = startProcess(args['server-cpu'], process.execPath, [
       join(root, 'dist/cli.js'), '--node-id', `node-${i}`, '--port', String(port), '--data-dir', join(dir, `node-${i}`), '--log-level', 'warn',
+      '--fsync', args.fsync,
     ], env);
     await waitReady(port);
-    nodes.push({ port, stop: () => proc.stop() });
+    nodes.push({ port, pid: proc.child.pid, stop: () => proc.stop() });
   }
   if (n > 1) {
     for (const node of nodes) {
@@ -173,8 +178,16 @@ async function lag(aPort, bPort, samples) {
   return lags;
 }
 
-const setLoad = (port, conns, depth, preload) =>
-  runLoad({ port, protocol: 'merkle', op: 'set', conns, depth, duration: Number(args.duration), warmup: 1, threads: 2, preload }, args['client-cpu']);
+const setLoad = (node, conns, depth, preload) =>
+  runLoad({ port: node.port, serverPid: node.pid, protocol: 'merkle', op: 'set', conns, depth, duration: Number(args.duration), warmup: 1, threads: 2, preload }, args['client-cpu']);
+
+/** A replica's CPU and applied writes so far, to take the CPU per applied write over a window. */
+async function replicaSample(node) {
+  const c = await lineClient(node.port);
+  const applied = Number((await statsOf(c)).replication_applied_ops);
+  c.close();
+  return { cpu: cpuSecondsOf(node.pid), applied };
+}
 
 const hasMosquitto = spawnSync('sh', ['-c', 'command -v mosquitto']).status === 0;
 const rows = [];
@@ -183,13 +196,15 @@ for (const broker of list(args.brokers)) {
     console.error('mosquitto not installed: skipping (apt-get install mosquitto)');
     continue;
   }
-  const res = { alone1: [], alone32: [], repl1: [], repl32: [], lost: [], lagP50: [], lagP99: [] };
+  const res = { alone1: [], alone32: [], repl1: [], repl32: [], lost: [], lagP50: [], lagP99: [], cpuAlone: [], cpuOrigin: [], cpuReplica: [] };
   for (let round = 0; round < Number(args.rounds); round++) {
     const dir = mkdtempSync(join(tmpdir(), 'bench-cluster-'));
     try {
       const [alone] = await startNodes(1, join(dir, 'alone'));
-      res.alone1.push((await setLoad(alone.port, 50, 1, false)).opsPerSec);
-      res.alone32.push((await setLoad(alone.port, 50, 32, false)).opsPerSec);
+      res.alone1.push((await setLoad(alone, 50, 1, false)).opsPerSec);
+      const alone32 = await setLoad(alone, 50, 32, false);
+      res.alone32.push(alone32.opsPerSec);
+      res.cpuAlone.push(alone32.serverCpuUsPerOp);
       await alone.stop();
 
       const mosq = broker === 'mosquitto' ? await startMosquitto(dir) : undefined;
@@ -197,13 +212,20 @@ for (const broker of list(args.brokers)) {
       const lags = await lag(nodes[0].port, nodes[1].port, Number(args['lag-samples']));
       res.lagP50.push(quantile(lags, 0.5));
       res.lagP99.push(quantile(lags, 0.99));
-      res.repl1.push((await setLoad(nodes[0].port, 50, 1, false)).opsPerSec);
-      res.repl32.push((await setLoad(nodes[0].port, 50, 32, false)).opsPerSec);
+      res.repl1.push((await setLoad(nodes[0], 50, 1, false)).opsPerSec);
+      const before = await Promise.all(nodes.slice(1).map(replicaSample));
+      const repl32 = await setLoad(nodes[0], 50, 32, false);
+      res.repl32.push(repl32.opsPerSec);
+      res.cpuOrigin.push(repl32.serverCpuUsPerOp);
+      // Replicas go on applying after the load stops: wait until they are idle before the second sample.
+      await new Promise((r) => setTimeout(r, 1500));
+      const after = await Promise.all(nodes.slice(1).map(replicaSample));
+      res.cpuReplica.push(median(after.map((a, i) => ((a.cpu - before[i].cpu) * 1e6) / Math.max(1, a.applied - before[i].applied))));
       const reference = await contents(nodes[0].port);
       res.lost.push((await lostWrites(reference, nodes[1].port)) + (await lostWrites(reference, nodes[2].port)));
       for (const n of nodes) await n.stop();
       await mosq?.stop();
-      console.error(`  round ${round + 1} ${broker}: alone ${Math.round(res.alone32.at(-1))} / replicated ${Math.round(res.repl32.at(-1))} SET/s (c=50 p=32), lag p50 ${Math.round(res.lagP50.at(-1))}us p99 ${Math.round(res.lagP99.at(-1))}us, lost ${res.lost.at(-1)}`);
+      console.error(`  round ${round + 1} ${broker}: alone ${Math.round(res.alone32.at(-1))} / replicated ${Math.round(res.repl32.at(-1))} SET/s (c=50 p=32), lag p50 ${Math.round(res.lagP50.at(-1))}us p99 ${Math.round(res.lagP99.at(-1))}us, lost ${res.lost.at(-1)}, cpu us/write alone ${res.cpuAlone.at(-1).toFixed(1)} origin ${res.cpuOrigin.at(-1).toFixed(1)} replica ${res.cpuReplica.at(-1).toFixed(1)}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -211,12 +233,14 @@ for (const broker of list(args.brokers)) {
   rows.push({ broker, ...Object.fromEntries(Object.entries(res).map(([k, v]) => [k, median(v)])) });
 }
 
-console.log(`\nmedians of ${args.rounds} rounds; SET with 100-byte values, 50 connections; lag at light load (${args['lag-samples']} samples)`);
-console.log('broker      SET/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us');
+console.log(`\nmedians of ${args.rounds} rounds; fsync = ${args.fsync}; SET with 100-byte values, 50 connections; lag at light load (${args['lag-samples']} samples)`);
+console.log('cpu: server CPU us per write at p=32, on the node alone, on the origin with replication on, on a replica per write applied');
+console.log('broker      SET/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us | cpu alone origin replica');
 for (const r of rows) {
   console.log(
     `${r.broker.padEnd(10)} ${Math.round(r.alone1).toString().padStart(12)} ${Math.round(r.repl1).toString().padStart(11)} ${(r.repl1 / r.alone1).toFixed(2).padStart(6)} |` +
       ` ${Math.round(r.alone32).toString().padStart(10)} ${Math.round(r.repl32).toString().padStart(11)} ${(r.repl32 / r.alone32).toFixed(2).padStart(6)} |` +
-      ` ${String(r.lost).padStart(4)} | ${Math.round(r.lagP50).toString().padStart(9)} ${Math.round(r.lagP99).toString().padStart(6)}`,
+      ` ${String(r.lost).padStart(4)} | ${Math.round(r.lagP50).toString().padStart(9)} ${Math.round(r.lagP99).toString().padStart(6)} |` +
+      ` ${r.cpuAlone.toFixed(1).padStart(9)} ${r.cpuOrigin.toFixed(1).padStart(6)} ${r.cpuReplica.toFixed(1).padStart(7)}`,
   );
 }

@@ -1,5 +1,6 @@
 // Helpers shared by scripts/bench.mjs and scripts/bench-cluster.mjs.
 import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,4 +81,11 @@ export function startProcess(cpu, cmd, cmdArgs, env = {}) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
   };
+}
+
+/** CPU seconds (user + system, all threads) that process `pid` has used, from /proc (Linux). */
+export function cpuSecondsOf(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
 }
