@@ -47,29 +47,26 @@ function nodeBytes(node: string): Buffer {
 }
 
 export function encodeRecord(rec: StoredRecord): Buffer {
-  return writeRecord(Buffer.allocUnsafe(recordSize(rec)), 0, rec);
-}
-
-function recordSize(rec: StoredRecord): number {
-  return HEADER + nodeBytes(rec.node).length + rec.value.length;
-}
-
-/** Writes the record at `at` of `buf` (which has room for it); returns a view of it. */
-function writeRecord(whole: Buffer, at: number, rec: StoredRecord): Buffer {
   const node = nodeBytes(rec.node);
-  const nodeLen = node.length;
-  const buf = whole.subarray(at, at + HEADER + nodeLen + rec.value.length);
-  buf[0] = RECORD_FORMAT;
-  buf[1] = rec.tombstone ? FLAG_TOMBSTONE : 0;
-  buf.writeUIntBE(rec.wall, 2, 6);
-  buf.writeUInt16BE(rec.counter, 8);
-  buf.write(rec.item, ITEM, 16, 'latin1');
-  buf.writeUInt32BE(rec.keyHash.hi, KEY_HASH);
-  buf.writeUInt32BE(rec.keyHash.lo, KEY_HASH + 4);
-  buf[NODE_LEN] = nodeLen;
-  node.copy(buf, HEADER);
-  rec.value.copy(buf, HEADER + nodeLen);
+  const buf = Buffer.allocUnsafe(HEADER + node.length + rec.value.length);
+  writeRecord(buf, 0, rec, node);
   return buf;
+}
+
+/** Writes the record at `o` of `buf`, which has room for it. */
+function writeRecord(buf: Buffer, o: number, rec: StoredRecord, node: Buffer): void {
+  buf[o] = RECORD_FORMAT;
+  buf[o + 1] = rec.tombstone ? FLAG_TOMBSTONE : 0;
+  // 48 bits as 16 + 32: cheaper than writeUIntBE(…, 6).
+  buf.writeUInt16BE(Math.floor(rec.wall / 2 ** 32), o + 2);
+  buf.writeUInt32BE(rec.wall >>> 0, o + 4);
+  buf.writeUInt16BE(rec.counter, o + 8);
+  buf.write(rec.item, o + ITEM, 16, 'latin1');
+  buf.writeUInt32BE(rec.keyHash.hi, o + KEY_HASH);
+  buf.writeUInt32BE(rec.keyHash.lo, o + KEY_HASH + 4);
+  buf[o + NODE_LEN] = node.length;
+  node.copy(buf, o + HEADER);
+  rec.value.copy(buf, o + HEADER + node.length);
 }
 
 /*
@@ -79,10 +76,11 @@ function writeRecord(whole: Buffer, at: number, rec: StoredRecord): Buffer {
 
 /** Encodes `key` and `rec` as one keyed record: one allocation serves the log, the overlay and LMDB. */
 export function encodeKeyedRecord(key: Buffer, rec: StoredRecord): Buffer {
-  const buf = Buffer.allocUnsafe(2 + key.length + recordSize(rec));
+  const node = nodeBytes(rec.node);
+  const buf = Buffer.allocUnsafe(2 + key.length + HEADER + node.length + rec.value.length);
   buf.writeUInt16BE(key.length, 0);
   key.copy(buf, 2);
-  writeRecord(buf, 2 + key.length, rec);
+  writeRecord(buf, 2 + key.length, rec, node);
   return buf;
 }
 
@@ -134,6 +132,19 @@ export function recordKeyHash(buf: Buffer): KeyHash {
 /** The 8 bytes of the key's keyed hash, as stored (a view into `buf`). */
 export function recordKeyHashBytes(buf: Buffer): Buffer {
   return buf.subarray(KEY_HASH, KEY_HASH + 8);
+}
+
+/**
+ * Compares `v` with the record's version in last-writer-wins order (hlc.ts, compareVersion) without
+ * decoding the record: the node id is read only when the clock readings tie.
+ */
+export function compareWithRecord(v: Version, buf: Buffer): number {
+  const wall = buf.readUInt16BE(2) * 2 ** 32 + buf.readUInt32BE(4);
+  if (v.wall !== wall) return v.wall - wall;
+  const counter = buf.readUInt16BE(8);
+  if (v.counter !== counter) return v.counter - counter;
+  const node = recordNode(buf);
+  return v.node < node ? -1 : v.node > node ? 1 : 0;
 }
 
 /** The record's full version: clock reading and writer's node id. */

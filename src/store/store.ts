@@ -3,11 +3,12 @@ import type { Logger } from 'pino';
 import { StorageError } from '../errors.js';
 import { TreeHasher } from '../merkle/hash.js';
 import { MerkleTree } from '../merkle/tree.js';
-import { compareHlc, compareVersion, HybridClock, type Hlc, type Version } from './hlc.js';
+import { compareHlc, HybridClock, type Hlc, type Version } from './hlc.js';
 import { KeyHashIndex, type StoredEntry } from './keyhash.js';
 import { Overlay, type PendingWrite } from './overlay.js';
 import { TombstonePurger } from './purge.js';
 import {
+  compareWithRecord,
   encodeKeyedRecord,
   isTombstone,
   ITEM_OFFSET,
@@ -262,7 +263,7 @@ export class Store {
       this.refusedPurged++;
       return undefined;
     }
-    if (current !== undefined && compareVersion(incoming, recordVersionOf(current)) <= 0) return undefined;
+    if (current !== undefined && compareWithRecord(incoming, current) <= 0) return undefined;
     return this.write(key, value ?? EMPTY, value === undefined, incoming, version.node, false, k, current);
   }
 
