@@ -125,11 +125,11 @@ async function descend(
     for (const { part: indices, reply } of batches) {
       const replies = decodeNodeReplies(await reply, indices.length);
       // Below the stored tree, our records of the whole batch are read at once.
-      const below = depth >= store.tree.depth ? store.recordsUnderEach(depth, indices) : undefined;
+      const below = depth >= store.tree.depth ? store.keyHashes.recordsUnderEach(depth, indices) : undefined;
       replies.forEach((reply, i) => {
         const index = indices[i] as number;
         if (reply.kind === 'list') {
-          compareListing(below?.[i] ?? store.recordsUnder(depth, index), reply.entries, repairs);
+          compareListing(below?.[i] ?? store.keyHashes.recordsUnder(depth, index), reply.entries, repairs);
           return;
         }
         if (depth === MAX_DEPTH) throw new ProtocolError('peer split a node at the deepest level');

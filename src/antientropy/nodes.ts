@@ -13,7 +13,7 @@ export function childSums(store: Store, depth: number, index: number, records?: 
   if (depth < store.tree.depth) return store.tree.children(depth, index);
   const sums = new ChildSums();
   const shift = 32 - 4 * (depth + 1);
-  for (const { rec } of records ?? store.recordsUnder(depth, index)) {
+  for (const { rec } of records ?? store.keyHashes.recordsUnder(depth, index)) {
     sums.add((recordKeyHashHi(rec) >>> shift) & 15, rec, ITEM_OFFSET);
   }
   return sums.toBuffer();

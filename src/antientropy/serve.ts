@@ -31,7 +31,7 @@ export function nodesReply(store: Store, depth: number, offset: number, indices:
   for (const index of indices) {
     if (!Number.isInteger(index) || index < 0 || index >= 16 ** depth) throw new ProtocolError('no such tree node');
   }
-  const below = depth >= store.tree.depth ? store.recordsUnderEach(depth, indices) : undefined;
+  const below = depth >= store.tree.depth ? store.keyHashes.recordsUnderEach(depth, indices) : undefined;
   for (const [i, index] of indices.entries()) {
     const records = below?.[i];
     if (records !== undefined && (records.length <= LIST_MAX || depth === MAX_DEPTH)) {
@@ -64,7 +64,7 @@ export function getReply(store: Store, keyHashes: Buffer[]): Buffer {
   for (const kh of keyHashes) {
     if (w.length >= MAX_REPLY_BYTES) break;
     served++;
-    for (const { key, rec } of store.recordsWithKeyHash(kh)) writeRecord(w, wireRecordOf(key, rec));
+    for (const { key, rec } of store.keyHashes.recordsWithKeyHash(kh)) writeRecord(w, wireRecordOf(key, rec));
   }
   w.patchU32(0, served);
   return w.result();

@@ -4,7 +4,7 @@ import { StorageError } from '../errors.js';
 import { TreeHasher } from '../merkle/hash.js';
 import { MerkleTree } from '../merkle/tree.js';
 import { compareHlc, HybridClock, type Hlc, type Version } from './hlc.js';
-import { KeyHashIndex, type StoredEntry } from './keyhash.js';
+import { KeyHashIndex } from './keyhash.js';
 import { Overlay, type PendingWrite } from './overlay.js';
 import { TombstonePurger } from './purge.js';
 import {
@@ -79,6 +79,7 @@ export class Store {
   /** Merkle tree over every record, tombstones and pending writes included (DESIGN.md section 6). */
   readonly tree: MerkleTree;
   readonly hasher: TreeHasher;
+  /** Records by key-hash range: what anti-entropy compares and sends (keyhash.ts). */
   readonly keyHashes: KeyHashIndex;
   /** Remote writes refused because they may bring back a key whose tombstone was purged here. */
   refusedPurged = 0;
@@ -378,21 +379,6 @@ export class Store {
   /** The Merkle root (16 bytes), pending writes included. */
   rootHash(): Buffer {
     return this.tree.root();
-  }
-
-  /** See KeyHashIndex.recordsUnder. */
-  recordsUnder(depth: number, index: number): StoredEntry[] {
-    return this.keyHashes.recordsUnder(depth, index);
-  }
-
-  /** See KeyHashIndex.recordsUnderEach. */
-  recordsUnderEach(depth: number, indices: readonly number[]): StoredEntry[][] {
-    return this.keyHashes.recordsUnderEach(depth, indices);
-  }
-
-  /** See KeyHashIndex.recordsWithKeyHash. */
-  recordsWithKeyHash(keyHash: Buffer): StoredEntry[] {
-    return this.keyHashes.recordsWithKeyHash(keyHash);
   }
 
   /** Live keys starting with `prefix`, in byte order. */

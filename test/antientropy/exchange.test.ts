@@ -8,7 +8,7 @@ import { freePort, waitFor } from '../replication/cluster.js';
 /** Every record of a node, tombstones included, as comparable text. */
 function contents(node: RunningNode): string[] {
   const out: string[] = [];
-  for (const { key, rec } of node.store.recordsUnder(0, 0)) {
+  for (const { key, rec } of node.store.keyHashes.recordsUnder(0, 0)) {
     const v = recordVersion(node.store.read(key) ?? rec);
     const value = isTombstone(rec) ? '<deleted>' : recordValue(rec).toString('base64');
     out.push(`${key.toString('latin1')} ${v.wall}.${v.counter}@${recordNode(rec)} ${value}`);

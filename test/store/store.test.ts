@@ -135,7 +135,7 @@ describe('Store', () => {
     expect(upgraded.readValue(b('live')).value?.toString()).toBe('value one');
     expect(upgraded.size).toBe(1);
     expect(upgraded.tombstoneCount).toBe(1);
-    expect(upgraded.recordsUnder(0, 0).map((e) => e.key.toString()).sort()).toEqual(['dead', 'live']);
+    expect(upgraded.keyHashes.recordsUnder(0, 0).map((e) => e.key.toString()).sort()).toEqual(['dead', 'live']);
     // The same writes applied to a fresh store give the same root.
     const fresh = openStore();
     await fresh.applyRemote(b('live'), { wall, counter: 1, node: 'n0' }, b('value one'));
@@ -148,22 +148,22 @@ describe('Store', () => {
     for (let i = 0; i < 300; i++) void store.set(b(`k${i}`), b('v'));
     await store.settled();
     const pending = store.set(b('pending'), b('p'));
-    const all = store.recordsUnder(0, 0);
+    const all = store.keyHashes.recordsUnder(0, 0);
     expect(all).toHaveLength(301);
     let total = 0;
     for (let i = 0; i < 16; i++) {
-      const part = store.recordsUnder(1, i);
+      const part = store.keyHashes.recordsUnder(1, i);
       for (const { rec } of part) expect(rec.readUInt32BE(26) >>> 28).toBe(i);
       total += part.length;
     }
     expect(total).toBe(301);
     const one = all.find((e) => e.key.toString() === 'pending');
     expect(one).toBeDefined();
-    const byHash = store.recordsWithKeyHash(Buffer.from((one as { rec: Buffer }).rec.subarray(26, 34)));
+    const byHash = store.keyHashes.recordsWithKeyHash(Buffer.from((one as { rec: Buffer }).rec.subarray(26, 34)));
     expect(byHash.map((e) => e.key.toString())).toEqual(['pending']);
     await pending;
-    expect(store.recordsWithKeyHash(Buffer.from((one as { rec: Buffer }).rec.subarray(26, 34)))).toHaveLength(1);
-    expect(store.recordsUnder(8, 0xffffffff).length).toBeLessThan(2);
+    expect(store.keyHashes.recordsWithKeyHash(Buffer.from((one as { rec: Buffer }).rec.subarray(26, 34)))).toHaveLength(1);
+    expect(store.keyHashes.recordsUnder(8, 0xffffffff).length).toBeLessThan(2);
   });
 });
 
