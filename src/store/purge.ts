@@ -1,13 +1,9 @@
-import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
+import type { Databases } from './databases.js';
 import { indexKey } from './keyhash.js';
 import { isTombstone, recordVersion } from './record.js';
 
-export interface PurgeOptions {
-  readonly root: RootDatabase<Buffer, Buffer>;
-  readonly db: Database<Buffer, Buffer>;
-  readonly index: Database<Buffer, Buffer>;
-  readonly meta: Database<number, string>;
+export interface PurgeOptions extends Databases {
   readonly logger: Logger;
   readonly graceSeconds: number;
   /** Whether a write to this key (latin1) is pending: its stored tombstone is about to be replaced. */

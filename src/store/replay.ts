@@ -1,17 +1,14 @@
 import { unlinkSync } from 'node:fs';
-import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
+import type { Databases } from './databases.js';
 import { StorageError } from '../errors.js';
 import { compareVersion } from './hlc.js';
 import { indexKey } from './keyhash.js';
 import { isKeyedRecord, keyedKey, keyedRecord, recordVersionOf } from './record.js';
 import { listSegments, readSegment } from './wal.js';
 
-export interface ReplayTarget {
+export interface ReplayTarget extends Omit<Databases, 'meta'> {
   readonly dir: string;
-  readonly root: RootDatabase<Buffer, Buffer>;
-  readonly db: Database<Buffer, Buffer>;
-  readonly index: Database<Buffer, Buffer>;
   readonly logger: Logger;
   /** The largest entry body a segment may hold (a bigger length is damage, not a write). */
   readonly maxEntryBytes: number;

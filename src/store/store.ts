@@ -1,8 +1,9 @@
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { StorageError } from '../errors.js';
 import { TreeHasher } from '../merkle/hash.js';
 import { MerkleTree } from '../merkle/tree.js';
+import { openDatabases, type Databases } from './databases.js';
 import { compareHlc, HybridClock, type Hlc, type Version } from './hlc.js';
 import { KeyHashIndex } from './keyhash.js';
 import { Overlay, type PendingWrite } from './overlay.js';
@@ -97,20 +98,23 @@ export class Store {
   private tombstones = 0;
   private closed = false;
 
+  private readonly root: RootDatabase<Buffer, Buffer>;
+  private readonly db: Database<Buffer, Buffer>;
+
   private constructor(
-    private readonly root: RootDatabase<Buffer, Buffer>,
-    private readonly db: Database<Buffer, Buffer>,
-    index: Database<Buffer, Buffer>,
-    meta: Database<number, string>,
+    dbs: Databases,
     private readonly opts: StoreOptions,
   ) {
+    const { root, db, index } = dbs;
+    this.root = root;
+    this.db = db;
     const logger = opts.logger;
     this.clock = new HybridClock(opts.maxClockSkewMs, Date.now, (remote, limit) =>
       logger.warn({ remote, limit }, 'remote clock reading too far ahead; clamped'),
     );
     this.tree = new MerkleTree(opts.treeBits ?? 16);
     this.hasher = new TreeHasher(opts.clusterSecret ?? '');
-    upgradeDataDirectory({ root, db, index, meta, hasher: this.hasher, logger });
+    upgradeDataDirectory({ ...dbs, hasher: this.hasher, logger });
     const maxEntryBytes = 4096 + (opts.maxValueBytes ?? 64 * 1024 * 1024);
     const { nextSeq } = replayLog({ dir: opts.path, root, db, index, logger, maxEntryBytes });
     this.countRecords();
@@ -129,10 +133,7 @@ export class Store {
       recordCount: () => this.live + this.tombstones,
     });
     this.purger = new TombstonePurger({
-      root,
-      db,
-      index,
-      meta,
+      ...dbs,
       logger,
       graceSeconds: opts.tombstoneGraceSeconds,
       isPending: (k) => this.overlay.get(k) !== undefined,
@@ -145,26 +146,11 @@ export class Store {
   }
 
   static open(opts: StoreOptions): Store {
-    let root: RootDatabase<Buffer, Buffer>;
+    const dbs = openDatabases(opts.path);
     try {
-      root = open<Buffer, Buffer>({
-        path: opts.path,
-        keyEncoding: 'binary',
-        encoding: 'binary',
-        compression: false,
-        overlappingSync: false,
-        noMemInit: true,
-      });
+      return new Store(dbs, opts);
     } catch (err) {
-      throw new StorageError(`cannot open LMDB at ${opts.path}: ${(err as Error).message}`, { cause: err });
-    }
-    const db = root.openDB<Buffer, Buffer>('records', { keyEncoding: 'binary', encoding: 'binary' });
-    const index = root.openDB<Buffer, Buffer>('keyhash-index', { keyEncoding: 'binary', encoding: 'binary' });
-    const meta = root.openDB<number, string>('meta', { keyEncoding: 'ordered-binary', encoding: 'msgpack' });
-    try {
-      return new Store(root, db, index, meta, opts);
-    } catch (err) {
-      void root.close();
+      void dbs.root.close();
       throw err;
     }
   }

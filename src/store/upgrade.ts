@@ -1,14 +1,10 @@
-import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import type { TreeHasher } from '../merkle/hash.js';
+import type { Databases } from './databases.js';
 import { indexKey } from './keyhash.js';
 import { decodeFormat1, encodeRecord, RECORD_FORMAT } from './record.js';
 
-export interface UpgradeTarget {
-  readonly root: RootDatabase<Buffer, Buffer>;
-  readonly db: Database<Buffer, Buffer>;
-  readonly index: Database<Buffer, Buffer>;
-  readonly meta: Database<number, string>;
+export interface UpgradeTarget extends Databases {
   readonly hasher: TreeHasher;
   readonly logger: Logger;
 }

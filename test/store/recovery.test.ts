@@ -28,6 +28,16 @@ function crashCopy(path: string): string {
   return copy;
 }
 
+/** A crash copy of a store that wrote k0..k9 = v0..v9, all still in the log, and that log segment. */
+function crashedWithTenWrites(): { copy: string; segment: string } {
+  const path = join(tempDir(), 'db');
+  const store = openStore(path);
+  for (let i = 0; i < 10; i++) void store.set(b(`k${i}`), b(`v${i}`));
+  store.flush();
+  const copy = crashCopy(path);
+  return { copy, segment: segmentsOf(copy).find((p) => statSync(p).size > 0) as string };
+}
+
 function segmentsOf(path: string): string[] {
   return readdirSync(path)
     .filter((n) => n.startsWith('wal-'))
@@ -87,12 +97,7 @@ describe('write-ahead log recovery', () => {
   });
 
   it('drops a torn last entry with a warning and keeps the rest', () => {
-    const path = join(tempDir(), 'db');
-    const store = openStore(path);
-    for (let i = 0; i < 10; i++) void store.set(b(`k${i}`), b(`v${i}`));
-    store.flush();
-    const copy = crashCopy(path);
-    const segment = segmentsOf(copy).find((p) => statSync(p).size > 0) as string;
+    const { copy, segment } = crashedWithTenWrites();
     truncateSync(segment, statSync(segment).size - 3);
     const { logger, warnings } = recordingLogger();
     const recovered = openStore(copy, 'periodic', logger);
@@ -103,12 +108,7 @@ describe('write-ahead log recovery', () => {
   });
 
   it('refuses to start on damage before the tail, saying where and how to recover', () => {
-    const path = join(tempDir(), 'db');
-    const store = openStore(path);
-    for (let i = 0; i < 10; i++) void store.set(b(`k${i}`), b(`v${i}`));
-    store.flush();
-    const copy = crashCopy(path);
-    const segment = segmentsOf(copy).find((p) => statSync(p).size > 0) as string;
+    const { copy, segment } = crashedWithTenWrites();
     const data = readFileSync(segment);
     data[20] = (data[20] as number) ^ 0xff;
     writeFileSync(segment, data);
