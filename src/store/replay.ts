@@ -1,4 +1,4 @@
-import { unlinkSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Databases } from './databases.js';
 import { StorageError } from '../errors.js';
@@ -45,7 +45,7 @@ export function replayLog(t: ReplayTarget): { nextSeq: number; entries: number; 
       applied++;
     }
   });
-  for (const seg of segments) unlinkSync(seg.path);
+  for (const seg of segments) rmSync(seg.path, { force: true });
   const last = segments[segments.length - 1]?.seq ?? -1;
   t.logger.info({ segments: segments.length, entries: bodies.length, applied }, 'write-ahead log replayed');
   return { nextSeq: last + 1, entries: bodies.length, applied };

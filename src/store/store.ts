@@ -413,9 +413,7 @@ export class Store {
     }
     this.closed = true;
     await this.overlay.settle();
-    const last = this.log.segment;
-    await this.log.close();
-    this.log.remove(last);
+    await this.log.close(true);
     await this.root.close();
   }
 

@@ -59,7 +59,14 @@ export function listSegments(dir: string): { seq: number; path: string }[] {
  * be trusted, and skipping them could lose acknowledged writes silently.
  */
 export function readSegment(path: string, maxBody: number, onTorn: (offset: number, why: string) => void): Buffer[] {
-  const data = readFileSync(path);
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch (err) {
+    // Deleted since it was listed: its writes were in LMDB.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
   const bodies: Buffer[] = [];
   let o = 0;
   while (o < data.length) {
@@ -159,6 +166,8 @@ export class WriteAheadLog {
   private waiting: SyncGroup | null = null;
   private readonly timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Segment deletions under way. */
+  private readonly removing = new Set<Promise<void>>();
   /** fdatasyncs done, for STATS. */
   syncs = 0;
 
@@ -276,13 +285,21 @@ export class WriteAheadLog {
 
   /** Deletes an ended segment (its writes are in LMDB, synced). A failure only leaves a file to replay. */
   remove(seq: number): void {
-    unlink(join(this.opts.dir, segmentName(seq)), (err) => {
-      if (err) this.opts.logger.warn({ err, seq }, 'cannot delete a write-ahead log segment');
-    });
+    const done = new Promise<void>((resolve) =>
+      unlink(join(this.opts.dir, segmentName(seq)), (err) => {
+        if (err) this.opts.logger.warn({ err, seq }, 'cannot delete a write-ahead log segment');
+        this.removing.delete(done);
+        resolve();
+      }),
+    );
+    this.removing.add(done);
   }
 
-  /** Syncs what is written and closes the files. The current segment is left for `remove`. */
-  async close(): Promise<void> {
+  /**
+   * Syncs what is written and closes the files; with `empty` (LMDB holds everything) deletes the
+   * current segment too. Resolves once every deletion is done, so the directory can be opened again.
+   */
+  async close(empty: boolean): Promise<void> {
     if (this.closed) return;
     await this.syncAll();
     this.closed = true;
@@ -291,6 +308,8 @@ export class WriteAheadLog {
     this.retired = [];
     closeSync(this.fd);
     closeSync(this.dirFd);
+    if (empty) this.remove(this.seq);
+    await Promise.all([...this.removing]);
   }
 
   private openSegment(seq: number): number {

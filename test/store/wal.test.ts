@@ -7,7 +7,7 @@ import { silent, tempDir } from '../helpers.js';
 
 function openLog(dir: string, mode: 'periodic' | 'always' = 'periodic'): WriteAheadLog {
   const log = new WriteAheadLog({ dir, mode, periodMs: 20, logger: silent, firstSeq: 0 });
-  onTestFinished(() => log.close());
+  onTestFinished(() => log.close(false));
   return log;
 }
 
