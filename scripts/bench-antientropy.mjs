@@ -4,7 +4,9 @@
 // write's tree update costs.
 //
 //   npm run bench:ae -- [--n 100000,1000000] [--d 0,1,100,10000] [--bits 16] [--rounds 3]
-//                       [--cpu-a 0] [--cpu-b 1] [--json file]
+//                       [--cpu-a 0] [--cpu-b 1] [--cli dist/cli.js] [--json file]
+//
+// --cli runs another build's node (e.g. a worktree of the previous commit) for a comparison.
 //
 // Half of the d keys are rewritten on node A (B pulls them), half on node B (B pushes them); B starts
 // the exchange. Both nodes run with MQTT off, so only anti-entropy can bring them together. The n
@@ -26,6 +28,7 @@ const { values: args } = parseArgs({
     'cpu-a': { type: 'string', default: '0' },
     'cpu-b': { type: 'string', default: '1' },
     json: { type: 'string' },
+    cli: { type: 'string', default: join(root, 'dist/cli.js') },
   },
 });
 
@@ -98,7 +101,7 @@ function startNode(id, dir, port, cpu) {
   return startProcess(
     cpu,
     process.execPath,
-    [...nodeFlags, join(root, 'dist/cli.js'), '--node-id', id, '--port', String(port), '--data-dir', dir, '--log-level', 'warn'],
+    [...nodeFlags, args.cli, '--node-id', id, '--port', String(port), '--data-dir', dir, '--log-level', 'warn'],
     {
       MERKLE_KV_MQTT_ENABLED: 'false',
       MERKLE_KV_ANTI_ENTROPY_ENABLED: 'false',

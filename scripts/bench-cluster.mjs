@@ -2,7 +2,9 @@
 // broker or a Mosquitto started here, the load generator on the other CPU.
 //
 //   npm run bench:cluster -- [--brokers embedded,mosquitto] [--rounds 3] [--duration 3] [--lag-samples 300]
-//                            [--fsync periodic|always]
+//                            [--fsync periodic|always] [--cli dist/cli.js]
+//
+// --cli runs another build's nodes (e.g. a worktree of the previous commit) for a comparison.
 //
 // For each broker it reports, as medians over the rounds:
 //   - SET throughput on node 1 with replication, beside the same node alone (replication off);
@@ -26,7 +28,8 @@ const { values: args } = parseArgs({
     'lag-samples': { type: 'string', default: '300' },
     'server-cpu': { type: 'string', default: '0' },
     'client-cpu': { type: 'string', default: '1' },
-    fsync: { type: 'string', default: 'periodic' },
+    fsync: { type: 'string' },
+    cli: { type: 'string', default: join(root, 'dist/cli.js') },
   },
 });
 
@@ -90,8 +93,9 @@ async function startNodes(n, dir, brokerUrl) {
       env.MERKLE_KV_MQTT_BROKER_ADDRESS = url;
     }
     const proc = startProcess(args['server-cpu'], process.execPath, [
-      join(root, 'dist/cli.js'), '--node-id', `node-${i}`, '--port', String(port), '--data-dir', join(dir, `node-${i}`), '--log-level', 'warn',
-      '--fsync', args.fsync,
+      args.cli, '--node-id', `node-${i}`, '--port', String(port), '--data-dir', join(dir, `node-${i}`), '--log-level', 'warn',
+      // Only when asked: a build from before `[storage] fsync` has no such flag.
+      ...(args.fsync ? ['--fsync', args.fsync] : []),
     ], env);
     await waitReady(port);
     nodes.push({ port, pid: proc.child.pid, stop: () => proc.stop() });
@@ -233,7 +237,7 @@ for (const broker of list(args.brokers)) {
   rows.push({ broker, ...Object.fromEntries(Object.entries(res).map(([k, v]) => [k, median(v)])) });
 }
 
-console.log(`\nmedians of ${args.rounds} rounds; fsync = ${args.fsync}; SET with 100-byte values, 50 connections; lag at light load (${args['lag-samples']} samples)`);
+console.log(`\nmedians of ${args.rounds} rounds; ${args.cli}; fsync = ${args.fsync ?? 'default'}; SET with 100-byte values, 50 connections; lag at light load (${args['lag-samples']} samples)`);
 console.log('cpu: server CPU us per write at p=32, on the node alone, on the origin with replication on, on a replica per write applied');
 console.log('broker      SET/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us | cpu alone origin replica');
 for (const r of rows) {

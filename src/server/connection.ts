@@ -86,7 +86,7 @@ export class Connection {
       count++;
       if (line === LINE_TOO_LONG) {
         // Framing is lost: the rest of the line cannot be told from the next request.
-        this.reply(out, `ERROR ${errorMessage(new ProtocolError('line too long', ErrorCode.LineTooLong), this.opts.logger)}`);
+        this.reply(out, new ProtocolError('line too long', ErrorCode.LineTooLong));
         outcome = 'close';
       } else {
         outcome = this.runLine(line, out);
@@ -138,8 +138,7 @@ export class Connection {
       this.opts.ctx.store.flush();
     } catch (err) {
       out.discard();
-      const line = `ERROR ${errorMessage(err, this.opts.logger)}`;
-      for (let i = 0; i < count; i++) this.reply(out, line);
+      for (let i = 0; i < count; i++) this.reply(out, err);
     }
   }
 
@@ -151,16 +150,16 @@ export class Connection {
       return execute(decodeRequest(line, PARSERS, ctx.limits), ctx, out);
     } catch (err) {
       out.rollback();
-      this.reply(out, `ERROR ${errorMessage(err, this.opts.logger)}`);
+      this.reply(out, err);
       return undefined;
     }
   }
 
-  /** Writes an error reply; `errorMessage` is the one place an error becomes its text (DESIGN.md section 2). */
-  private reply(out: Output, line: string): void {
+  /** The one place where an error becomes a protocol `ERROR` line (DESIGN.md section 2). */
+  private reply(out: Output, err: unknown): void {
     this.opts.ctx.stats.errors++;
     out.begin();
-    out.utf8Line(line);
+    out.utf8Line(`ERROR ${errorMessage(err, this.opts.logger)}`);
   }
 
   /**

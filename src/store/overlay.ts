@@ -43,8 +43,8 @@ export interface OverlayOptions {
 const APPLY_DELAY_MS = 200;
 const APPLY_MAX_WRITES = 16_384;
 /** Past either, new writes wait for LMDB to catch up (backpressure), so memory stays bounded. */
-export const MAX_PENDING_BYTES = 64 * 1024 * 1024;
-export const MAX_PENDING_WRITES = 262_144;
+const MAX_PENDING_BYTES = 64 * 1024 * 1024;
+const MAX_PENDING_WRITES = 262_144;
 const RETRY_MS = 1000;
 
 /**

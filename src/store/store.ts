@@ -116,7 +116,7 @@ export class Store {
     this.hasher = new TreeHasher(opts.clusterSecret ?? '');
     upgradeDataDirectory({ ...dbs, hasher: this.hasher, logger });
     const maxEntryBytes = 4096 + (opts.maxValueBytes ?? 64 * 1024 * 1024);
-    const { nextSeq } = replayLog({ dir: opts.path, root, db, index, logger, maxEntryBytes });
+    const { nextSeq } = replayLog({ ...dbs, dir: opts.path, logger, maxEntryBytes });
     this.countRecords();
     this.log = new WriteAheadLog({
       dir: opts.path,

@@ -212,11 +212,6 @@ export class WriteAheadLog {
     return this.written + this.len;
   }
 
-  /** Whether appended entries wait for `flush()`. */
-  get buffered(): boolean {
-    return this.len > 0;
-  }
-
   /**
    * Writes the buffered entries to the file with one write. Throws a StorageError if the file cannot
    * take them (disk full); the segment is cut back so that it ends with a whole entry, and the
