@@ -12,9 +12,9 @@ export interface StoredEntry {
 export interface RecordSource {
   /** The record under `key` (latin1 `k`), pending writes first. A view: copy what you keep. */
   readAt(key: Buffer, k: string): Buffer | undefined;
-  /** The pending writes (none of their keys may be in the index on disk yet). */
-  pending(): IterableIterator<PendingWrite>;
-  pendingCount(): number;
+  /** The pending writes of keys that are not in the index on disk yet. */
+  unindexed(): IterableIterator<PendingWrite>;
+  unindexedCount(): number;
   /** Records in all, tombstones included (to estimate how many keys a range holds). */
   recordCount(): number;
 }
@@ -88,23 +88,24 @@ export class KeyHashIndex {
   }
 
   /**
-   * The records of the index keys given, plus pending new keys (not in the index on disk yet) that
+   * The records of the index keys given, plus pending writes of keys not in the index on disk yet that
    * `wanted` accepts. `wanted` sees each key hash's top 32 bits, or, with `exact`, is replaced by
    * comparing the whole key hash.
    */
   private collect(indexKeys: Iterable<Buffer>, wanted: (hi: number) => boolean, exact?: Buffer): StoredEntry[] {
     const out: StoredEntry[] = [];
-    const seen = new Set<string>();
+    // A key whose batch committed a moment ago may be in both: list it once.
+    const seen = this.source.unindexedCount() > 0 ? new Set<string>() : undefined;
     for (const ik of indexKeys) {
       if (!wanted(ik.readUInt32BE(0))) continue;
       const key = Buffer.from(ik.subarray(8));
       const k = key.toString('latin1');
-      seen.add(k);
+      seen?.add(k);
       const rec = this.source.readAt(key, k);
       if (rec !== undefined) out.push({ key, rec: Buffer.from(rec) });
     }
-    if (this.source.pendingCount() > 0) {
-      for (const p of this.source.pending()) {
+    if (seen !== undefined) {
+      for (const p of this.source.unindexed()) {
         if (seen.has(p.k)) continue;
         const inRange = exact !== undefined ? recordKeyHashBytes(p.rec).equals(exact) : wanted(recordKeyHashHi(p.rec));
         if (inRange) out.push({ key: p.key, rec: p.rec });

@@ -60,6 +60,11 @@ const RETRY_MS = 1000;
  */
 export class Overlay {
   private readonly map = new Map<string, PendingWrite>();
+  /**
+   * The pending writes whose keys LMDB's key-hash index does not hold yet, by key: what a key-hash
+   * range query must add to its index scan. Usually far fewer than all pending writes.
+   */
+  private readonly unindexed = new Map<string, PendingWrite>();
   private batch: PendingWrite[] = [];
   private batchStarted = 0;
   private batchNo: number;
@@ -108,8 +113,19 @@ export class Overlay {
     return this.map.values();
   }
 
+  /** Pending writes of keys not yet in LMDB's key-hash index. */
+  unindexedValues(): IterableIterator<PendingWrite> {
+    return this.unindexed.values();
+  }
+
+  get unindexedCount(): number {
+    return this.unindexed.size;
+  }
+
   add(e: PendingWrite): void {
     this.map.set(e.k, e);
+    // A rewrite of a key whose index entry is still in a batch on its way stays unindexed too.
+    if (e.newKey || this.unindexed.has(e.k)) this.unindexed.set(e.k, e);
     if (this.batch.length === 0) this.batchStarted = Date.now();
     this.batch.push(e);
     this.bytes += e.body.length;
@@ -121,8 +137,14 @@ export class Overlay {
     if (this.batch[this.batch.length - 1] === e) this.batch.pop();
     this.bytes -= e.body.length;
     if (this.map.get(e.k) !== e) return;
-    if (e.prev !== undefined && e.prev.batch > this.committedThrough) this.map.set(e.k, e.prev);
+    const prev = e.prev !== undefined && e.prev.batch > this.committedThrough ? e.prev : undefined;
+    if (prev !== undefined) this.map.set(e.k, prev);
     else this.map.delete(e.k);
+    // Still unindexed under the write it restores only if that write was (a new key's rewrite is).
+    if (this.unindexed.get(e.k) === e) {
+      if (prev !== undefined) this.unindexed.set(e.k, prev);
+      else this.unindexed.delete(e.k);
+    }
   }
 
   /** Whether new writes should wait for LMDB to catch up. */
@@ -218,6 +240,8 @@ export class Overlay {
   private committed(list: PendingWrite[], seq: number, finish: () => void): void {
     for (const e of list) {
       if (this.map.get(e.k) === e) this.map.delete(e.k);
+      // The index now holds the key, whatever was written to it since.
+      if (e.newKey) this.unindexed.delete(e.k);
       this.bytes -= e.body.length;
     }
     this.committedThrough = seq;

@@ -128,8 +128,8 @@ export class Store {
     this.overlay = new Overlay({ db, index, log: this.log, logger, flush: () => this.flush() });
     this.keyHashes = new KeyHashIndex(index, {
       readAt: (key, k) => this.readAt(key, k),
-      pending: () => this.overlay.values(),
-      pendingCount: () => this.overlay.size,
+      unindexed: () => this.overlay.unindexedValues(),
+      unindexedCount: () => this.overlay.unindexedCount,
       recordCount: () => this.live + this.tombstones,
     });
     this.purger = new TombstonePurger({
