@@ -31,19 +31,19 @@ export class MerkleTree {
   }
 
   /**
-   * Replaces item hash `from` (undefined: none) by `to` in `segment`: adds their difference along the
+   * Replaces the item hash at `from[fromOffset]` (none if `from` is undefined) by the one at
+   * `to[toOffset]` in `segment`: adds their difference, mod 2^128 word by word with borrows, along the
    * path once, instead of a removal and an addition.
    */
-  replace(segment: number, from: string | undefined, to: string): void {
-    if (from === undefined) return this.update(segment, to, 1);
-    // (to - from) mod 2^128, word by word with borrows.
-    let d = wordLE(to, 0) - wordLE(from, 0);
+  replaceBytes(segment: number, from: Buffer | undefined, fromOffset: number, to: Buffer, toOffset: number): void {
+    if (from === undefined) return this.updateBytes(segment, to, toOffset, 1);
+    let d = to.readUInt32LE(toOffset) - from.readUInt32LE(fromOffset);
     const w0 = d >>> 0;
-    d = wordLE(to, 4) - wordLE(from, 4) - (d < 0 ? 1 : 0);
+    d = to.readUInt32LE(toOffset + 4) - from.readUInt32LE(fromOffset + 4) - (d < 0 ? 1 : 0);
     const w1 = d >>> 0;
-    d = wordLE(to, 8) - wordLE(from, 8) - (d < 0 ? 1 : 0);
+    d = to.readUInt32LE(toOffset + 8) - from.readUInt32LE(fromOffset + 8) - (d < 0 ? 1 : 0);
     const w2 = d >>> 0;
-    d = wordLE(to, 12) - wordLE(from, 12) - (d < 0 ? 1 : 0);
+    d = to.readUInt32LE(toOffset + 12) - from.readUInt32LE(fromOffset + 12) - (d < 0 ? 1 : 0);
     this.add(segment, w0, w1, w2, d >>> 0, 1);
   }
 

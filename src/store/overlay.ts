@@ -3,31 +3,49 @@ import type { Logger } from 'pino';
 import { indexKey } from './keyhash.js';
 import type { WriteAheadLog } from './wal.js';
 
-/** A write that is in the log but not yet in LMDB. */
-export interface PendingWrite {
-  /** The key in latin1: the overlay's map key. */
-  readonly k: string;
-  /** Key and record in one buffer (record.ts, keyed record), as the log holds it. */
-  readonly body: Buffer;
-  readonly key: Buffer;
-  readonly rec: Buffer;
-  /** Written by this node's clients, not applied from elsewhere. */
-  readonly local: boolean;
-  /** The LMDB batch (= log segment) it belongs to. */
-  readonly batch: number;
-  /** LMDB's key-hash index lacks this key: the batch that writes the record also indexes it. */
-  readonly newKey: boolean;
-  /** Log position after it (for "always": the fdatasync it waits for). */
-  readonly logEnd: number;
-  /** The pending write it replaced, restored if this one is undone. */
-  readonly prev: PendingWrite | undefined;
-  /** What it added to the live and tombstone counts. */
-  readonly live: number;
-  readonly tombs: number;
-  /** Its Merkle segment, its item hash, and the item hash it replaced (to undo it). */
-  readonly segment: number;
-  readonly item: string;
-  readonly replaced: string | undefined;
+/**
+ * A write that is in the log but not yet in LMDB. Made once per write and kept until LMDB has it: it
+ * holds few objects (the key string, the keyed record, itself), which keeps the garbage collector's
+ * copying of surviving writes cheap. Key and record are views made on demand.
+ */
+export class PendingWrite {
+  /** The next write of the same key while this one is pending (see Overlay.add). */
+  next: PendingWrite | undefined = undefined;
+
+  constructor(
+    /** The key in latin1: the overlay's map key. */
+    readonly k: string,
+    /** Key and record in one buffer (record.ts, keyed record), as the log holds it. */
+    readonly body: Buffer,
+    /** Where the record starts in `body`. */
+    readonly recOffset: number,
+    /** Written by this node's clients, not applied from elsewhere. */
+    readonly local: boolean,
+    /** The LMDB batch (= log segment) it belongs to. */
+    readonly batch: number,
+    /** LMDB's key-hash index lacks this key: the batch that writes the record also indexes it. */
+    readonly newKey: boolean,
+    /** Log position after it (for "always": the fdatasync it waits for). */
+    readonly logEnd: number,
+    /**
+     * The pending write it replaced, restored if this one is undone; cleared once that one is in LMDB,
+     * so a key rewritten without pause does not chain every write it ever had.
+     */
+    public prev: PendingWrite | undefined,
+    /** What it added to the live and tombstone counts. */
+    readonly live: number,
+    readonly tombs: number,
+    /** Its Merkle segment. */
+    readonly segment: number,
+  ) {}
+
+  get key(): Buffer {
+    return this.body.subarray(2, this.recOffset);
+  }
+
+  get rec(): Buffer {
+    return this.body.subarray(this.recOffset);
+  }
 }
 
 export interface OverlayOptions {
@@ -122,7 +140,9 @@ export class Overlay {
     return this.unindexed.size;
   }
 
+  /** Adds a write; `e.prev` must be what `get(e.k)` returned. */
   add(e: PendingWrite): void {
+    if (e.prev !== undefined) e.prev.next = e;
     this.map.set(e.k, e);
     // A rewrite of a key whose index entry is still in a batch on its way stays unindexed too.
     if (e.newKey || this.unindexed.has(e.k)) this.unindexed.set(e.k, e);
@@ -138,8 +158,12 @@ export class Overlay {
     this.bytes -= e.body.length;
     if (this.map.get(e.k) !== e) return;
     const prev = e.prev !== undefined && e.prev.batch > this.committedThrough ? e.prev : undefined;
-    if (prev !== undefined) this.map.set(e.k, prev);
-    else this.map.delete(e.k);
+    if (prev !== undefined) {
+      prev.next = undefined;
+      this.map.set(e.k, prev);
+    } else {
+      this.map.delete(e.k);
+    }
     // Still unindexed under the write it restores only if that write was (a new key's rewrite is).
     if (this.unindexed.get(e.k) === e) {
       if (prev !== undefined) this.unindexed.set(e.k, prev);
@@ -220,12 +244,14 @@ export class Overlay {
       if (p !== last) commits.push((last = p));
     };
     for (const e of list) {
-      const latest = this.map.get(e.k);
+      const next = e.next;
       // A later write of the same batch carries this key (and its index obligation).
-      if (latest !== e && latest !== undefined && latest.batch === e.batch) continue;
-      if (e.newKey) track(index.put(indexKey(e.rec, e.key), EMPTY));
-      // Rewritten in a later batch (only on a retry): that batch puts the newer record.
-      if (latest === e) track(db.put(e.key, e.rec));
+      if (next !== undefined && next.batch === e.batch) continue;
+      const key = e.key;
+      const rec = e.rec;
+      if (e.newKey) track(index.put(indexKey(rec, key), EMPTY));
+      // Rewritten in a later batch: that batch puts the newer record.
+      if (next === undefined) track(db.put(key, rec));
     }
     Promise.all(commits).then(
       () => this.committed(list, seq, finish),
@@ -239,7 +265,9 @@ export class Overlay {
 
   private committed(list: PendingWrite[], seq: number, finish: () => void): void {
     for (const e of list) {
-      if (this.map.get(e.k) === e) this.map.delete(e.k);
+      const next = e.next;
+      if (next === undefined) this.map.delete(e.k);
+      else next.prev = undefined;
       // The index now holds the key, whatever was written to it since.
       if (e.newKey) this.unindexed.delete(e.k);
       this.bytes -= e.body.length;

@@ -102,8 +102,9 @@ export function isKeyedRecord(buf: Buffer): boolean {
   return keyLen > 0 && buf.length >= rec + HEADER && buf[rec] === RECORD_FORMAT && buf.length >= rec + HEADER + (buf[rec + NODE_LEN] ?? 0);
 }
 
-export function isTombstone(buf: Buffer): boolean {
-  return ((buf[1] ?? 0) & FLAG_TOMBSTONE) !== 0;
+/** Whether the record (at `o` of `buf`) is a tombstone. */
+export function isTombstone(buf: Buffer, o = 0): boolean {
+  return ((buf[o + 1] ?? 0) & FLAG_TOMBSTONE) !== 0;
 }
 
 /** The record's clock reading, without decoding the rest. */
@@ -124,9 +125,9 @@ export function recordKeyHashHi(buf: Buffer): number {
   return buf.readUInt32BE(KEY_HASH);
 }
 
-/** The key's stored keyed hash. */
-export function recordKeyHash(buf: Buffer): KeyHash {
-  return { hi: buf.readUInt32BE(KEY_HASH), lo: buf.readUInt32BE(KEY_HASH + 4) };
+/** The key's stored keyed hash (of the record at `o` of `buf`). */
+export function recordKeyHash(buf: Buffer, o = 0): KeyHash {
+  return { hi: buf.readUInt32BE(o + KEY_HASH), lo: buf.readUInt32BE(o + KEY_HASH + 4) };
 }
 
 /** The 8 bytes of the key's keyed hash, as stored (a view into `buf`). */

@@ -1,0 +1,74 @@
+import type * as FS from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { StorageError } from '../../src/errors.js';
+import { Store } from '../../src/store/store.js';
+import { silent, tempDir } from '../helpers.js';
+
+// The log's file writes fail while `full` is set, as on a full disk.
+const disk = vi.hoisted(() => ({ full: false }));
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof FS>();
+  const writeSync = ((...args: Parameters<typeof fs.writeSync>) => {
+    if (disk.full) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    return fs.writeSync(...args);
+  }) as typeof fs.writeSync;
+  return { ...fs, default: { ...fs, writeSync }, writeSync };
+});
+
+const b = (s: string): Buffer => Buffer.from(s);
+
+function open(path: string): Store {
+  return Store.open({ path, nodeId: 'n1', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 86_400, logger: silent });
+}
+
+function snapshot(store: Store, keys: string[]): unknown {
+  return {
+    values: keys.map((k) => store.readValue(b(k)).value?.toString()),
+    size: store.size,
+    tombstones: store.tombstoneCount,
+    root: store.rootHash().toString('hex'),
+  };
+}
+
+afterEach(() => {
+  disk.full = false;
+});
+
+describe('a log append that fails (disk full)', () => {
+  it('undoes the whole batch: values, counts and Merkle root are as before it, now and after a restart', async () => {
+    const path = join(tempDir(), 'db');
+    const store = open(path);
+    const keys = ['in-lmdb', 'pending', 'gone', 'new'];
+    void store.set(b('in-lmdb'), b('1'));
+    void store.set(b('gone'), b('1'));
+    await store.settled(); // these two are in LMDB now
+    void store.set(b('pending'), b('1')); // this one is still in the overlay and the log
+    store.flush();
+    const before = snapshot(store, keys);
+
+    disk.full = true;
+    void store.set(b('in-lmdb'), b('2'));
+    void store.set(b('pending'), b('2'));
+    void store.set(b('pending'), b('3'));
+    void store.delete(b('gone'));
+    void store.set(b('new'), b('1'));
+    void store.delete(b('new'));
+    expect(() => store.flush()).toThrow(StorageError);
+    expect(snapshot(store, keys)).toEqual(before);
+
+    disk.full = false;
+    void store.set(b('new'), b('2'));
+    store.flush();
+    const after = snapshot(store, keys);
+    expect(after).toMatchObject({ values: ['1', '1', '1', '2'], size: 4, tombstones: 0 });
+    await store.close();
+
+    const reopened = open(path);
+    try {
+      expect(snapshot(reopened, keys)).toEqual(after);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
