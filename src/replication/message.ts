@@ -24,14 +24,6 @@ export interface Message {
   readonly ops: Op[];
 }
 
-interface WireOp {
-  op: 'set' | 'del';
-  key: string;
-  val?: string;
-  enc?: 'b64';
-  hlc: string;
-}
-
 /** Encodes ops into messages of at most about `maxBytes` each (one op larger than that goes alone). */
 export function encodeMessages(node: string, ops: readonly Op[], maxBytes: number): Buffer[] {
   const head = `{"v":${MESSAGE_VERSION},"node":${JSON.stringify(node)},"ops":[`;
@@ -39,7 +31,7 @@ export function encodeMessages(node: string, ops: readonly Op[], maxBytes: numbe
   let parts: string[] = [];
   let size = head.length + 2;
   for (const op of ops) {
-    const json = JSON.stringify(toWire(op));
+    const json = wireOp(op);
     if (parts.length > 0 && size + json.length + 1 > maxBytes) {
       out.push(Buffer.from(`${head}${parts.join(',')}]}`));
       parts = [];
@@ -52,12 +44,16 @@ export function encodeMessages(node: string, ops: readonly Op[], maxBytes: numbe
   return out;
 }
 
-function toWire(op: Op): WireOp {
-  const key = op.key.toString('utf8');
+/**
+ * One op as JSON: {"op","key","val","enc","hlc"} in that order, as JSON.stringify would write the object,
+ * built as text (a message may carry thousands of ops; no object per op).
+ */
+function wireOp(op: Op): string {
+  const key = JSON.stringify(op.key.toString('utf8'));
   const hlc = formatHlc(op.hlc);
-  if (op.value === undefined) return { op: 'del', key, hlc };
-  if (isUtf8(op.value)) return { op: 'set', key, val: op.value.toString('utf8'), hlc };
-  return { op: 'set', key, val: op.value.toString('base64'), enc: 'b64', hlc };
+  if (op.value === undefined) return `{"op":"del","key":${key},"hlc":"${hlc}"}`;
+  if (isUtf8(op.value)) return `{"op":"set","key":${key},"val":${JSON.stringify(op.value.toString('utf8'))},"hlc":"${hlc}"}`;
+  return `{"op":"set","key":${key},"val":"${op.value.toString('base64')}","enc":"b64","hlc":"${hlc}"}`;
 }
 
 export interface DecodeLimits {

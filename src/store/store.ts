@@ -17,7 +17,6 @@ import {
   recordKeyHashHi,
   recordValue,
   recordVersion,
-  recordVersionOf,
 } from './record.js';
 import { replayLog } from './replay.js';
 import { upgradeDataDirectory } from './upgrade.js';
@@ -338,9 +337,12 @@ export class Store {
   }
 
   private announce(writes: PendingWrite[]): void {
+    const node = this.opts.nodeId; // local writes only: no need to read the node id back from the record
     const acked = writes.map((w) => {
-      const tombstone = isTombstone(w.rec);
-      return { key: w.key, version: recordVersionOf(w.rec), value: tombstone ? EMPTY : recordValue(w.rec), tombstone };
+      const rec = w.rec;
+      const tombstone = isTombstone(rec);
+      const { wall, counter } = recordVersion(rec);
+      return { key: w.key, version: { wall, counter, node }, value: tombstone ? EMPTY : recordValue(rec), tombstone };
     });
     for (const listener of this.listeners) listener(acked);
   }

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeMessage, encodeMessages, type Op } from '../../src/replication/message.js';
 
@@ -19,6 +20,32 @@ describe('replication messages', () => {
     expect(json.ops[1]).toEqual({ op: 'del', key: 'user:2', hlc: '0193a0b1c2d3-0008' });
     expect(json.ops[2]).toEqual({ op: 'set', key: 'bin', val: '/wDD', enc: 'b64', hlc: '0193a0b1c2d3-0007' });
     expect(decodeMessage(payload as Buffer, limits)).toEqual({ message: { node: 'node-1', ops }, invalidOps: 0 });
+  });
+
+  it('writes the bytes JSON.stringify would, for any key and value, and reads them back', () => {
+    const op = fc.record({
+      // Keys a client may write (no spaces or control characters), with JSON's special characters.
+      key: fc.string({ unit: fc.constantFrom('a', 'Z', '9', ':', '"', '\\', '/', 'é', '✓', '𝄞'), minLength: 1, maxLength: 8 }).map((k) => Buffer.from(k)),
+      hlc: fc.record({ wall: fc.integer({ min: 0, max: 2 ** 48 - 1 }), counter: fc.integer({ min: 0, max: 0xffff }) }),
+      value: fc.option(fc.oneof(fc.uint8Array({ maxLength: 16 }).map((v) => Buffer.from(v)), fc.string({ unit: 'binary', maxLength: 16 }).map((v) => Buffer.from(v))), { nil: undefined }),
+    });
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 5 }), (ops) => {
+        const [payload] = encodeMessages('n"1', ops, 1 << 20);
+        const objects = ops.map((o) => {
+          const key = o.key.toString('utf8');
+          const hlc = `${o.hlc.wall.toString(16).padStart(12, '0')}-${o.hlc.counter.toString(16).padStart(4, '0')}`;
+          if (o.value === undefined) return { op: 'del', key, hlc };
+          const text = o.value.toString('utf8');
+          if (Buffer.from(text).equals(o.value)) return { op: 'set', key, val: text, hlc };
+          return { op: 'set', key, val: o.value.toString('base64'), enc: 'b64', hlc };
+        });
+        expect((payload as Buffer).toString()).toBe(JSON.stringify({ v: 1, node: 'n"1', ops: objects }));
+        const back = decodeMessage(payload as Buffer, { maxKeyBytes: 64, maxValueBytes: 64 });
+        expect(back?.message.ops.map((o) => [o.key, o.hlc, o.value])).toEqual(ops.map((o) => [o.key, o.hlc, o.value]));
+      }),
+      { numRuns: 300, seed: 11 },
+    );
   });
 
   it('splits a batch into messages under the size limit, keeping order', () => {
