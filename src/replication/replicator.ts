@@ -212,7 +212,7 @@ export class Replicator {
     const now = Date.now();
     try {
       for (const op of message.ops) {
-        const ack = this.opts.store.applyRemote(op.key, { ...op.hlc, node: message.node }, op.value);
+        const ack = this.opts.store.applyRemote(op.key, { wall: op.hlc.wall, counter: op.hlc.counter, node: message.node }, op.value);
         if (ack === undefined) {
           this.stats.ignoredOps++;
           continue;
