@@ -25,11 +25,6 @@ export class MerkleTree {
     return this.bits / 4;
   }
 
-  /** Adds (sign 1) or removes (sign -1) an item hash (16 bytes as a latin1 string) in `segment`. */
-  update(segment: number, item: string, sign: 1 | -1): void {
-    this.add(segment, wordLE(item, 0), wordLE(item, 4), wordLE(item, 8), wordLE(item, 12), sign);
-  }
-
   /**
    * Replaces the item hash at `from[fromOffset]` (none if `from` is undefined) by the one at
    * `to[toOffset]` in `segment`: adds their difference, mod 2^128 word by word with borrows, along the
@@ -47,7 +42,7 @@ export class MerkleTree {
     this.add(segment, w0, w1, w2, d >>> 0, 1);
   }
 
-  /** `update()` for an item hash held in `buf` at `offset`. */
+  /** Adds (sign 1) or removes (sign -1) the 16-byte item hash at `buf[offset]` in `segment`. */
   updateBytes(segment: number, buf: Buffer, offset: number, sign: 1 | -1): void {
     this.add(
       segment,
@@ -95,11 +90,6 @@ export class MerkleTree {
   clear(): void {
     for (const level of this.levels) level.fill(0);
   }
-}
-
-/** Little-endian 32-bit word at `i` of a latin1 string. */
-function wordLE(s: string, i: number): number {
-  return (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 8) | (s.charCodeAt(i + 2) << 16) | (s.charCodeAt(i + 3) << 24)) >>> 0;
 }
 
 /** a[o..o+3] += (w0..w3), little-endian words, carries propagated, mod 2^128. */

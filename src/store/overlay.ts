@@ -1,6 +1,7 @@
 import type { Database } from 'lmdb';
 import type { Logger } from 'pino';
 import { indexKey } from './keyhash.js';
+import { keyedKey } from './record.js';
 import type { WriteAheadLog } from './wal.js';
 
 /**
@@ -40,7 +41,7 @@ export class PendingWrite {
   ) {}
 
   get key(): Buffer {
-    return this.body.subarray(2, this.recOffset);
+    return keyedKey(this.body);
   }
 
   get rec(): Buffer {
@@ -86,8 +87,6 @@ export class Overlay {
   private batch: PendingWrite[] = [];
   private batchStarted = 0;
   private batchNo: number;
-  /** Batches up to this one are in LMDB. */
-  private committedThrough: number;
   private bytes = 0;
   private applying: { list: PendingWrite[]; seq: number; started: number; done: Promise<void> } | null = null;
   private timer: NodeJS.Timeout | undefined;
@@ -100,7 +99,6 @@ export class Overlay {
 
   constructor(private readonly opts: OverlayOptions) {
     this.batchNo = opts.log.segment;
-    this.committedThrough = this.batchNo - 1;
   }
 
   get size(): number {
@@ -157,7 +155,8 @@ export class Overlay {
     if (this.batch[this.batch.length - 1] === e) this.batch.pop();
     this.bytes -= e.body.length;
     if (this.map.get(e.k) !== e) return;
-    const prev = e.prev !== undefined && e.prev.batch > this.committedThrough ? e.prev : undefined;
+    // A predecessor still linked is not in LMDB yet (the link is cut when its batch commits).
+    const prev = e.prev;
     if (prev !== undefined) {
       prev.next = undefined;
       this.map.set(e.k, prev);
@@ -272,7 +271,6 @@ export class Overlay {
       if (e.newKey) this.unindexed.delete(e.k);
       this.bytes -= e.body.length;
     }
-    this.committedThrough = seq;
     this.batchesApplied++;
     this.opts.log.remove(seq);
     this.applying = null;

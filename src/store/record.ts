@@ -84,14 +84,19 @@ export function encodeKeyedRecord(key: Buffer, rec: StoredRecord): Buffer {
   return buf;
 }
 
+/** Where the record starts in a keyed record whose key has `keyLength` bytes. */
+export function keyedRecordOffset(keyLength: number): number {
+  return 2 + keyLength;
+}
+
 /** The key of a keyed record (a view). */
 export function keyedKey(buf: Buffer): Buffer {
-  return buf.subarray(2, 2 + buf.readUInt16BE(0));
+  return buf.subarray(2, keyedRecordOffset(buf.readUInt16BE(0)));
 }
 
 /** The record of a keyed record (a view). */
 export function keyedRecord(buf: Buffer): Buffer {
-  return buf.subarray(2 + buf.readUInt16BE(0));
+  return buf.subarray(keyedRecordOffset(buf.readUInt16BE(0)));
 }
 
 /** Whether `buf` is a well-formed keyed record (for entries read back from the log). */

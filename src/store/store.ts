@@ -13,6 +13,7 @@ import {
   encodeKeyedRecord,
   isTombstone,
   ITEM_OFFSET,
+  keyedRecordOffset,
   recordKeyHash,
   recordKeyHashHi,
   recordValue,
@@ -269,7 +270,7 @@ export class Store {
     const keyHash = before === undefined ? this.hasher.keyHash(key) : recordKeyHash(before, at);
     // An explicit literal: a spread here cost more than the hashing (measured with --prof).
     const body = encodeKeyedRecord(key, { wall: hlc.wall, counter: hlc.counter, node, tombstone, value, item, keyHash });
-    const recOffset = 2 + key.length;
+    const recOffset = keyedRecordOffset(key.length);
     const segment = this.tree.segmentOf(keyHash.hi);
     this.tree.replaceBytes(segment, before, at + ITEM_OFFSET, body, recOffset + ITEM_OFFSET);
     const logEnd = this.log.append(body);

@@ -23,7 +23,7 @@ describe('MerkleTree', () => {
           const incremental = new MerkleTree(8);
           const live: [number, Buffer][] = [];
           for (const [segment, it, removeOne] of ops) {
-            incremental.update(segment, it.toString('latin1'), 1);
+            incremental.updateBytes(segment, it, 0, 1);
             live.push([segment, it]);
             if (removeOne && live.length > 1) {
               const [s, i] = live.splice(Math.floor(live.length / 2), 1)[0] as [number, Buffer];
@@ -31,7 +31,7 @@ describe('MerkleTree', () => {
             }
           }
           const scratch = new MerkleTree(8);
-          for (const [s, i] of [...live].reverse()) scratch.update(s, i.toString('latin1'), 1);
+          for (const [s, i] of [...live].reverse()) scratch.updateBytes(s, i, 0, 1);
           expect(incremental.root().equals(scratch.root())).toBe(true);
           expect(incremental.root().equals(sum(live.map(([, i]) => i)))).toBe(true);
           for (let d = 0; d < incremental.depth; d++) {
@@ -54,12 +54,12 @@ describe('MerkleTree', () => {
         const one = new MerkleTree(4);
         const two = new MerkleTree(4);
         for (const [segment, from, to] of swaps) {
-          one.update(segment, from.toString('latin1'), 1);
-          two.update(segment, from.toString('latin1'), 1);
+          one.updateBytes(segment, from, 0, 1);
+          two.updateBytes(segment, from, 0, 1);
           // At an offset, as the store passes records.
           one.replaceBytes(segment, Buffer.concat([Buffer.alloc(3), from]), 3, Buffer.concat([Buffer.alloc(5), to]), 5);
-          two.update(segment, from.toString('latin1'), -1);
-          two.update(segment, to.toString('latin1'), 1);
+          two.updateBytes(segment, from, 0, -1);
+          two.updateBytes(segment, to, 0, 1);
         }
         for (let n = 0; n < 16; n++) expect(one.node(1, n).equals(two.node(1, n))).toBe(true);
         expect(one.root().equals(two.root())).toBe(true);
@@ -72,7 +72,7 @@ describe('MerkleTree', () => {
     const t = new MerkleTree(4);
     const max = Buffer.alloc(16, 0xff);
     t.updateBytes(3, max, 0, 1);
-    t.update(3, Buffer.from([1, ...new Array<number>(15).fill(0)]).toString('latin1'), 1);
+    t.updateBytes(3, Buffer.from([1, ...new Array<number>(15).fill(0)]), 0, 1);
     expect(t.root().equals(Buffer.alloc(16))).toBe(true);
     t.updateBytes(3, max, 0, -1);
     expect(t.root().equals(Buffer.from([1, ...new Array<number>(15).fill(0)]))).toBe(true);

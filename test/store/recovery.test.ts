@@ -54,7 +54,7 @@ export function rootFromScratch(path: string, bits = 16): string {
   for (const { key, value } of records.getRange({})) {
     const r = decodeRecord(Buffer.from(value.subarray(0, value.length)));
     const item = hasher.item(key, r, r.tombstone, r.value);
-    tree.update(tree.segmentOf(hasher.keyHash(key).hi), item, 1);
+    tree.updateBytes(tree.segmentOf(hasher.keyHash(key).hi), Buffer.from(item, 'latin1'), 0, 1);
   }
   void env.close();
   return tree.root().toString('hex');
