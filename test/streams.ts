@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { duplexPair, type Duplex } from 'node:stream';
 import { AntiEntropy } from '../src/antientropy/antientropy.js';
 import { Stats, type Context } from '../src/commands/context.js';
-import type { Limits } from '../src/protocol/args.js';
+import type { Limits } from '../src/rules.js';
 import { KvServer, type ServerOptions } from '../src/server/server.js';
 import { Store } from '../src/store/store.js';
 import { silent } from './helpers.js';

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ProtocolError } from '../errors.js';
-import type { Limits } from '../protocol/args.js';
+import type { Limits } from '../rules.js';
 import type { Store } from '../store/store.js';
 import { parsePeer } from './address.js';
 import { exchange, SelfPeerError, type ExchangeResult } from './exchange.js';

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { ProtocolError } from '../errors.js';
-import type { Limits } from '../protocol/args.js';
+import type { Limits } from '../rules.js';
 import { compareVersion } from '../store/hlc.js';
 import { recordKeyHashBytes, recordVersionOf } from '../store/record.js';
 import type { StoredEntry, Store } from '../store/store.js';

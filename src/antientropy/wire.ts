@@ -1,8 +1,8 @@
 import { isUtf8 } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
-import { checkKey, type Limits } from '../protocol/args.js';
 import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
 import { isTombstone, recordValue, recordVersionOf } from '../store/record.js';
+import { checkKey, checkNodeId, type Limits } from '../rules.js';
 
 /*
  * What anti-entropy puts on the wire (docs/ARCHITECTURE.md, "Anti-entropy"). Replies that carry many
@@ -226,7 +226,7 @@ export function decodeRecords(payload: Buffer, limits: Limits): { served: number
   const served = r.u32();
   const out: WireRecord[] = [];
   while (!r.done) {
-    const key = checkPeerKey(r.bytes(r.u16()), limits);
+    const key = checkKey(r.bytes(r.u16()), limits);
     const tombstone = (r.u8() & 1) !== 0;
     const wall = r.u48();
     const counter = r.u16();
@@ -256,19 +256,6 @@ function lineSafe(v: Buffer): boolean {
   const last = v[v.length - 1] as number;
   if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
   return v.indexOf(0x0a) === -1 && v.indexOf(0x0d) === -1 && isUtf8(v);
-}
-
-/** A key received from a peer must be one a client could have written. */
-export function checkPeerKey(key: Buffer, limits: Limits): Buffer {
-  if (key.length === 0 || key.indexOf(0x20) !== -1 || !isUtf8(key)) throw new ProtocolError('invalid key from peer');
-  return checkKey(key, limits);
-}
-
-/** Node ids travel as words: 1..255 bytes of UTF-8 without spaces or control characters. */
-export function checkNodeId(bytes: Buffer): string {
-  if (bytes.length === 0 || !isUtf8(bytes)) throw new ProtocolError('invalid node id');
-  for (const b of bytes) if (b <= 0x20 || b === 0x7f) throw new ProtocolError('invalid node id');
-  return bytes.toString('utf8');
 }
 
 export function parseVersionWord(word: Buffer | undefined, node: Buffer | undefined): Version {

@@ -1,7 +1,8 @@
 import { getReply, nodesReply, rootReply } from '../antientropy/serve.js';
-import { checkPeerKey, MAX_BATCH, parseVersionWord } from '../antientropy/wire.js';
+import { MAX_BATCH, parseVersionWord } from '../antientropy/wire.js';
 import { ProtocolError } from '../errors.js';
-import { checkValue, type Args } from '../protocol/args.js';
+import type { Args } from '../protocol/args.js';
+import { checkValue } from '../rules.js';
 import type { Output } from '../protocol/output.js';
 import type { Version } from '../store/hlc.js';
 import type { Command, Context } from './context.js';
@@ -92,7 +93,7 @@ export const aePut = {
   names: ['AE.PUT'],
   requires: 'a key, a version, a node id and d, r <value> or b <base64>',
   parse(args: Args): AePutRequest {
-    const key = checkPeerKey(args.key(), args.limits);
+    const key = args.key();
     const version = parseVersionWord(args.word(), args.word());
     const enc = args.word()?.toString('latin1');
     let value: Buffer | undefined;

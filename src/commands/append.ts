@@ -1,4 +1,5 @@
-import { checkValue, type Args } from '../protocol/args.js';
+import type { Args } from '../protocol/args.js';
+import { checkValue } from '../rules.js';
 import type { Output } from '../protocol/output.js';
 import type { Command, Context } from './context.js';
 

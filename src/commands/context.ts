@@ -1,4 +1,5 @@
-import type { Args, Limits } from '../protocol/args.js';
+import type { Args } from '../protocol/args.js';
+import type { Limits } from '../rules.js';
 import type { Output } from '../protocol/output.js';
 
 import type { AntiEntropy } from '../antientropy/antientropy.js';

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { parsePeer } from '../antientropy/address.js';
 import { ConfigError } from '../errors.js';
+import { MAX_NODE_ID_BYTES, nodeIdProblem } from '../rules.js';
 import { type Config, type Field, FIELDS, envName } from './schema.js';
 
 /** Where the config comes from, lowest precedence first: defaults < file < environment < flags. */
@@ -152,10 +153,9 @@ function assertNever(x: never, path: string): never {
 
 /** Checks that span more than one field's type and range. */
 function check(c: Config): void {
-  const nodeBytes = Buffer.from(c.node_id, 'utf8');
-  // Node ids travel as words in anti-entropy and as one length byte in records.
-  if (nodeBytes.length > 255 || [...nodeBytes].some((b) => b <= 0x20 || b === 0x7f)) {
-    throw new ConfigError('node_id must be at most 255 bytes with no spaces or control characters');
+  const problem = nodeIdProblem(c.node_id);
+  if (problem !== undefined) {
+    throw new ConfigError(`node_id ${problem}: it must be 1..${MAX_NODE_ID_BYTES} bytes of UTF-8 with no spaces or control characters`);
   }
   if (c.anti_entropy.segment_bits % 4 !== 0) {
     throw new ConfigError(`anti_entropy.segment_bits must be a multiple of 4 (4, 8, 12, 16 or 20), got ${c.anti_entropy.segment_bits}`);

@@ -1,9 +1,5 @@
 import { ProtocolError } from '../errors.js';
-
-export interface Limits {
-  readonly maxKeyBytes: number;
-  readonly maxValueBytes: number;
-}
+import { checkKey, checkValue, type Limits } from '../rules.js';
 
 const SPACE = 0x20;
 
@@ -74,23 +70,4 @@ export class Args {
   private skipSpaces(): void {
     while (this.line[this.pos] === SPACE) this.pos++;
   }
-}
-
-/** A key: 1..maxKeyBytes bytes, no space or control character (the line is already valid UTF-8). */
-export function checkKey(key: Buffer, limits: Limits): Buffer {
-  if (key.length > limits.maxKeyBytes) {
-    throw new ProtocolError(`key too long (${key.length} bytes, the limit is ${limits.maxKeyBytes})`);
-  }
-  for (let i = 0; i < key.length; i++) {
-    const b = key[i] as number;
-    if (b < 0x20 || b === 0x7f) throw new ProtocolError('invalid key: control characters are not allowed');
-  }
-  return key;
-}
-
-export function checkValue(value: Buffer, limits: Limits): Buffer {
-  if (value.length > limits.maxValueBytes) {
-    throw new ProtocolError(`value too large (${value.length} bytes, the limit is ${limits.maxValueBytes})`);
-  }
-  return value;
 }

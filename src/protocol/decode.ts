@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
-import { Args, type Limits } from './args.js';
+import type { Limits } from '../rules.js';
+import { Args } from './args.js';
 
 /** How a command word turns its arguments into a typed request. */
 export interface Parser<R> {

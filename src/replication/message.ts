@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { isValidKey, isValidNodeId, isValidValue, maxMessageBytes, MAX_OPS_PER_MESSAGE, type Limits } from '../rules.js';
 import { formatHlc, parseHlc, type Hlc } from '../store/hlc.js';
 
 /*
@@ -56,17 +57,14 @@ function wireOp(op: Op): string {
   return `{"op":"set","key":${key},"val":"${op.value.toString('base64')}","enc":"b64","hlc":"${hlc}"}`;
 }
 
-export interface DecodeLimits {
-  readonly maxKeyBytes: number;
-  readonly maxValueBytes: number;
-}
-
 /**
- * Parses and checks a message from the broker. Returns undefined for anything malformed: a peer or a
- * stranger on the broker must not be able to crash the node or store what a client could not.
- * Malformed ops inside a well-formed message are dropped and counted in `invalidOps`.
+ * Parses and checks a message from the broker (rules.ts). Returns undefined for anything malformed or
+ * over the caps (bytes, ops): a peer or a stranger on the broker must not be able to crash the node or
+ * store what a client could not. Malformed ops inside a well-formed message are dropped and counted in
+ * `invalidOps`.
  */
-export function decodeMessage(payload: Buffer, limits: DecodeLimits): { message: Message; invalidOps: number } | undefined {
+export function decodeMessage(payload: Buffer, limits: Limits): { message: Message; invalidOps: number } | undefined {
+  if (payload.length > maxMessageBytes(limits)) return undefined;
   let doc: unknown;
   try {
     doc = JSON.parse(payload.toString('utf8'));
@@ -76,7 +74,7 @@ export function decodeMessage(payload: Buffer, limits: DecodeLimits): { message:
   if (!isObject(doc) || doc.v !== MESSAGE_VERSION || typeof doc.node !== 'string' || !Array.isArray(doc.ops)) {
     return undefined;
   }
-  if (doc.node === '' || Buffer.byteLength(doc.node) > 255) return undefined;
+  if (!isValidNodeId(doc.node) || doc.ops.length > MAX_OPS_PER_MESSAGE) return undefined;
   const ops: Op[] = [];
   let invalidOps = 0;
   for (const raw of doc.ops) {
@@ -87,25 +85,18 @@ export function decodeMessage(payload: Buffer, limits: DecodeLimits): { message:
   return { message: { node: doc.node, ops }, invalidOps };
 }
 
-function decodeOp(raw: unknown, limits: DecodeLimits): Op | undefined {
+function decodeOp(raw: unknown, limits: Limits): Op | undefined {
   if (!isObject(raw) || typeof raw.key !== 'string' || typeof raw.hlc !== 'string') return undefined;
   const hlc = parseHlc(raw.hlc);
   const key = Buffer.from(raw.key, 'utf8');
-  if (hlc === undefined || !validKey(key, limits.maxKeyBytes)) return undefined;
+  if (hlc === undefined || !isValidKey(key, limits)) return undefined;
   if (raw.op === 'del') return { key, hlc, value: undefined };
   if (raw.op !== 'set' || typeof raw.val !== 'string') return undefined;
   let value: Buffer;
   if (raw.enc === 'b64') value = Buffer.from(raw.val, 'base64');
   else if (raw.enc === undefined) value = Buffer.from(raw.val, 'utf8');
   else return undefined;
-  return value.length <= limits.maxValueBytes ? { key, hlc, value } : undefined;
-}
-
-/** The same rule as client keys: 1..max bytes, no space or control character. */
-function validKey(key: Buffer, maxKeyBytes: number): boolean {
-  if (key.length === 0 || key.length > maxKeyBytes) return false;
-  for (const b of key) if (b <= 0x20 || b === 0x7f) return false;
-  return true;
+  return isValidValue(value, limits) ? { key, hlc, value } : undefined;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -3,13 +3,14 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { AcknowledgedWrite, Store } from '../store/store.js';
-import { decodeMessage, encodeMessages, type DecodeLimits, type Op } from './message.js';
+import { maxMessageBytes, type Limits } from '../rules.js';
+import { decodeMessage, encodeMessages, type Op } from './message.js';
 
 export interface ReplicatorOptions {
   readonly store: Store;
   readonly nodeId: string;
   readonly mqtt: Config['mqtt'];
-  readonly limits: DecodeLimits;
+  readonly limits: Limits;
   readonly logger: Logger;
   /** Largest message published; several mutations of one tick share a message up to this size. */
   readonly maxMessageBytes?: number;
@@ -34,6 +35,8 @@ export class ReplicationStats {
 }
 
 const MAX_BACKOFF_MS = 30_000;
+/** The largest packet MQTT can frame (a 4-byte remaining length). */
+const MQTT_MAX_PACKET = 268_435_455;
 
 /**
  * Replication over MQTT (DESIGN.md section 5). Local writes are published as soon as they are
@@ -72,7 +75,15 @@ export class Replicator {
       // MQTT 5 first (no-local, session expiry); Aedes answers "unacceptable protocol version" and we
       // fall back to 3.1.1.
       protocolVersion: opts.protocolVersion ?? 5,
-      ...(opts.protocolVersion === 4 ? {} : { properties: { sessionExpiryInterval: opts.mqtt.clean_session ? 0 : 0xffffffff } }),
+      // With MQTT 5 the broker itself drops what is over our message cap (rules.ts) instead of sending it.
+      ...(opts.protocolVersion === 4
+        ? {}
+        : {
+            properties: {
+              sessionExpiryInterval: opts.mqtt.clean_session ? 0 : 0xffffffff,
+              maximumPacketSize: Math.min(maxMessageBytes(opts.limits) + 64 * 1024, MQTT_MAX_PACKET),
+            },
+          }),
       queueQoSZero: false,
       // A refused CONNECT (protocol version, credentials) is retried like a lost connection.
       reconnectOnConnackError: true,

@@ -86,7 +86,10 @@ describe('loadConfig', () => {
     expect(configError(() => loadConfig({ file: file('node_id = "a"\n[anti_entropy]\nsegment_bits = 24\n') }))).toMatch(
       /anti_entropy\.segment_bits must be in 4\.\.20/,
     );
-    expect(configError(() => loadConfig({ flags: { node_id: 'two words' } }))).toMatch(/node_id must be at most 255 bytes with no spaces/);
+    expect(configError(() => loadConfig({ flags: { node_id: 'two words' } }))).toMatch(
+      /node_id contains a space or a control character: it must be 1\.\.255 bytes of UTF-8/,
+    );
+    expect(configError(() => loadConfig({ flags: { node_id: 'n'.repeat(256) } }))).toMatch(/node_id is 256 bytes long \(at most 255\)/);
     expect(configError(() => loadConfig({ flags: { node_id: 'a', 'anti_entropy.peer_list': '127.0.0.1' } }))).toMatch(
       /anti_entropy\.peer_list: peer address must be host:port, got '127\.0\.0\.1'/,
     );
