@@ -16,16 +16,12 @@ export default {
     return { kind: 'del', key };
   },
   run(req: DelRequest, ctx: Context, out: Output): undefined {
-    const current = ctx.store.readValue(req.key);
-    if (current.value === undefined) {
-      // Nothing to delete: the answer still depends on a pending delete of this key, if any.
-      out.line('NOT_FOUND');
-      out.dependOn(current.after);
-      return;
-    }
+    const held = ctx.store.readValue(req.key).value !== undefined;
+    // A tombstone either way (DESIGN.md section 4): a write of this key still on its way from another
+    // node is older than this delete, and must not bring the key back when it arrives.
     ctx.stats.writes++;
     const done = ctx.store.delete(req.key);
-    out.line('DELETED');
+    out.line(held ? 'DELETED' : 'NOT_FOUND');
     out.dependOn(done);
   },
 } as const satisfies Command<DelRequest>;

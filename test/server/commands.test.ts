@@ -21,6 +21,18 @@ describe('commands over TCP', () => {
     expect(await c.call('DELETE x')).toBe('DELETED');
   });
 
+  it('DEL of a key this node does not hold still writes a tombstone, so an older write arriving later stays deleted', async () => {
+    const node = await startTestNode();
+    const c = await LineClient.connect(node.address.port);
+    const before = node.store.clock.now();
+    expect(await c.call('DEL never:seen')).toBe('NOT_FOUND');
+    expect(node.store.tombstoneCount).toBe(1);
+    // A SET made elsewhere before the DEL, delivered after it (replication or repair).
+    expect(node.store.applyRemote(Buffer.from('never:seen'), { ...before, node: 'other' }, Buffer.from('old'))).toBeUndefined();
+    expect(await c.call('GET never:seen')).toBe('NOT_FOUND');
+    expect(await c.call('DBSIZE')).toBe('DBSIZE 0');
+  });
+
   it('keys are case-sensitive, command words are not', async () => {
     const c = await client();
     expect(await c.call('set Key v1')).toBe('OK');
