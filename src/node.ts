@@ -5,6 +5,7 @@ import { Stats, type Context } from './commands/context.js';
 import type { Config } from './config/schema.js';
 import { startBroker, type EmbeddedBroker } from './replication/broker.js';
 import { Replicator } from './replication/replicator.js';
+import { Authenticator, isLoopbackAddress } from './security/auth.js';
 import { KvServer } from './server/server.js';
 import { Store } from './store/store.js';
 import { VERSION } from './version.js';
@@ -80,6 +81,8 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     version: VERSION,
     currentConnections: () => server.connectionCount,
     antiEntropy,
+    auth: new Authenticator({ password: config.security.password, users: config.security.users }),
+    adminCommands: config.security.admin_commands,
     extraStats: () => [...(replicator?.statsLines() ?? ['replication_enabled:0']), ...antiEntropy.statsLines()],
   };
   const server = new KvServer({
@@ -103,6 +106,12 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     { address: address.address, port: address.port, path: config.storage.path, keys: store.size },
     'node listening',
   );
+  if (!ctx.auth.required && !isLoopbackAddress(address.address)) {
+    logger.warn(
+      { address: address.address, port: address.port },
+      'listening on a non-loopback address with no password: anyone who can reach this port can read and write; set [security] password or users',
+    );
+  }
   antiEntropy.start();
   return {
     address,

@@ -88,6 +88,11 @@ export function checkNodeId(bytes: Buffer): string {
   return bytes.toString('utf8');
 }
 
+/** A single word of a request line: not empty, no space or control character (user names in AUTH). */
+export function isWord(text: string): boolean {
+  return text !== '' && wordBreaker(Buffer.from(text, 'utf8')) === -1;
+}
+
 /** The first byte that would split or break a word (space or control character), or -1. */
 function wordBreaker(bytes: Buffer): number {
   for (let i = 0; i < bytes.length; i++) {

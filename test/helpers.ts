@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { onTestFinished } from 'vitest';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
@@ -18,7 +18,7 @@ export function tempDir(): string {
 }
 
 /** A node on 127.0.0.1 port 0 with its own data directory, stopped when the test finishes. */
-export async function startTestNode(flags: Record<string, string> = {}): Promise<RunningNode> {
+export async function startTestNode(flags: Record<string, string> = {}, logger: Logger = silent): Promise<RunningNode> {
   const config: Config = loadConfig({
     flags: {
       node_id: 'test-node',
@@ -28,7 +28,7 @@ export async function startTestNode(flags: Record<string, string> = {}): Promise
       ...flags,
     },
   });
-  const node = await startNode(config, silent);
+  const node = await startNode(config, logger);
   onTestFinished(() => node.stop());
   return node;
 }

@@ -5,6 +5,7 @@ import { duplexPair, type Duplex } from 'node:stream';
 import { AntiEntropy } from '../src/antientropy/antientropy.js';
 import { Stats, type Context } from '../src/commands/context.js';
 import type { Limits } from '../src/rules.js';
+import { Authenticator } from '../src/security/auth.js';
 import { KvServer, type ServerOptions } from '../src/server/server.js';
 import { Store } from '../src/store/store.js';
 import { silent } from './helpers.js';
@@ -37,6 +38,8 @@ export function streamServer(limits: Limits, overrides: Partial<ServerOptions> =
       maxConcurrent: 1,
       logger: silent,
     }),
+    auth: new Authenticator({ password: '', users: {} }),
+    adminCommands: true,
   };
   const server = new KvServer({
     ctx,

@@ -43,6 +43,7 @@ export type AntiEntropyRequest = AeRootRequest | AeNodesRequest | AeGetRequest |
 
 export const aeRoot = {
   names: ['AE.ROOT'],
+  access: 'admin',
   requires: 'a secret fingerprint and the segment bits',
   parse(args: Args): AeRootRequest {
     const fingerprint = args.word()?.toString('latin1');
@@ -58,6 +59,7 @@ export const aeRoot = {
 
 export const aeNodes = {
   names: ['AE.NODES'],
+  access: 'admin',
   requires: 'a depth, a window offset and base64 node indices',
   parse(args: Args): AeNodesRequest {
     const depth = smallInt(args.word());
@@ -75,6 +77,7 @@ export const aeNodes = {
 
 export const aeGet = {
   names: ['AE.GET'],
+  access: 'admin',
   requires: 'base64 key hashes',
   parse(args: Args): AeGetRequest {
     const packed = packedList(args, 8);
@@ -91,6 +94,7 @@ export const aeGet = {
 
 export const aePut = {
   names: ['AE.PUT'],
+  access: 'admin',
   requires: 'a key, a version, a node id and d, r <value> or b <base64>',
   parse(args: Args): AePutRequest {
     const key = args.key();

@@ -33,6 +33,7 @@ function run(req: AppendRequest, ctx: Context, out: Output): undefined {
 
 export const append = {
   names: ['APPEND'],
+  access: 'write',
   requires: 'a key and a value',
   parse: parser(false),
   run,
@@ -40,6 +41,7 @@ export const append = {
 
 export const prepend = {
   names: ['PREPEND'],
+  access: 'write',
   requires: 'a key and a value',
   parse: parser(true),
   run,

@@ -3,6 +3,7 @@ import type { Limits } from '../rules.js';
 import type { Output } from '../protocol/output.js';
 
 import type { AntiEntropy } from '../antientropy/antientropy.js';
+import type { Access, Authenticator, Session } from '../security/auth.js';
 import type { Store } from '../store/store.js';
 
 /** Counters shown by STATS/INFO. Plain fields: incremented on the hot path. */
@@ -20,6 +21,8 @@ export class Stats {
   /** Anti-entropy, answering side: key hashes asked for by peers, and pushed records applied here. */
   antiEntropyServed = 0;
   antiEntropyApplied = 0;
+  /** AUTH attempts refused. */
+  authFailures = 0;
 }
 
 /** What a command may touch. */
@@ -32,6 +35,10 @@ export interface Context {
   readonly currentConnections: () => number;
   /** Runs SYNC's exchanges (and the periodic ones). */
   readonly antiEntropy: Pick<AntiEntropy, 'syncWith'>;
+  /** Checks AUTH (security/auth.ts). */
+  readonly auth: Authenticator;
+  /** `[security] admin_commands`: false refuses admin commands (TRUNCATE, FLUSHDB, SYNC) to everyone. */
+  readonly adminCommands: boolean;
   /** More `name:value` lines for STATS (replication's counters). */
   readonly extraStats?: () => string[];
 }
@@ -48,6 +55,8 @@ export interface Command<R> {
   readonly names: readonly string[];
   /** Completes "<CMD> command requires ..." in arity errors. */
   readonly requires: string;
+  /** What the connection must have proven to run it (checked before parsing, server/connection.ts). */
+  readonly access: Access;
   parse(args: Args): R;
-  run(req: R, ctx: Context, out: Output): Outcome;
+  run(req: R, ctx: Context, out: Output, session: Session): Outcome;
 }

@@ -8,6 +8,7 @@ export interface DbsizeRequest {
 
 export default {
   names: ['DBSIZE'],
+  access: 'read',
   requires: 'no arguments',
   parse(args: Args): DbsizeRequest {
     args.end();

@@ -9,6 +9,7 @@ export interface DelRequest {
 
 export default {
   names: ['DEL', 'DELETE'],
+  access: 'write',
   requires: 'exactly one key',
   parse(args: Args): DelRequest {
     const key = args.key();

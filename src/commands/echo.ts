@@ -9,6 +9,7 @@ export interface EchoRequest {
 
 export default {
   names: ['ECHO'],
+  access: 'read',
   requires: 'a message',
   parse(args: Args): EchoRequest {
     const message = args.rest();

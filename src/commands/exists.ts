@@ -9,6 +9,7 @@ export interface ExistsRequest {
 
 export default {
   names: ['EXISTS'],
+  access: 'read',
   requires: 'at least one key',
   parse(args: Args): ExistsRequest {
     const keys = [args.key()];

@@ -9,6 +9,7 @@ export interface GetRequest {
 
 export default {
   names: ['GET'],
+  access: 'read',
   requires: 'exactly one key',
   parse(args: Args): GetRequest {
     const key = args.key();

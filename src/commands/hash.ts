@@ -8,6 +8,7 @@ export interface HashRequest {
 
 export default {
   names: ['HASH'],
+  access: 'read',
   // The root over keys with a prefix (DESIGN.md section 2 allows it) is not offered: segments are
   // chosen by a keyed hash of the whole key, so a prefix has no subtree of its own.
   requires: 'no arguments (HASH <prefix> is not supported)',

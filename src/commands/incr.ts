@@ -62,6 +62,7 @@ const requires = 'a key and an optional integer amount';
 
 export const inc = {
   names: ['INC', 'INCR'],
+  access: 'write',
   requires,
   parse: parser(1n),
   run,
@@ -69,6 +70,7 @@ export const inc = {
 
 export const dec = {
   names: ['DEC', 'DECR'],
+  access: 'write',
   requires,
   parse: parser(-1n),
   run,

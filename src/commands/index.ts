@@ -1,8 +1,10 @@
 import type { Args } from '../protocol/args.js';
 import type { Parser } from '../protocol/decode.js';
 import type { Output } from '../protocol/output.js';
+import type { Access, Session } from '../security/auth.js';
 import { aeGet, aeNodes, aePut, aeRoot, type AntiEntropyRequest } from './antientropy.js';
 import { append, prepend, type AppendRequest } from './append.js';
+import auth, { type AuthRequest } from './auth.js';
 import type { Context, Outcome } from './context.js';
 import dbsize, { type DbsizeRequest } from './dbsize.js';
 import del, { type DelRequest } from './del.js';
@@ -24,6 +26,7 @@ import version, { type VersionRequest } from './version.js';
 
 /** Every request a client can make, discriminated by `kind`. */
 export type Request =
+  | AuthRequest
   | GetRequest
   | SetRequest
   | DelRequest
@@ -44,16 +47,25 @@ export type Request =
   | AntiEntropyRequest
   | QuitRequest;
 
-const ALL = [get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeRoot, aeNodes, aeGet, aePut];
+const ALL = [auth, get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeRoot, aeNodes, aeGet, aePut];
+
+/** A command word's parser, with what a connection must have proven to run it. */
+export interface CommandParser extends Parser<Request> {
+  readonly access: Access;
+}
 
 /** Command word (upper case) -> its parser. */
-export const PARSERS: ReadonlyMap<string, Parser<Request>> = new Map(
-  ALL.flatMap((cmd) => cmd.names.map((name) => [name, { requires: cmd.requires, parse: (args: Args) => cmd.parse(args) }] as const)),
+export const PARSERS: ReadonlyMap<string, CommandParser> = new Map(
+  ALL.flatMap((cmd) =>
+    cmd.names.map((name) => [name, { requires: cmd.requires, access: cmd.access, parse: (args: Args) => cmd.parse(args) }] as const),
+  ),
 );
 
 /** Runs a parsed request. Errors it throws become the request's `ERROR` reply (server/connection.ts). */
-export function execute(req: Request, ctx: Context, out: Output): Outcome {
+export function execute(req: Request, ctx: Context, out: Output, session: Session): Outcome {
   switch (req.kind) {
+    case 'auth':
+      return auth.run(req, ctx, out, session);
     case 'get':
       return get.run(req, ctx, out);
     case 'set':

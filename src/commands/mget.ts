@@ -9,6 +9,7 @@ export interface MgetRequest {
 
 export default {
   names: ['MGET'],
+  access: 'read',
   requires: 'at least one key',
   parse(args: Args): MgetRequest {
     const keys = [args.key()];

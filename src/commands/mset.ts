@@ -11,6 +11,7 @@ export interface MsetRequest {
 
 export default {
   names: ['MSET'],
+  access: 'write',
   requires: 'an even number of arguments (key-value pairs)',
   parse(args: Args): MsetRequest {
     const pairs: [Buffer, Buffer][] = [];

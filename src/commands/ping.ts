@@ -10,6 +10,7 @@ export interface PingRequest {
 
 export default {
   names: ['PING'],
+  access: 'public',
   requires: 'at most one message',
   parse(args: Args): PingRequest {
     return { kind: 'ping', message: args.rest() };

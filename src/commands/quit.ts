@@ -7,6 +7,7 @@ export interface QuitRequest {
 
 export default {
   names: ['QUIT'],
+  access: 'public',
   requires: 'no arguments',
   parse(args: Args): QuitRequest {
     args.end();

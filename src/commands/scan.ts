@@ -9,6 +9,7 @@ export interface ScanRequest {
 
 export default {
   names: ['SCAN'],
+  access: 'read',
   requires: 'at most one prefix',
   parse(args: Args): ScanRequest {
     const prefix = args.done ? Buffer.alloc(0) : args.key();

@@ -10,6 +10,7 @@ export interface SetRequest {
 
 export default {
   names: ['SET'],
+  access: 'write',
   requires: 'a key and a value',
   parse(args: Args): SetRequest {
     const key = args.key();

@@ -23,6 +23,8 @@ export function statsLines(ctx: Context): string[] {
     `get_misses:${s.getMisses}`,
     `writes_total:${s.writes}`,
     `errors_total:${s.errors}`,
+    `auth_required:${ctx.auth.required ? 1 : 0}`,
+    `auth_failures:${s.authFailures}`,
     `bytes_in:${s.bytesIn}`,
     `bytes_out:${s.bytesOut}`,
     `keys:${ctx.store.size}`,
@@ -48,6 +50,7 @@ function run(req: StatsRequest, ctx: Context, out: Output): undefined {
 
 export const stats = {
   names: ['STATS'],
+  access: 'read',
   requires: 'no arguments',
   parse: parser('STATS'),
   run,
@@ -55,6 +58,7 @@ export const stats = {
 
 export const info = {
   names: ['INFO'],
+  access: 'read',
   requires: 'no arguments',
   parse: parser('INFO'),
   run,

@@ -10,6 +10,7 @@ export interface SyncRequest {
 
 export default {
   names: ['SYNC'],
+  access: 'admin',
   requires: 'a host and a port',
   parse(args: Args): SyncRequest {
     const host = args.word()?.toString('utf8');

@@ -8,6 +8,7 @@ export interface TruncateRequest {
 
 export default {
   names: ['TRUNCATE', 'FLUSHDB'],
+  access: 'admin',
   requires: 'no arguments',
   parse(args: Args): TruncateRequest {
     args.end();

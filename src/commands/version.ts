@@ -8,6 +8,7 @@ export interface VersionRequest {
 
 export default {
   names: ['VERSION'],
+  access: 'read',
   requires: 'no arguments',
   parse(args: Args): VersionRequest {
     args.end();

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { parsePeer } from '../antientropy/address.js';
 import { ConfigError } from '../errors.js';
-import { MAX_NODE_ID_BYTES, nodeIdProblem } from '../rules.js';
-import { type Config, type Field, FIELDS, envName } from './schema.js';
+import { isWord, MAX_NODE_ID_BYTES, nodeIdProblem } from '../rules.js';
+import { type Config, type Field, FIELDS, envName, ROLES, type Role, type UserConfig } from './schema.js';
 
 /** Where the config comes from, lowest precedence first: defaults < file < environment < flags. */
 export interface ConfigSources {
@@ -102,6 +102,8 @@ function checkTyped(path: string, field: Field, value: unknown, where: string): 
     case 'enum':
       if (typeof value !== 'string' || !field.values.includes(value)) return fail(`one of ${field.values.join(', ')}`);
       return value;
+    case 'users':
+      return checkUsers(value, where);
     default:
       return assertNever(field, path);
   }
@@ -117,6 +119,13 @@ function fromString(path: string, raw: string, where: string): unknown {
     const lower = raw.trim().toLowerCase();
     if (['true', '1', 'yes', 'on'].includes(lower)) value = true;
     if (['false', '0', 'no', 'off'].includes(lower)) value = false;
+  }
+  if (field.type === 'users') {
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new ConfigError(`${where} must be JSON such as {"alice":{"password":"...","role":"write"}}`);
+    }
   }
   if (field.type === 'strings') {
     value = raw
@@ -149,6 +158,25 @@ function finish(values: Values): Config {
 
 function assertNever(x: never, path: string): never {
   throw new ConfigError(`internal: unhandled field type for ${path}: ${JSON.stringify(x)}`);
+}
+
+/** `[security.users.<name>]` tables: a password and a role each; names are single words (AUTH name password). */
+function checkUsers(value: unknown, where: string): Record<string, UserConfig> {
+  if (!isTable(value)) throw new ConfigError(`${where} must be a table of users, each with a password and a role`);
+  const users: Record<string, UserConfig> = {};
+  for (const [name, user] of Object.entries(value)) {
+    const at = `${where}.${name}`;
+    if (!isWord(name)) throw new ConfigError(`${at}: a user name must be one word with no control characters`);
+    if (!isTable(user)) throw new ConfigError(`${at} must be a table with password and role`);
+    const extra = Object.keys(user).filter((k) => k !== 'password' && k !== 'role');
+    if (extra.length > 0) throw new ConfigError(`${at}: unknown key '${extra[0]}'`);
+    if (typeof user.password !== 'string' || user.password === '') throw new ConfigError(`${at}.password must be a non-empty string`);
+    if (typeof user.role !== 'string' || !(ROLES as readonly string[]).includes(user.role)) {
+      throw new ConfigError(`${at}.role must be one of ${ROLES.join(', ')}, got ${JSON.stringify(user.role)}`);
+    }
+    users[name] = { password: user.password, role: user.role as Role };
+  }
+  return users;
 }
 
 /** Checks that span more than one field's type and range. */

@@ -9,6 +9,11 @@ export interface Config {
     max_connections: number;
     connection_timeout: number;
   };
+  security: {
+    password: string;
+    admin_commands: boolean;
+    users: Record<string, UserConfig>;
+  };
   mqtt: {
     enabled: boolean;
     broker_address: string;
@@ -43,6 +48,14 @@ export interface Config {
   };
 }
 
+/** A named client user (`[security.users.<name>]`): `AUTH <name> <password>` grants `role`. */
+export interface UserConfig {
+  password: string;
+  role: Role;
+}
+
+export const ROLES = ['read', 'write', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 export const FSYNC_MODES = ['periodic', 'always'] as const;
 export type FsyncMode = (typeof FSYNC_MODES)[number];
@@ -54,7 +67,9 @@ export type Field =
   | { readonly type: 'int'; readonly default: number; readonly min: number; readonly max: number }
   | { readonly type: 'bool'; readonly default: boolean }
   | { readonly type: 'strings'; readonly default: readonly string[] }
-  | { readonly type: 'enum'; readonly default: string; readonly values: readonly string[] };
+  | { readonly type: 'enum'; readonly default: string; readonly values: readonly string[] }
+  /** A table of tables, one per user name (in the environment or a flag: the same as JSON). */
+  | { readonly type: 'users'; readonly default: Readonly<Record<string, UserConfig>> };
 
 const str = (d: string, nonEmpty = false): Field => ({ type: 'string', default: d, nonEmpty });
 const int = (d: number, min: number, max: number): Field => ({ type: 'int', default: d, min, max });
@@ -73,6 +88,10 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   'network.bind_port': int(7878, 0, 65535),
   'network.max_connections': int(1000, 1, 1_000_000),
   'network.connection_timeout': int(30, 0, 86_400 * 365),
+  // Client authentication (DESIGN.md section 7); empty password and no users: no AUTH needed.
+  'security.password': str(''),
+  'security.admin_commands': bool(true),
+  'security.users': { type: 'users', default: {} },
   'mqtt.enabled': bool(true),
   'mqtt.broker_address': str('tcp://127.0.0.1:1883', true),
   'mqtt.topic_prefix': str('merkle-kv', true),

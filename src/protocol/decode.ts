@@ -10,6 +10,9 @@ export interface Parser<R> {
   parse(args: Args): R;
 }
 
+/** Called with the command word's parser before it parses; throws to refuse the command. */
+export type Guard<P> = (parser: P, word: string) => void;
+
 const SPACE = 0x20;
 const TAB = 0x09;
 const CR = 0x0d;
@@ -17,9 +20,10 @@ const CR = 0x0d;
 /**
  * Turns one request line (without its `\n`) into a typed request, or throws `ProtocolError`.
  * The line is trimmed of a trailing `\r` and of surrounding spaces and tabs; the command word is
- * case-insensitive (DESIGN.md section 2).
+ * case-insensitive (DESIGN.md section 2). `guard` sees the command before its arguments are parsed, so
+ * a refused command (not authenticated) says only that, whatever its arguments.
  */
-export function decodeRequest<R>(raw: Buffer, parsers: ReadonlyMap<string, Parser<R>>, limits: Limits): R {
+export function decodeRequest<R, P extends Parser<R>>(raw: Buffer, parsers: ReadonlyMap<string, P>, limits: Limits, guard?: Guard<P>): R {
   let start = 0;
   let end = raw.length;
   if (end > 0 && raw[end - 1] === CR) end--;
@@ -36,6 +40,7 @@ export function decodeRequest<R>(raw: Buffer, parsers: ReadonlyMap<string, Parse
   if (parser === undefined) {
     throw new ProtocolError(`Unknown command: ${printable(line.toString('utf8', 0, Math.min(wordEnd, 64)))}`);
   }
+  guard?.(parser, word);
   return parser.parse(new Args(line, wordEnd, limits, word, parser.requires));
 }
 

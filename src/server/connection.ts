@@ -1,11 +1,12 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { execute, PARSERS } from '../commands/index.js';
+import { execute, PARSERS, type CommandParser } from '../commands/index.js';
 import type { Context, Outcome } from '../commands/context.js';
 import { ErrorCode, ProtocolError, StorageError } from '../errors.js';
 import { decodeRequest } from '../protocol/decode.js';
 import { LINE_TOO_LONG, LineReader } from '../protocol/lines.js';
 import type { Output, Part } from '../protocol/output.js';
+import { roleAllows, Session } from '../security/auth.js';
 
 export interface ConnectionOptions {
   readonly ctx: Context;
@@ -29,6 +30,8 @@ export interface ConnectionOptions {
  */
 export class Connection {
   private readonly reader: LineReader;
+  /** What this client has proven (AUTH). */
+  private readonly session: Session;
   private idle: NodeJS.Timeout | undefined;
   /** When the last bytes came in; the idle timer checks this rather than being re-armed per read. */
   private lastActivity = Date.now();
@@ -43,6 +46,7 @@ export class Connection {
     private readonly opts: ConnectionOptions,
   ) {
     this.reader = new LineReader(opts.maxLineBytes);
+    this.session = new Session(opts.ctx.auth);
     if (opts.idleTimeoutMs > 0) this.armIdle(opts.idleTimeoutMs);
     stream.on('data', (chunk: Buffer) => {
       this.opts.ctx.stats.bytesIn += chunk.length;
@@ -147,13 +151,25 @@ export class Connection {
     ctx.stats.commands++;
     out.begin();
     try {
-      return execute(decodeRequest(line, PARSERS, ctx.limits), ctx, out);
+      return execute(decodeRequest(line, PARSERS, ctx.limits, this.guard), ctx, out, this.session);
     } catch (err) {
       out.rollback();
       this.reply(out, err);
       return undefined;
     }
   }
+
+  /** Refuses a command this connection may not run (DESIGN.md section 7), before its arguments are parsed. */
+  private readonly guard = (parser: CommandParser, word: string): void => {
+    const { access } = parser;
+    if (access === 'public') return;
+    const { role, user } = this.session;
+    if (role === undefined) throw new ProtocolError('NOAUTH Authentication required');
+    if (access === 'admin' && !this.opts.ctx.adminCommands) {
+      throw new ProtocolError(`${word} is disabled on this node (security.admin_commands = false)`);
+    }
+    if (!roleAllows(role, access)) throw new ProtocolError(`NOPERM user ${user} (role ${role}) may not run ${word}`);
+  };
 
   /** The one place where an error becomes a protocol `ERROR` line (DESIGN.md section 2). */
   private reply(out: Output, err: unknown): void {

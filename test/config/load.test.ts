@@ -97,6 +97,22 @@ describe('loadConfig', () => {
     expect(ok.anti_entropy.segment_bits).toBe(16);
   });
 
+  it('reads [security.users.<name>] tables from the file, or JSON from the environment, and checks each user', () => {
+    const users = loadConfig({
+      file: file('node_id = "a"\n[security]\npassword = "pw"\n[security.users.alice]\npassword = "s3"\nrole = "write"\n'),
+    });
+    expect(users.security).toEqual({ password: 'pw', admin_commands: true, users: { alice: { password: 's3', role: 'write' } } });
+    const fromEnv = loadConfig({ env: { MERKLE_KV_NODE_ID: 'a', MERKLE_KV_SECURITY_USERS: '{"bob":{"password":"x","role":"read"}}' } });
+    expect(fromEnv.security.users).toEqual({ bob: { password: 'x', role: 'read' } });
+    const user = (toml: string): string => configError(() => loadConfig({ file: file(`node_id = "a"\n[security.users.alice]\n${toml}`) }));
+    expect(user('password = "x"\nrole = "root"\n')).toMatch(/security\.users\.alice\.role must be one of read, write, admin, got "root"/);
+    expect(user('role = "read"\n')).toMatch(/security\.users\.alice\.password must be a non-empty string/);
+    expect(user('password = "x"\nrole = "read"\ncolor = "red"\n')).toMatch(/security\.users\.alice: unknown key 'color'/);
+    expect(configError(() => loadConfig({ env: { MERKLE_KV_NODE_ID: 'a', MERKLE_KV_SECURITY_USERS: 'alice' } }))).toMatch(
+      /environment variable MERKLE_KV_SECURITY_USERS must be JSON/,
+    );
+  });
+
   it('names the variable or flag of a bad override', () => {
     expect(configError(() => loadConfig({ flags: { node_id: 'a' }, env: { MERKLE_KV_NETWORK_BIND_PORT: 'abc' } }))).toMatch(
       /environment variable MERKLE_KV_NETWORK_BIND_PORT \(network\.bind_port\) must be an integer/,
