@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AntiEntropy } from './antientropy/antientropy.js';
+import { PeerProof } from './antientropy/handshake.js';
 import { Stats, type Context } from './commands/context.js';
 import type { Config } from './config/schema.js';
 import { startBroker, type EmbeddedBroker } from './replication/broker.js';
@@ -63,10 +64,12 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
         ...(broker ? { protocolVersion: 4 as const } : {}),
       })
     : undefined;
+  const peerProof = new PeerProof(config.cluster_secret);
   const antiEntropy = new AntiEntropy({
     store,
     nodeId: config.node_id,
     limits,
+    proof: peerProof,
     enabled: config.anti_entropy.enabled,
     peers: config.anti_entropy.peer_list,
     intervalMs: config.anti_entropy.interval_seconds * 1000,
@@ -81,6 +84,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     version: VERSION,
     currentConnections: () => server.connectionCount,
     antiEntropy,
+    peerProof,
     auth: new Authenticator({ password: config.security.password, users: config.security.users }),
     adminCommands: config.security.admin_commands,
     extraStats: () => [...(replicator?.statsLines() ?? ['replication_enabled:0']), ...antiEntropy.statsLines()],

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { onTestFinished } from 'vitest';
+import { PeerProof } from '../src/antientropy/handshake.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { startNode, type RunningNode } from '../src/node.js';
@@ -101,6 +102,18 @@ export class LineClient {
     const lines: string[] = [];
     for (let line = (await this.lines(1))[0]; line !== 'END'; line = (await this.lines(1))[0]) lines.push(line as string);
     return lines;
+  }
+
+  /**
+   * Proves this connection to be an anti-entropy peer holding `secret` (antientropy/handshake.ts), so it
+   * may send AE.* commands. Resolves with the server's answer to the proof.
+   */
+  async provePeer(secret = ''): Promise<string> {
+    const proof = new PeerProof(secret);
+    const cn = proof.nonce();
+    const [word, sn, sp] = (await this.call(`AE.HELLO ${cn}`)).split(' ');
+    if (word !== 'AE.CHALLENGE' || sn === undefined || sp !== proof.serverProof(cn, sn)) throw new Error('server failed its proof');
+    return this.call(`AE.PROVE ${proof.clientProof(cn, sn)}`);
   }
 
   /** Resolves when the server has closed the connection. */

@@ -6,6 +6,7 @@ import { AntiEntropy } from '../src/antientropy/antientropy.js';
 import { Stats, type Context } from '../src/commands/context.js';
 import type { Limits } from '../src/rules.js';
 import { Authenticator } from '../src/security/auth.js';
+import { PeerProof } from '../src/antientropy/handshake.js';
 import { KvServer, type ServerOptions } from '../src/server/server.js';
 import { Store } from '../src/store/store.js';
 import { silent } from './helpers.js';
@@ -32,12 +33,14 @@ export function streamServer(limits: Limits, overrides: Partial<ServerOptions> =
       store,
       nodeId: 't',
       limits,
+      proof: new PeerProof(''),
       enabled: false,
       peers: [],
       intervalMs: 60_000,
       maxConcurrent: 1,
       logger: silent,
     }),
+    peerProof: new PeerProof(''),
     auth: new Authenticator({ password: '', users: {} }),
     adminCommands: true,
   };

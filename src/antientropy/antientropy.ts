@@ -4,12 +4,15 @@ import type { Limits } from '../rules.js';
 import type { Store } from '../store/store.js';
 import { parsePeer } from './address.js';
 import { exchange, SelfPeerError, type ExchangeResult } from './exchange.js';
+import { provePeer, type PeerProof } from './handshake.js';
 import { PeerClient } from './peer.js';
 
 export interface AntiEntropyOptions {
   readonly store: Store;
   readonly nodeId: string;
   readonly limits: Limits;
+  /** Proves this node to each peer and checks the peer's proof before an exchange. */
+  readonly proof: PeerProof;
   /** Run exchanges on a timer (`[anti_entropy] enabled`); SYNC works either way. */
   readonly enabled: boolean;
   /** `host:port` of each peer's client port. */
@@ -96,7 +99,11 @@ export class AntiEntropy {
     try {
       client = await PeerClient.open(host, port, this.opts.timeoutMs ?? 30_000);
       this.clients.add(client);
-      const result = await exchange(this.opts.store, client, this.opts.nodeId, this.opts.limits);
+      const { accepted } = await provePeer(client, this.opts.proof);
+      const exchanged = exchange(this.opts.store, client, this.opts.nodeId, this.opts.limits);
+      // The proof's answer comes first: if it was refused, say so rather than what followed from it.
+      await accepted;
+      const result = await exchanged;
       this.syncs++;
       this.roundTrips += result.roundTrips;
       this.keysSent += result.keysSent;

@@ -43,7 +43,7 @@ export type AntiEntropyRequest = AeRootRequest | AeNodesRequest | AeGetRequest |
 
 export const aeRoot = {
   names: ['AE.ROOT'],
-  access: 'admin',
+  access: 'peer',
   requires: 'a secret fingerprint and the segment bits',
   parse(args: Args): AeRootRequest {
     const fingerprint = args.word()?.toString('latin1');
@@ -59,7 +59,7 @@ export const aeRoot = {
 
 export const aeNodes = {
   names: ['AE.NODES'],
-  access: 'admin',
+  access: 'peer',
   requires: 'a depth, a window offset and base64 node indices',
   parse(args: Args): AeNodesRequest {
     const depth = smallInt(args.word());
@@ -77,7 +77,7 @@ export const aeNodes = {
 
 export const aeGet = {
   names: ['AE.GET'],
-  access: 'admin',
+  access: 'peer',
   requires: 'base64 key hashes',
   parse(args: Args): AeGetRequest {
     const packed = packedList(args, 8);
@@ -94,7 +94,7 @@ export const aeGet = {
 
 export const aePut = {
   names: ['AE.PUT'],
-  access: 'admin',
+  access: 'peer',
   requires: 'a key, a version, a node id and d, r <value> or b <base64>',
   parse(args: Args): AePutRequest {
     const key = args.key();

@@ -3,6 +3,7 @@ import type { Limits } from '../rules.js';
 import type { Output } from '../protocol/output.js';
 
 import type { AntiEntropy } from '../antientropy/antientropy.js';
+import type { PeerProof } from '../antientropy/handshake.js';
 import type { Access, Authenticator, Session } from '../security/auth.js';
 import type { Store } from '../store/store.js';
 
@@ -35,6 +36,8 @@ export interface Context {
   readonly currentConnections: () => number;
   /** Runs SYNC's exchanges (and the periodic ones). */
   readonly antiEntropy: Pick<AntiEntropy, 'syncWith'>;
+  /** Proves and checks anti-entropy peers (antientropy/handshake.ts). */
+  readonly peerProof: PeerProof;
   /** Checks AUTH (security/auth.ts). */
   readonly auth: Authenticator;
   /** `[security] admin_commands`: false refuses admin commands (TRUNCATE, FLUSHDB, SYNC) to everyone. */

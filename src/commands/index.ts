@@ -11,6 +11,7 @@ import del, { type DelRequest } from './del.js';
 import echo, { type EchoRequest } from './echo.js';
 import exists, { type ExistsRequest } from './exists.js';
 import get, { type GetRequest } from './get.js';
+import { aeHello, aeProve, type AeHelloRequest, type AeProveRequest } from './handshake.js';
 import hash, { type HashRequest } from './hash.js';
 import { dec, inc, type IncrRequest } from './incr.js';
 import mget, { type MgetRequest } from './mget.js';
@@ -45,9 +46,11 @@ export type Request =
   | HashRequest
   | SyncRequest
   | AntiEntropyRequest
+  | AeHelloRequest
+  | AeProveRequest
   | QuitRequest;
 
-const ALL = [auth, get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeRoot, aeNodes, aeGet, aePut];
+const ALL = [auth, get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeHello, aeProve, aeRoot, aeNodes, aeGet, aePut];
 
 /** A command word's parser, with what a connection must have proven to run it. */
 export interface CommandParser extends Parser<Request> {
@@ -100,6 +103,10 @@ export function execute(req: Request, ctx: Context, out: Output, session: Sessio
       return hash.run(req, ctx, out);
     case 'sync':
       return sync.run(req, ctx, out);
+    case 'ae.hello':
+      return aeHello.run(req, ctx, out, session);
+    case 'ae.prove':
+      return aeProve.run(req, ctx, out, session);
     case 'ae.root':
       return aeRoot.run(req, ctx, out);
     case 'ae.nodes':

@@ -80,11 +80,15 @@ export class Authenticator {
   }
 }
 
-/** What one client connection has proven: set by AUTH (and by the anti-entropy handshake). */
+/** What one client connection has proven: set by AUTH and by the anti-entropy handshake. */
 export class Session {
   /** undefined until AUTH succeeds (on a node that requires it). */
   role: Role | undefined;
   user: string;
+  /** The other end proved it holds the cluster secret (antientropy/handshake.ts): AE.* may run. */
+  peer = false;
+  /** The nonces of a handshake begun by AE.HELLO, until AE.PROVE. */
+  challenge: { readonly cn: string; readonly sn: string } | undefined = undefined;
 
   constructor(auth: Authenticator) {
     this.role = auth.required ? undefined : 'admin';

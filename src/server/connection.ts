@@ -163,6 +163,11 @@ export class Connection {
   private readonly guard = (parser: CommandParser, word: string): void => {
     const { access } = parser;
     if (access === 'public') return;
+    if (access === 'peer') {
+      // Peers prove the cluster secret instead of a password (AE.HELLO); a client's role does not reach AE.*.
+      if (!this.session.peer) throw new ProtocolError(`${word} is for anti-entropy peers, which prove the cluster secret first (AE.HELLO)`);
+      return;
+    }
     const { role, user } = this.session;
     if (role === undefined) throw new ProtocolError('NOAUTH Authentication required');
     if (access === 'admin' && !this.opts.ctx.adminCommands) {

@@ -1,5 +1,6 @@
 import { createServer, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { PeerProof } from '../../src/antientropy/handshake.js';
 import { decodeNodeReplies, decodeRecords, HASH_WINDOW, putLine, writeRecord, Writer } from '../../src/antientropy/wire.js';
 import { ProtocolError } from '../../src/errors.js';
 import { formatHlc } from '../../src/store/hlc.js';
@@ -13,10 +14,39 @@ function b64u32(...values: number[]): string {
   return b.toString('base64');
 }
 
+/**
+ * A fake peer that holds the (default) cluster secret: it answers the handshake properly, then calls
+ * `then` once for each later request line.
+ */
+function authenticPeer(s: Socket, then: () => void): void {
+  const proof = new PeerProof('');
+  let step = 0;
+  let pending = '';
+  s.on('data', (chunk: Buffer) => {
+    pending += chunk.toString('latin1');
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) {
+      const words = line.trim().split(' ');
+      if (step === 0 && words[0] === 'AE.HELLO') {
+        step = 1;
+        const sn = proof.nonce();
+        s.write(`AE.CHALLENGE ${sn} ${proof.serverProof(words[1] as string, sn)}\r\n`);
+      } else if (step === 1 && words[0] === 'AE.PROVE') {
+        step = 2;
+        s.write('OK\r\n');
+      } else {
+        then();
+      }
+    }
+  });
+}
+
 describe('anti-entropy internal commands', () => {
   it('refuse requests outside their limits with an ERROR line', async () => {
     const node = await startTestNode();
     const c = await LineClient.connect(node.address.port);
+    expect(await c.provePeer()).toBe('OK');
     expect(await c.call('AE.ROOT 0000 16')).toBe('ERROR cluster_secret differs from this node: the trees cannot be compared');
     expect(await c.call('AE.ROOT')).toBe('ERROR AE.ROOT command requires a secret fingerprint and the segment bits');
     expect(await c.call(`AE.NODES 9 0 ${b64u32(0)}`)).toBe('ERROR depth must be 0..8');
@@ -36,6 +66,7 @@ describe('anti-entropy internal commands', () => {
   it('AE.PUT applies what putLine encodes, exactly, and ignores what is older', async () => {
     const node = await startTestNode();
     const c = await LineClient.connect(node.address.port);
+    expect(await c.provePeer()).toBe('OK');
     const values = ['plain', 'two  spaces', ' lead', 'trail ', '\ttab', 'crlf\r\nin', 'ünï', Buffer.from([0xff, 0, 1]), ''];
     let wall = Date.now() - 1000;
     for (const [i, v] of values.entries()) {
@@ -56,9 +87,7 @@ describe('anti-entropy internal commands', () => {
     const node = await startTestNode();
     // It answers AE.ROOT with a root that differs, then AE.NODES with a frame too short for its content.
     const replies = [`ROOT ${'0'.repeat(31)}1 liar\r\n`, 'BIN 5\r\n\x00\x00Hxx\r\n'];
-    const fake = createServer((s: Socket) => {
-      s.on('data', () => s.write(replies.shift() ?? ''));
-    });
+    const fake = createServer((s: Socket) => authenticPeer(s, () => s.write(replies.shift() ?? '')));
     await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
     onTestFinished(() => void fake.close());
     const port = (fake.address() as { port: number }).port;
@@ -74,13 +103,13 @@ describe('a peer that goes away mid-exchange', () => {
     for (let i = 0; i < 500; i++) void node.store.set(Buffer.from(`k${i}`), Buffer.from('v'));
     await node.store.settled();
     // Answers AE.ROOT with a different root, then hangs up on the pipelined AE.NODES.
-    const fake = createServer((s: Socket) => {
-      let n = 0;
-      s.on('data', () => {
+    let n = 0;
+    const fake = createServer((s: Socket) =>
+      authenticPeer(s, () => {
         if (n++ === 0) s.write(`ROOT ${'0'.repeat(32)} gone\r\n`);
         else s.destroy();
-      });
-    });
+      }),
+    );
     await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
     onTestFinished(() => void fake.close());
     const c = await LineClient.connect(node.address.port);

@@ -1,0 +1,78 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { ProtocolError } from '../errors.js';
+import { DEFAULT_SECRET } from '../merkle/hash.js';
+import type { PeerClient } from './peer.js';
+
+/*
+ * Anti-entropy peers prove to each other that they hold the cluster secret before any AE.* command
+ * (DESIGN.md section 7), by challenge and response; nothing secret crosses the wire.
+ *
+ *   initiator: AE.HELLO <cn>          cn, sn: 16 random bytes each, in hex
+ *   server:    AE.CHALLENGE <sn> <sp> sp = HMAC(K, "server" cn sn): the server proves itself first,
+ *   initiator: AE.PROVE <cp>          cp = HMAC(K, "client" cn sn), so SYNC never talks to an impostor
+ *   server:    OK                     the connection may now run AE.* commands
+ *
+ * K is derived from cluster_secret (the built-in default when it is empty, which proves nothing to
+ * anyone who has read this source: set a secret on a network you do not trust). Fresh nonces on both
+ * sides make a recorded handshake useless, and the role labels keep one side's proof from being
+ * reflected as the other's.
+ */
+export class PeerProof {
+  private readonly key: Buffer;
+
+  constructor(clusterSecret: string) {
+    const secret = clusterSecret === '' ? DEFAULT_SECRET : clusterSecret;
+    this.key = createHash('sha256').update('merkle-kv anti-entropy peer key\0').update(secret, 'utf8').digest();
+  }
+
+  nonce(): string {
+    return randomBytes(NONCE_BYTES).toString('hex');
+  }
+
+  serverProof(cn: string, sn: string): string {
+    return this.mac('server', cn, sn);
+  }
+
+  clientProof(cn: string, sn: string): string {
+    return this.mac('client', cn, sn);
+  }
+
+  /** Whether `got` equals `expected` (both hex MACs), in constant time. */
+  matches(expected: string, got: string): boolean {
+    const a = Buffer.from(expected, 'hex');
+    const b = Buffer.from(got, 'hex');
+    return isHex(got, MAC_BYTES) && a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  private mac(role: string, cn: string, sn: string): string {
+    return createHmac('sha256', this.key).update(`${role} ${cn} ${sn}`).digest('hex');
+  }
+}
+
+export const NONCE_BYTES = 16;
+const MAC_BYTES = 32;
+
+/** Whether `text` is exactly `bytes` bytes in lower-case hex. */
+export function isHex(text: string, bytes: number): boolean {
+  return text.length === 2 * bytes && /^[0-9a-f]+$/.test(text);
+}
+
+/**
+ * The initiator's side: checks the peer's proof (throws if it fails), then sends ours. Resolves once our
+ * proof is sent, with the peer's answer to it still to come: the exchange's first request goes out in
+ * the same round trip, and the peer, which runs requests in order, sees our proof first. The returned
+ * promise rejects if the peer refused our proof.
+ */
+export async function provePeer(peer: PeerClient, proof: PeerProof): Promise<{ readonly accepted: Promise<void> }> {
+  const cn = proof.nonce();
+  const reply = await peer.line(`AE.HELLO ${cn}`);
+  const [word, sn, sp] = reply.split(' ');
+  if (word !== 'AE.CHALLENGE' || sn === undefined || !isHex(sn, NONCE_BYTES) || sp === undefined || !proof.matches(proof.serverProof(cn, sn), sp)) {
+    throw new ProtocolError('peer could not prove it holds the cluster secret (a different cluster_secret, or not a MerkleKV node)');
+  }
+  const accepted = peer.line(`AE.PROVE ${proof.clientProof(cn, sn)}`).then((ok) => {
+    if (ok !== 'OK') throw new ProtocolError(`peer answered the proof with ${JSON.stringify(ok.slice(0, 80))}`);
+  });
+  accepted.catch(() => {}); // awaited by the caller; a failed exchange may never get to it
+  return { accepted };
+}
