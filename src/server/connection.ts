@@ -30,7 +30,7 @@ export interface ConnectionOptions {
  */
 export class Connection {
   private readonly reader: LineReader;
-  /** What this client has proven (AUTH). */
+  /** What this client has proven (AUTH, the anti-entropy handshake). */
   private readonly session: Session;
   private idle: NodeJS.Timeout | undefined;
   /** When the last bytes came in; the idle timer checks this rather than being re-armed per read. */
