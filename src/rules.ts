@@ -29,20 +29,21 @@ export function maxMessageBytes(limits: Limits): number {
 
 /**
  * Why `key` is not a key, or undefined if it is one: 1..maxKeyBytes bytes of UTF-8 with no space or
- * control character (DESIGN.md section 2).
+ * control character (DESIGN.md section 2). `inCheckedLine`: the key is a word of a request line whose
+ * UTF-8 was checked whole (protocol/decode.ts), so the hot path does not check it twice.
  */
-export function keyProblem(key: Buffer, maxKeyBytes: number): string | undefined {
+export function keyProblem(key: Buffer, maxKeyBytes: number, inCheckedLine = false): string | undefined {
   if (key.length === 0) return 'invalid key: empty';
   if (key.length > maxKeyBytes) return `key too long (${key.length} bytes, the limit is ${maxKeyBytes})`;
   const bad = wordBreaker(key);
   if (bad === 0x20) return 'invalid key: spaces are not allowed';
   if (bad !== -1) return 'invalid key: control characters are not allowed';
-  return isUtf8(key) ? undefined : 'invalid key: not UTF-8';
+  return inCheckedLine || isUtf8(key) ? undefined : 'invalid key: not UTF-8';
 }
 
 /** The key, or a ProtocolError saying what is wrong with it. */
-export function checkKey(key: Buffer, limits: Limits): Buffer {
-  const problem = keyProblem(key, limits.maxKeyBytes);
+export function checkKey(key: Buffer, limits: Limits, inCheckedLine = false): Buffer {
+  const problem = keyProblem(key, limits.maxKeyBytes, inCheckedLine);
   if (problem !== undefined) throw new ProtocolError(problem);
   return key;
 }

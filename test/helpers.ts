@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { onTestFinished } from 'vitest';
-import { PeerProof } from '../src/antientropy/handshake.js';
+import { answerChallenge, PeerProof } from '../src/antientropy/handshake.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { startNode, type RunningNode } from '../src/node.js';
@@ -111,9 +111,14 @@ export class LineClient {
   async provePeer(secret = ''): Promise<string> {
     const proof = new PeerProof(secret);
     const cn = proof.nonce();
-    const [word, sn, sp] = (await this.call(`AE.HELLO ${cn}`)).split(' ');
-    if (word !== 'AE.CHALLENGE' || sn === undefined || sp !== proof.serverProof(cn, sn)) throw new Error('server failed its proof');
-    return this.call(`AE.PROVE ${proof.clientProof(cn, sn)}`);
+    const reply = await this.call(`AE.HELLO ${cn}`);
+    let prove: string;
+    try {
+      prove = answerChallenge(proof, cn, reply);
+    } catch {
+      throw new Error('server failed its proof');
+    }
+    return this.call(prove);
   }
 
   /** Resolves when the server has closed the connection. */

@@ -58,6 +58,18 @@ export function isHex(text: string, bytes: number): boolean {
 }
 
 /**
+ * The initiator's answer to the peer's reply to `AE.HELLO <cn>`: the `AE.PROVE` line, once the peer's
+ * proof checks out; a ProtocolError if it does not.
+ */
+export function answerChallenge(proof: PeerProof, cn: string, reply: string): string {
+  const [word, sn, sp] = reply.split(' ');
+  if (word !== 'AE.CHALLENGE' || sn === undefined || !isHex(sn, NONCE_BYTES) || sp === undefined || !proof.matches(proof.serverProof(cn, sn), sp)) {
+    throw new ProtocolError('peer could not prove it holds the cluster secret (a different cluster_secret, or not a MerkleKV node)');
+  }
+  return `AE.PROVE ${proof.clientProof(cn, sn)}`;
+}
+
+/**
  * The initiator's side: checks the peer's proof (throws if it fails), then sends ours. Resolves once our
  * proof is sent, with the peer's answer to it still to come: the exchange's first request goes out in
  * the same round trip, and the peer, which runs requests in order, sees our proof first. The returned
@@ -65,12 +77,8 @@ export function isHex(text: string, bytes: number): boolean {
  */
 export async function provePeer(peer: PeerClient, proof: PeerProof): Promise<{ readonly accepted: Promise<void> }> {
   const cn = proof.nonce();
-  const reply = await peer.line(`AE.HELLO ${cn}`);
-  const [word, sn, sp] = reply.split(' ');
-  if (word !== 'AE.CHALLENGE' || sn === undefined || !isHex(sn, NONCE_BYTES) || sp === undefined || !proof.matches(proof.serverProof(cn, sn), sp)) {
-    throw new ProtocolError('peer could not prove it holds the cluster secret (a different cluster_secret, or not a MerkleKV node)');
-  }
-  const accepted = peer.line(`AE.PROVE ${proof.clientProof(cn, sn)}`).then((ok) => {
+  const prove = answerChallenge(proof, cn, await peer.line(`AE.HELLO ${cn}`));
+  const accepted = peer.line(prove).then((ok) => {
     if (ok !== 'OK') throw new ProtocolError(`peer answered the proof with ${JSON.stringify(ok.slice(0, 80))}`);
   });
   accepted.catch(() => {}); // awaited by the caller; a failed exchange may never get to it

@@ -40,7 +40,8 @@ export class Args {
   key(): Buffer {
     const k = this.word();
     if (k === undefined) throw this.usage();
-    return checkKey(k, this.limits);
+    // decodeRequest checked the whole line's UTF-8.
+    return checkKey(k, this.limits, true);
   }
 
   /** Everything after the space that follows the previous word, checked as a value; must not be empty. */

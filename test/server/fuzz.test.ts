@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Duplex } from 'node:stream';
-import { PeerProof } from '../../src/antientropy/handshake.js';
+import { answerChallenge, PeerProof } from '../../src/antientropy/handshake.js';
 import { streamServer, type StreamServer } from '../streams.js';
 
 let target: StreamServer;
@@ -48,8 +48,7 @@ async function handshake(s: Duplex): Promise<void> {
       s.on('data', onData);
     });
   s.write(`AE.HELLO ${cn}\r\n`);
-  const [, sn] = (await readLine()).split(' ');
-  s.write(`AE.PROVE ${proof.clientProof(cn, sn as string)}\r\n`);
+  s.write(`${answerChallenge(proof, cn, await readLine())}\r\n`);
   expect(await readLine()).toBe('OK');
 }
 
