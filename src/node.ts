@@ -61,6 +61,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
         mqtt: mqttConfig,
         limits,
         logger,
+        clusterSecret: config.cluster_secret,
         ...(broker ? { protocolVersion: 4 as const } : {}),
       })
     : undefined;

@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.js';
 import type { AcknowledgedWrite, Store } from '../store/store.js';
 import { maxMessageBytes, type Limits } from '../rules.js';
 import { decodeMessage, encodeMessages, type Op } from './message.js';
+import { MessageSigner } from './signature.js';
 
 export interface ReplicatorOptions {
   readonly store: Store;
@@ -12,6 +13,8 @@ export interface ReplicatorOptions {
   readonly mqtt: Config['mqtt'];
   readonly limits: Limits;
   readonly logger: Logger;
+  /** Non-empty: messages are signed, and unsigned or badly signed ones are rejected (signature.ts). */
+  readonly clusterSecret?: string;
   /** Largest message published; several mutations of one tick share a message up to this size. */
   readonly maxMessageBytes?: number;
   /** 4 for a broker known to speak only MQTT 3.1.1 (the embedded Aedes); default 5, falling back to 4. */
@@ -30,6 +33,8 @@ export class ReplicationStats {
   appliedOps = 0;
   ignoredOps = 0;
   invalid = 0;
+  /** Messages dropped for a missing or wrong signature (only with a cluster secret). */
+  rejected = 0;
   /** Milliseconds from a remote write's clock reading to its being applied here, for the last one. */
   lagMs = 0;
 }
@@ -54,18 +59,21 @@ export class Replicator {
   private readonly topic: string;
   private readonly subscription: string;
   private readonly maxMessageBytes: number;
+  private readonly signer: MessageSigner | undefined;
   private queued: Op[] = [];
   private flushScheduled = false;
   private backoffMs = 1000;
   private outageLogged = false;
   private stopped = false;
   private retryingOlderProtocol = false;
+  private rejectWarnedAt = -Infinity;
 
   constructor(private readonly opts: ReplicatorOptions) {
     const prefix = opts.mqtt.topic_prefix;
     this.topic = `${prefix}/updates/${opts.nodeId}`;
     this.subscription = `${prefix}/updates/+`;
     this.maxMessageBytes = opts.maxMessageBytes ?? 256 * 1024;
+    this.signer = opts.clusterSecret ? new MessageSigner(opts.clusterSecret) : undefined;
     const options: IClientOptions = {
       clientId: opts.mqtt.client_id,
       clean: opts.mqtt.clean_session,
@@ -110,6 +118,8 @@ export class Replicator {
       `replication_applied_ops:${s.appliedOps}`,
       `replication_ignored_ops:${s.ignoredOps}`,
       `replication_invalid:${s.invalid}`,
+      `replication_rejected:${s.rejected}`,
+      `replication_signed:${this.signer ? 1 : 0}`,
       `replication_lag_ms:${s.lagMs}`,
     ];
   }
@@ -195,7 +205,8 @@ export class Replicator {
       this.stats.publishFailures += ops.length;
       return;
     }
-    for (const payload of encodeMessages(this.opts.nodeId, ops, this.maxMessageBytes)) {
+    for (const message of encodeMessages(this.opts.nodeId, ops, this.maxMessageBytes)) {
+      const payload = this.signer ? this.signer.sign(this.topic, message) : message;
       this.stats.publishedMessages++;
       this.client.publish(this.topic, payload, { qos: 1 }, (err) => {
         if (err) this.stats.publishFailures++;
@@ -209,9 +220,24 @@ export class Replicator {
     const own = packet.topic === this.topic;
     if (own || !packet.topic.startsWith(this.subscription.slice(0, -1))) return done();
     this.stats.receivedMessages++;
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const now = Date.now();
+    let payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    if (this.signer) {
+      const body = payload.length <= maxMessageBytes(this.opts.limits) ? this.signer.verify(packet.topic, payload) : undefined;
+      if (body === undefined) {
+        this.stats.rejected++;
+        // Warned at most once a minute: whoever can publish to the broker must not flood the log.
+        if (now - this.rejectWarnedAt >= 60_000) {
+          this.rejectWarnedAt = now;
+          this.opts.logger.warn({ topic: packet.topic, rejected: this.stats.rejected }, 'dropping replication messages with a missing or wrong signature');
+        }
+        return done();
+      }
+      payload = body;
+    }
     const decoded = decodeMessage(payload, this.opts.limits);
-    if (decoded === undefined) {
+    // A node publishes only on its own topic: a message naming another node is not applied.
+    if (decoded === undefined || packet.topic.slice(this.subscription.length - 1) !== decoded.message.node) {
       this.stats.invalid++;
       this.opts.logger.debug({ topic: packet.topic }, 'ignoring malformed replication message');
       return done();
@@ -220,7 +246,6 @@ export class Replicator {
     this.stats.invalid += invalidOps;
     if (message.node === this.opts.nodeId) return done();
     const acks: Promise<void>[] = [];
-    const now = Date.now();
     try {
       for (const op of message.ops) {
         const ack = this.opts.store.applyRemote(op.key, { wall: op.hlc.wall, counter: op.hlc.counter, node: message.node }, op.value);
