@@ -7,6 +7,7 @@ import type { Config } from './config/schema.js';
 import { startBroker, type EmbeddedBroker } from './replication/broker.js';
 import { Replicator } from './replication/replicator.js';
 import { Authenticator, isLoopbackAddress } from './security/auth.js';
+import { loadTls } from './security/tls.js';
 import { KvServer } from './server/server.js';
 import { Store } from './store/store.js';
 import { VERSION } from './version.js';
@@ -29,6 +30,8 @@ const LINE_OVERHEAD = 1024;
 
 /** Opens the store and starts serving clients; everything one node is, wired together. */
 export async function startNode(config: Config, logger: Logger): Promise<RunningNode> {
+  // Certificates first: a file that cannot be read stops start-up before anything is opened.
+  const tls = loadTls(config.network.tls);
   // The broker first: this node's own replicator (and the other nodes) connect to it.
   const broker = config.mqtt.embedded.enabled
     ? await startBroker(config.mqtt.embedded.bind_address, config.mqtt.embedded.port, logger)
@@ -71,6 +74,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     nodeId: config.node_id,
     limits,
     proof: peerProof,
+    tls: tls?.client,
     enabled: config.anti_entropy.enabled,
     peers: config.anti_entropy.peer_list,
     intervalMs: config.anti_entropy.interval_seconds * 1000,
@@ -97,6 +101,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     // Room for a value in base64 too: anti-entropy pushes values that are not line-safe that way.
     maxLineBytes: Math.ceil((limits.maxValueBytes * 4) / 3) + limits.maxKeyBytes + LINE_OVERHEAD,
     idleTimeoutMs: config.network.connection_timeout * 1000,
+    tls: tls?.server,
   });
   let address: AddressInfo;
   try {
@@ -108,7 +113,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     throw err;
   }
   logger.info(
-    { address: address.address, port: address.port, path: config.storage.path, keys: store.size },
+    { address: address.address, port: address.port, tls: tls !== undefined, path: config.storage.path, keys: store.size },
     'node listening',
   );
   if (!ctx.auth.required && !isLoopbackAddress(address.address)) {

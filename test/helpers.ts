@@ -1,5 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -53,10 +54,11 @@ export class LineClient {
     socket.on('error', () => {});
   }
 
-  static async connect(port: number): Promise<LineClient> {
-    const socket = connect({ port, host: '127.0.0.1', noDelay: true });
+  /** Connects to 127.0.0.1:`port`, over TLS with `tls` (rejects if the handshake fails). */
+  static async connect(port: number, tls?: ConnectionOptions): Promise<LineClient> {
+    const socket = tls === undefined ? connect({ port, host: '127.0.0.1', noDelay: true }) : connectTls({ ...tls, port, host: '127.0.0.1' });
     await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
+      socket.once(tls === undefined ? 'connect' : 'secureConnect', resolve);
       socket.once('error', reject);
     });
     const client = new LineClient(socket);

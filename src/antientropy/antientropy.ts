@@ -1,3 +1,4 @@
+import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { ProtocolError } from '../errors.js';
 import type { Limits } from '../rules.js';
@@ -20,6 +21,8 @@ export interface AntiEntropyOptions {
   readonly intervalMs: number;
   readonly maxConcurrent: number;
   readonly logger: Logger;
+  /** Peers' client ports serve TLS (this node's does): how to connect to them. */
+  readonly tls?: ConnectionOptions | undefined;
   /** Connect and per-reply timeout. */
   readonly timeoutMs?: number;
 }
@@ -97,7 +100,7 @@ export class AntiEntropy {
     const started = Date.now();
     let client: PeerClient | undefined;
     try {
-      client = await PeerClient.open(host, port, this.opts.timeoutMs ?? 30_000);
+      client = await PeerClient.open(host, port, this.opts.timeoutMs ?? 30_000, this.opts.tls);
       this.clients.add(client);
       const { accepted } = await provePeer(client, this.opts.proof);
       const exchanged = exchange(this.opts.store, client, this.opts.nodeId, this.opts.limits);

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 import { ProtocolError } from '../errors.js';
 import { MAX_REPLY_BYTES } from './wire.js';
 
@@ -53,14 +54,15 @@ export class PeerClient {
     });
   }
 
-  static open(host: string, port: number, timeoutMs: number): Promise<PeerClient> {
+  /** Connects over TCP, or over TLS with `tls` (the peer's certificate is checked against `host`). */
+  static open(host: string, port: number, timeoutMs: number, tls?: ConnectionOptions): Promise<PeerClient> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host, port });
+      const socket = tls === undefined ? connect({ host, port }) : connectTls({ ...tls, host, port });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new Error(`connect timed out after ${timeoutMs} ms`));
       }, timeoutMs);
-      socket.once('connect', () => {
+      socket.once(tls === undefined ? 'connect' : 'secureConnect', () => {
         clearTimeout(timer);
         socket.removeListener('error', onError);
         resolve(new PeerClient(socket, timeoutMs));

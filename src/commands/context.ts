@@ -24,6 +24,8 @@ export class Stats {
   antiEntropyApplied = 0;
   /** AUTH attempts refused. */
   authFailures = 0;
+  /** TLS handshakes that failed (no or untrusted client certificate, not TLS at all, ...). */
+  tlsHandshakeFailures = 0;
 }
 
 /** What a command may touch. */

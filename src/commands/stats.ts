@@ -25,6 +25,7 @@ export function statsLines(ctx: Context): string[] {
     `errors_total:${s.errors}`,
     `auth_required:${ctx.auth.required ? 1 : 0}`,
     `auth_failures:${s.authFailures}`,
+    `tls_handshake_failures:${s.tlsHandshakeFailures}`,
     `bytes_in:${s.bytesIn}`,
     `bytes_out:${s.bytesOut}`,
     `keys:${ctx.store.size}`,

@@ -188,6 +188,13 @@ function check(c: Config): void {
   if (c.anti_entropy.segment_bits % 4 !== 0) {
     throw new ConfigError(`anti_entropy.segment_bits must be a multiple of 4 (4, 8, 12, 16 or 20), got ${c.anti_entropy.segment_bits}`);
   }
+  const tls = c.network.tls;
+  if (tls.enabled && (tls.cert_file === '' || tls.key_file === '')) {
+    throw new ConfigError('network.tls.enabled needs network.tls.cert_file and network.tls.key_file');
+  }
+  if (c.mqtt.password !== '' && c.mqtt.username === '') {
+    throw new ConfigError('mqtt.password is set without mqtt.username');
+  }
   for (const peer of c.anti_entropy.peer_list) {
     try {
       parsePeer(peer);

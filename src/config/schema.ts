@@ -8,6 +8,7 @@ export interface Config {
     bind_port: number;
     max_connections: number;
     connection_timeout: number;
+    tls: TlsConfig;
   };
   security: {
     password: string;
@@ -21,6 +22,7 @@ export interface Config {
     client_id: string;
     username: string;
     password: string;
+    ca_file: string;
     keep_alive: number;
     clean_session: boolean;
     embedded: { enabled: boolean; bind_address: string; port: number };
@@ -46,6 +48,14 @@ export interface Config {
     format: 'json' | 'text';
     file_path: string;
   };
+}
+
+/** `[network.tls]`: the client port over TLS; `ca_file` set: clients must present a certificate it signed. */
+export interface TlsConfig {
+  enabled: boolean;
+  cert_file: string;
+  key_file: string;
+  ca_file: string;
 }
 
 /** A named client user (`[security.users.<name>]`): `AUTH <name> <password>` grants `role`. */
@@ -88,6 +98,10 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   'network.bind_port': int(7878, 0, 65535),
   'network.max_connections': int(1000, 1, 1_000_000),
   'network.connection_timeout': int(30, 0, 86_400 * 365),
+  'network.tls.enabled': bool(false),
+  'network.tls.cert_file': str(''),
+  'network.tls.key_file': str(''),
+  'network.tls.ca_file': str(''),
   // Client authentication (DESIGN.md section 7); empty password and no users: no AUTH needed.
   'security.password': str(''),
   'security.admin_commands': bool(true),
@@ -98,6 +112,8 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   'mqtt.client_id': str(''),
   'mqtt.username': str(''),
   'mqtt.password': str(''),
+  // PEM CA bundle for an mqtts:// broker whose certificate a private CA signed.
+  'mqtt.ca_file': str(''),
   'mqtt.keep_alive': int(60, 0, 65535),
   'mqtt.clean_session': bool(false),
   'mqtt.embedded.enabled': bool(false),

@@ -1,5 +1,6 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Context } from '../commands/context.js';
 import { Output } from '../protocol/output.js';
@@ -13,6 +14,8 @@ export interface ServerOptions {
   readonly idleTimeoutMs: number;
   readonly drainTimeoutMs?: number;
   readonly maxBatch?: number;
+  /** Serve TLS (`[network.tls]`); plain TCP when undefined. */
+  readonly tls?: TlsOptions | undefined;
 }
 
 /**
@@ -61,10 +64,26 @@ export class KvServer {
 
   listen(port: number, host: string): Promise<AddressInfo> {
     // allowHalfOpen: `echo CMD | nc host port` half-closes after sending; it must still get its replies.
-    const tcp = createServer({ allowHalfOpen: true, noDelay: true }, (socket: Socket) => {
+    const onSocket = (socket: Socket): void => {
       socket.setNoDelay(true);
       this.handle(socket);
-    });
+    };
+    const tlsOptions = this.opts.tls;
+    let tcp: Server;
+    if (tlsOptions === undefined) {
+      tcp = createServer({ allowHalfOpen: true, noDelay: true }, onSocket);
+    } else {
+      // Half-open only once the handshake is over: a client gone in the middle of one is closed at once.
+      tcp = createTlsServer({ ...tlsOptions, allowHalfOpen: false, noDelay: true }, (socket: Socket) => {
+        socket.allowHalfOpen = true;
+        onSocket(socket);
+      });
+      tcp.on('tlsClientError', (err: Error, socket: Socket) => {
+        this.opts.ctx.stats.tlsHandshakeFailures++;
+        this.opts.logger.debug({ err: err.message }, 'TLS handshake failed');
+        socket.destroy();
+      });
+    }
     this.tcp = tcp;
     return new Promise((resolve, reject) => {
       tcp.once('error', reject);
