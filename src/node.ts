@@ -7,7 +7,7 @@ import type { Config } from './config/schema.js';
 import { startBroker, type EmbeddedBroker } from './replication/broker.js';
 import { Replicator } from './replication/replicator.js';
 import { Authenticator, isLoopbackAddress } from './security/auth.js';
-import { loadTls } from './security/tls.js';
+import { loadTls, readPem } from './security/tls.js';
 import { KvServer } from './server/server.js';
 import { Store } from './store/store.js';
 import { VERSION } from './version.js';
@@ -32,9 +32,15 @@ const LINE_OVERHEAD = 1024;
 export async function startNode(config: Config, logger: Logger): Promise<RunningNode> {
   // Certificates first: a file that cannot be read stops start-up before anything is opened.
   const tls = loadTls(config.network.tls);
+  const mqttCa = config.mqtt.ca_file === '' ? undefined : readPem(config.mqtt.ca_file, 'mqtt.ca_file');
   // The broker first: this node's own replicator (and the other nodes) connect to it.
   const broker = config.mqtt.embedded.enabled
-    ? await startBroker(config.mqtt.embedded.bind_address, config.mqtt.embedded.port, logger)
+    ? await startBroker(
+        config.mqtt.embedded.bind_address,
+        config.mqtt.embedded.port,
+        logger,
+        config.mqtt.username === '' ? undefined : { username: config.mqtt.username, password: config.mqtt.password, topicPrefix: config.mqtt.topic_prefix },
+      )
     : undefined;
   const store = Store.open({
     path: config.storage.path,
@@ -65,6 +71,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
         limits,
         logger,
         clusterSecret: config.cluster_secret,
+        ...(mqttCa === undefined ? {} : { ca: mqttCa }),
         ...(broker ? { protocolVersion: 4 as const } : {}),
       })
     : undefined;

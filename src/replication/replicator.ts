@@ -15,6 +15,8 @@ export interface ReplicatorOptions {
   readonly logger: Logger;
   /** Non-empty: messages are signed, and unsigned or badly signed ones are rejected (signature.ts). */
   readonly clusterSecret?: string;
+  /** PEM CA bundle for an mqtts:// broker (`[mqtt] ca_file`); the public roots when undefined. */
+  readonly ca?: Buffer;
   /** Largest message published; several mutations of one tick share a message up to this size. */
   readonly maxMessageBytes?: number;
   /** 4 for a broker known to speak only MQTT 3.1.1 (the embedded Aedes); default 5, falling back to 4. */
@@ -96,6 +98,7 @@ export class Replicator {
       // A refused CONNECT (protocol version, credentials) is retried like a lost connection.
       reconnectOnConnackError: true,
       ...(opts.mqtt.username !== '' ? { username: opts.mqtt.username, password: opts.mqtt.password } : {}),
+      ...(opts.ca === undefined ? {} : { ca: opts.ca }),
     };
     this.client = mqtt.connect(opts.mqtt.broker_address, options);
     this.client.handleMessage = (packet, done) => this.onPublish(packet, done);

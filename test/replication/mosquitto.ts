@@ -1,15 +1,25 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
+import type { Certs } from '../certs.js';
 import { tempDir } from '../helpers.js';
 
 /** Whether the mosquitto binary is installed (`.ci/run` installs it; with CI=true its tests must run). */
 export const hasMosquitto = spawnSync('sh', ['-c', 'command -v mosquitto']).status === 0;
 
+/** Optional hardening of the test broker. */
+export interface MosquittoOptions {
+  /** Only these users (name -> password) may connect. */
+  readonly users?: Readonly<Record<string, string>>;
+  /** Serve TLS with the server certificate (clients connect with mqtts://). */
+  readonly tls?: Certs;
+}
+
 export interface Mosquitto {
   readonly port: number;
+  /** mqtt:// or, with TLS, mqtts:// */
   readonly url: string;
   /** Stops the broker (SIGTERM, then SIGKILL). */
   stop(): Promise<void>;
@@ -31,8 +41,14 @@ function canConnect(port: number): Promise<boolean> {
  * A Mosquitto of the test's own on 127.0.0.1. Mosquitto cannot listen on port 0 and tell us the port,
  * so it tries random high ports until one binds (a taken port makes it exit at once).
  */
-export async function startMosquitto(): Promise<Mosquitto> {
+export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosquitto> {
   const dir = tempDir();
+  const passwords = join(dir, 'passwords');
+  for (const [i, [user, password]] of Object.entries(opts.users ?? {}).entries()) {
+    execFileSync('mosquitto_passwd', [...(i === 0 ? ['-c'] : []), '-b', passwords, user, password], { stdio: 'ignore' });
+  }
+  const access = opts.users === undefined ? ['allow_anonymous true'] : ['allow_anonymous false', `password_file ${passwords}`];
+  const tls = opts.tls === undefined ? [] : [`certfile ${opts.tls.serverCert}`, `keyfile ${opts.tls.serverKey}`];
   let child: ChildProcess | undefined;
   let port = 0;
   const launch = async (): Promise<boolean> => {
@@ -41,7 +57,8 @@ export async function startMosquitto(): Promise<Mosquitto> {
       conf,
       [
         `listener ${port} 127.0.0.1`,
-        'allow_anonymous true',
+        ...tls,
+        ...access,
         'set_tcp_nodelay true',
         'persistence true',
         `persistence_location ${dir}/`,
@@ -82,7 +99,7 @@ export async function startMosquitto(): Promise<Mosquitto> {
   onTestFinished(stop);
   return {
     port,
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${opts.tls === undefined ? 'mqtt' : 'mqtts'}://127.0.0.1:${port}`,
     stop,
     async restart() {
       await stop();
