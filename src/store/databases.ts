@@ -21,6 +21,9 @@ export function openDatabases(path: string): Databases {
   try {
     root = open<Buffer, Buffer>({
       path,
+      // Always a directory (data.mdb, lock.mdb beside the log): lmdb would take a path with a dot in
+      // its last part, such as ./data/node.1, for a file name.
+      noSubdir: false,
       keyEncoding: 'binary',
       encoding: 'binary',
       compression: false,

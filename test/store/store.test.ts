@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -74,6 +75,16 @@ describe('Store', () => {
     expect(second.readValue(b('a')).value).toBeUndefined();
     expect(second.size).toBe(1);
     expect(second.tombstoneCount).toBe(1);
+  });
+
+  it('keeps a data directory whose name has a dot, or that exists already and is empty, as a directory', async () => {
+    for (const path of [join(tempDir(), 'node.1'), tempDir()]) {
+      const store = Store.open({ path, nodeId: 'n1', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 10, logger: silent });
+      await store.set(b('k'), b('v'));
+      await store.close();
+      expect(existsSync(join(path, 'data.mdb'))).toBe(true);
+      expect(openStore(path).readValue(b('k')).value?.toString()).toBe('v');
+    }
   });
 
   it('purges tombstones only after the grace period', async () => {
