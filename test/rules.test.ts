@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseVersionWord, putLine } from '../src/antientropy/wire.js';
+import { parseVersionWord, putLine } from '../src/antientropy/requests.js';
 import { loadConfig } from '../src/config/load.js';
 import { ProtocolError } from '../src/errors.js';
 import { decodeMessage, encodeMessages } from '../src/replication/message.js';

@@ -6,13 +6,13 @@ import { recordKeyHashBytes, recordVersionOf } from '../store/record.js';
 import type { StoredEntry, Store } from '../store/store.js';
 import { childSums, windowDiffers } from './nodes.js';
 import type { PeerClient } from './peer.js';
+import { getLine, nodesLine, parseRootReply, putLine, rootLine } from './requests.js';
 import {
   decodeNodeReplies,
   decodeRecords,
   HASH_WINDOW,
   MAX_BATCH,
   MAX_DEPTH,
-  putLine,
   wireRecordOf,
   type ListedEntry,
 } from './wire.js';
@@ -53,7 +53,7 @@ const MAX_PASSES = 3;
  * or a window that hid a difference) another pass runs, at most MAX_PASSES in all.
  */
 export async function exchange(store: Store, peer: PeerClient, nodeId: string, limits: Limits): Promise<ExchangeResult> {
-  const ask = `AE.ROOT ${store.hasher.secretFingerprint} ${store.tree.bits}`;
+  const ask = rootLine(store.hasher.secretFingerprint, store.tree.bits);
   let theirs = parseRoot(await peer.line(ask), nodeId);
   const result = { peer: theirs.peer, equal: false, roundTrips: 1, nodesCompared: 0, keysSent: 0, keysReceived: 0, passes: 0 };
   if (theirs.root === store.rootHash().toString('hex')) return { ...result, equal: true, converged: true };
@@ -66,10 +66,12 @@ export async function exchange(store: Store, peer: PeerClient, nodeId: string, l
     const pushes = new Map(repairs.pushes);
     repairs.pulls.clear();
     repairs.pushes.clear();
-    // pull() and push() write their requests before their first await.
-    const sent = [pull(store, peer, pulls, limits), push(store, peer, pushes)] as const;
-    const other = then();
-    const [[received, extraTrips]] = await Promise.all(sent);
+    // pull() writes its first requests before its first await; the request `then` sends goes out
+    // behind the last push.
+    const pulling = pull(store, peer, pulls, limits);
+    const pushing = push(store, peer, pushes);
+    const other = pushing.written.then(then);
+    const [[received, extraTrips]] = await Promise.all([pulling, pushing.acked]);
     result.roundTrips += 1 + extraTrips;
     result.keysSent += pushes.size;
     result.keysReceived += received;
@@ -88,10 +90,9 @@ export async function exchange(store: Store, peer: PeerClient, nodeId: string, l
 }
 
 function parseRoot(line: string, nodeId: string): { root: string; peer: string } {
-  const [word, root, peer] = line.split(' ');
-  if (word !== 'ROOT' || root === undefined || peer === undefined) throw new ProtocolError('malformed AE.ROOT reply');
-  if (peer === nodeId) throw new SelfPeerError('the peer is this node');
-  return { root, peer };
+  const reply = parseRootReply(line);
+  if (reply.peer === nodeId) throw new SelfPeerError('the peer is this node');
+  return reply;
 }
 
 /** Records to fetch (by key hash) and to send (by key), keyed by key hash (latin1). */
@@ -121,7 +122,7 @@ async function descend(
   for (let depth = 0; frontier.length > 0 && depth <= MAX_DEPTH; depth++) {
     levels++;
     const next: number[] = [];
-    const batches = sendBatches(frontier, (part) => peer.binary(`AE.NODES ${depth} ${offset} ${packIndices(part)}`));
+    const batches = sendBatches(frontier, (part) => peer.binary(nodesLine(depth, offset, part)));
     for (const { part: indices, reply } of batches) {
       const replies = decodeNodeReplies(await reply, indices.length);
       // Below the stored tree, our records of the whole batch are read at once.
@@ -172,7 +173,7 @@ async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], limits:
   while (todo.length > 0) {
     extra++;
     const again: Buffer[] = [];
-    const batches = sendBatches(todo, (part) => peer.binary(`AE.GET ${Buffer.concat(part).toString('base64')}`));
+    const batches = sendBatches(todo, (part) => peer.binary(getLine(part)));
     for (const { part: asked, reply } of batches) {
       const { served, records } = decodeRecords(await reply, limits);
       for (const r of records) {
@@ -193,15 +194,25 @@ async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], limits:
   return [applied, Math.max(extra, 0)];
 }
 
-/** Sends our records for the given keys, pipelined; resolves once the peer has committed them. */
-async function push(store: Store, peer: PeerClient, keys: Map<string, Buffer>): Promise<void> {
+/**
+ * Sends our records for the given keys, pipelined, waiting whenever the socket is congested (a record
+ * may be a megabyte: thousands of them must not pile up in memory). `written` resolves once every line
+ * is handed to the socket, `acked` once the peer has committed them all.
+ */
+function push(store: Store, peer: PeerClient, keys: Map<string, Buffer>): { written: Promise<void>; acked: Promise<void> } {
   const acks: Promise<string>[] = [];
-  for (const key of keys.values()) {
-    const rec = store.read(key);
-    // putLine copies the value out of the store's buffer before the next read.
-    if (rec !== undefined) acks.push(peer.line(putLine(wireRecordOf(key, rec))));
-  }
-  await Promise.all(acks);
+  const written = (async () => {
+    for (const key of keys.values()) {
+      if (peer.congested) await peer.drained();
+      // Read now, not before the wait: putLine copies the value out of the store's buffer.
+      const rec = store.read(key);
+      if (rec !== undefined) acks.push(peer.line(putLine(wireRecordOf(key, rec))));
+    }
+  })();
+  const acked = written.then(async () => {
+    await Promise.all(acks);
+  });
+  return { written, acked };
 }
 
 /**
@@ -215,10 +226,4 @@ function sendBatches<T>(items: T[], send: (part: T[]) => Promise<Buffer>): { par
     out.push({ part, reply: send(part) });
   }
   return out;
-}
-
-function packIndices(indices: number[]): string {
-  const b = Buffer.allocUnsafe(indices.length * 4);
-  indices.forEach((v, i) => b.writeUInt32BE(v, i * 4));
-  return b.toString('base64');
 }

@@ -2,6 +2,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { ProtocolError } from '../errors.js';
 import { DEFAULT_SECRET } from '../merkle/hash.js';
 import type { PeerClient } from './peer.js';
+import { helloLine, isHex, MAC_BYTES, NONCE_BYTES, parseChallenge, proveLine } from './requests.js';
 
 /*
  * Anti-entropy peers prove to each other that they hold the cluster secret before any AE.* command
@@ -49,24 +50,16 @@ export class PeerProof {
   }
 }
 
-export const NONCE_BYTES = 16;
-const MAC_BYTES = 32;
-
-/** Whether `text` is exactly `bytes` bytes in lower-case hex. */
-export function isHex(text: string, bytes: number): boolean {
-  return text.length === 2 * bytes && /^[0-9a-f]+$/.test(text);
-}
-
 /**
  * The initiator's answer to the peer's reply to `AE.HELLO <cn>`: the `AE.PROVE` line, once the peer's
  * proof checks out; a ProtocolError if it does not.
  */
 export function answerChallenge(proof: PeerProof, cn: string, reply: string): string {
-  const [word, sn, sp] = reply.split(' ');
-  if (word !== 'AE.CHALLENGE' || sn === undefined || !isHex(sn, NONCE_BYTES) || sp === undefined || !proof.matches(proof.serverProof(cn, sn), sp)) {
+  const challenge = parseChallenge(reply);
+  if (challenge === undefined || !proof.matches(proof.serverProof(cn, challenge.sn), challenge.sp)) {
     throw new ProtocolError('peer could not prove it holds the cluster secret (a different cluster_secret, or not a MerkleKV node)');
   }
-  return `AE.PROVE ${proof.clientProof(cn, sn)}`;
+  return proveLine(proof.clientProof(cn, challenge.sn));
 }
 
 /**
@@ -77,7 +70,7 @@ export function answerChallenge(proof: PeerProof, cn: string, reply: string): st
  */
 export async function provePeer(peer: PeerClient, proof: PeerProof): Promise<{ readonly accepted: Promise<void> }> {
   const cn = proof.nonce();
-  const prove = answerChallenge(proof, cn, await peer.line(`AE.HELLO ${cn}`));
+  const prove = answerChallenge(proof, cn, await peer.line(helloLine(cn)));
   const accepted = peer.line(prove).then((ok) => {
     if (ok !== 'OK') throw new ProtocolError(`peer answered the proof with ${JSON.stringify(ok.slice(0, 80))}`);
   });

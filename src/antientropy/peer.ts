@@ -1,33 +1,24 @@
 import { connect, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 import { ProtocolError } from '../errors.js';
-import { MAX_REPLY_BYTES } from './wire.js';
-
-/** One reply: a text line (without CRLF) or the payload of a `BIN` frame. */
-export type Reply = { readonly line: string } | { readonly bin: Buffer };
+import { ReplyParser, type Reply } from './replies.js';
 
 interface Waiter {
   resolve(reply: Reply): void;
   reject(err: Error): void;
 }
 
-/** A `BIN` frame may hold at most one record past the reply cap; anything far beyond is refused. */
-const MAX_FRAME = MAX_REPLY_BYTES + 80 * 1024 * 1024;
-
 /**
  * A connection to a peer's client port for anti-entropy. Requests are pipelined: `send()` writes a
- * line at once and resolves with its reply, replies arriving in request order. An `ERROR ...` reply
- * rejects. Counts the bytes both ways.
+ * line at once and resolves with its reply, replies arriving in request order (replies.ts splits
+ * them). An `ERROR ...` reply rejects. A sender of many requests waits for `drained()` when
+ * `congested`, so that they queue in the peer, not in this process. Counts the bytes both ways.
  */
 export class PeerClient {
   bytesSent = 0;
   bytesReceived = 0;
   private readonly waiting: Waiter[] = [];
-  private buf: Buffer = Buffer.alloc(0);
-  private chunks: Buffer[] = [];
-  /** Bytes in `buf` and `chunks`; and how many `parse()` needs before it can go on. */
-  private held = 0;
-  private need = 0;
+  private readonly parser = new ReplyParser();
   private failure: Error | undefined;
 
   private constructor(
@@ -37,15 +28,18 @@ export class PeerClient {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       this.bytesReceived += chunk.length;
-      // A large frame arrives in many chunks: join them once it is complete, not chunk by chunk.
-      this.chunks.push(chunk);
-      this.held += chunk.length;
-      if (this.held < this.need) return;
-      this.buf = Buffer.concat([this.buf, ...this.chunks]);
-      this.chunks = [];
-      this.held = this.buf.length;
-      this.need = 0;
-      this.parse();
+      let replies: Reply[];
+      try {
+        replies = this.parser.push(chunk);
+      } catch (err) {
+        return this.fail(err as Error);
+      }
+      for (const reply of replies) {
+        const w = this.waiting.shift();
+        if (w === undefined) return this.fail(new ProtocolError('peer sent a reply nobody asked for'));
+        if ('line' in reply && reply.line.startsWith('ERROR')) w.reject(new ProtocolError(`peer: ${reply.line}`));
+        else w.resolve(reply);
+      }
     });
     socket.on('error', (err) => this.fail(err));
     socket.on('close', () => this.fail(new Error('peer closed the connection')));
@@ -104,43 +98,29 @@ export class PeerClient {
     );
   }
 
+  /** The socket's buffer is full: wait for `drained()` before sending more. */
+  get congested(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
+  /** Resolves once the socket's buffer has room again (at once if it has), or the connection failed. */
+  drained(): Promise<void> {
+    if (!this.congested || this.failure !== undefined) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
   close(): void {
     this.failure ??= new Error('closed');
     this.socket.end();
     this.socket.destroy();
-  }
-
-  private parse(): void {
-    for (;;) {
-      const nl = this.buf.indexOf(0x0a);
-      if (nl === -1) {
-        if (this.buf.length > 64 * 1024) this.fail(new ProtocolError('peer sent an overlong line'));
-        return;
-      }
-      const line = this.buf.toString('utf8', 0, nl > 0 && this.buf[nl - 1] === 0x0d ? nl - 1 : nl);
-      let reply: Reply;
-      let used = nl + 1;
-      if (line.startsWith('BIN ')) {
-        const length = Number(line.slice(4));
-        if (!Number.isSafeInteger(length) || length < 0 || length > MAX_FRAME) {
-          return this.fail(new ProtocolError('peer sent a malformed BIN frame'));
-        }
-        if (this.buf.length < used + length + 2) {
-          this.need = used + length + 2;
-          return;
-        }
-        reply = { bin: Buffer.from(this.buf.subarray(used, used + length)) };
-        used += length + 2;
-      } else {
-        reply = { line };
-      }
-      this.buf = this.buf.subarray(used);
-      this.held = this.buf.length;
-      const w = this.waiting.shift();
-      if (w === undefined) return this.fail(new ProtocolError('peer sent a reply nobody asked for'));
-      if ('line' in reply && reply.line.startsWith('ERROR')) w.reject(new ProtocolError(`peer: ${reply.line}`));
-      else w.resolve(reply);
-    }
   }
 
   private fail(err: Error): void {

@@ -2,6 +2,7 @@ import { ProtocolError } from '../errors.js';
 import { recordKeyHashBytes, recordNode, recordVersion } from '../store/record.js';
 import type { Store } from '../store/store.js';
 import { childSums } from './nodes.js';
+import { rootReplyLine } from './requests.js';
 import { HASH_WINDOW, KIND_HASHES, KIND_LIST, MAX_DEPTH, MAX_REPLY_BYTES, NodeTable, wireRecordOf, writeRecord, Writer } from './wire.js';
 
 /**
@@ -19,7 +20,7 @@ export function rootReply(store: Store, nodeId: string, fingerprint: string, bit
   if (bits !== store.tree.bits) {
     throw new ProtocolError(`segment_bits differ: this node uses ${store.tree.bits}`);
   }
-  return `ROOT ${store.rootHash().toString('hex')} ${nodeId}`;
+  return rootReplyLine(store.rootHash().toString('hex'), nodeId);
 }
 
 /** AE.NODES: for each node, its children's hash windows, or (when small enough) its records' versions. */

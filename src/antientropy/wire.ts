@@ -1,6 +1,5 @@
-import { isUtf8 } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
-import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
+import type { Version } from '../store/hlc.js';
 import { isTombstone, recordValue, recordVersionOf } from '../store/record.js';
 import { checkKey, checkNodeId, type Limits } from '../rules.js';
 
@@ -238,31 +237,4 @@ export function decodeRecords(payload: Buffer, limits: Limits): { served: number
   return { served, records: out };
 }
 
-/**
- * One record pushed to a peer as an `AE.PUT` line: `AE.PUT <key> <hlc> <node> d`, `... r <value>` for
- * a value that can travel as it is, `... b <base64>` for any other.
- */
-export function putLine(rec: WireRecord): Buffer {
-  const head = `AE.PUT ${rec.key.toString('utf8')} ${formatHlc(rec.version)} ${rec.version.node} `;
-  if (rec.value === undefined) return Buffer.from(`${head}d\r\n`);
-  if (lineSafe(rec.value)) return Buffer.concat([Buffer.from(`${head}r `), rec.value, CRLF]);
-  return Buffer.from(`${head}b ${rec.value.toString('base64')}\r\n`);
-}
-
-/** A value survives a request line unchanged: no line break, no blank at either end, valid UTF-8. */
-function lineSafe(v: Buffer): boolean {
-  if (v.length === 0) return false;
-  const first = v[0] as number;
-  const last = v[v.length - 1] as number;
-  if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
-  return v.indexOf(0x0a) === -1 && v.indexOf(0x0d) === -1 && isUtf8(v);
-}
-
-export function parseVersionWord(word: Buffer | undefined, node: Buffer | undefined): Version {
-  const hlc = word === undefined ? undefined : parseHlc(word.toString('latin1'));
-  if (hlc === undefined || node === undefined) throw new ProtocolError('invalid version');
-  return { ...hlc, node: checkNodeId(node) };
-}
-
 const EMPTY = Buffer.alloc(0);
-const CRLF = Buffer.from('\r\n');

@@ -32,6 +32,16 @@ async function pair(flags: Record<string, string> = {}): Promise<[RunningNode, R
 }
 
 describe('anti-entropy with no broker', () => {
+  it('pushes more large records than the socket holds, waiting for it to drain', async () => {
+    const [a, b, ca] = await pair();
+    const big = 'v'.repeat(200 * 1024);
+    for (let i = 0; i < 60; i++) expect(await ca.call(`SET big:${i} ${i}${big}`)).toBe('OK');
+    expect(await ca.call(`SYNC 127.0.0.1 ${b.address.port}`)).toBe('OK');
+    expect(root(a)).toBe(root(b));
+    expect(b.store.readValue(Buffer.from('big:59')).value?.length).toBe(big.length + 2);
+    expect(a.antiEntropy.keysSent).toBe(60);
+  });
+
   it('merges disjoint writes both ways in one SYNC', async () => {
     const [a, b, ca, cb] = await pair();
     for (let i = 0; i < 200; i++) await ca.call(`SET a:${i} from-a ${i}`);

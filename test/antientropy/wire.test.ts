@@ -1,7 +1,8 @@
 import { createServer, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { PeerProof } from '../../src/antientropy/handshake.js';
-import { decodeNodeReplies, decodeRecords, HASH_WINDOW, putLine, writeRecord, Writer } from '../../src/antientropy/wire.js';
+import { putLine } from '../../src/antientropy/requests.js';
+import { decodeNodeReplies, decodeRecords, HASH_WINDOW, writeRecord, Writer } from '../../src/antientropy/wire.js';
 import { ProtocolError } from '../../src/errors.js';
 import { formatHlc } from '../../src/store/hlc.js';
 import { LineClient, startTestNode } from '../helpers.js';

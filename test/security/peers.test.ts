@@ -1,7 +1,7 @@
 import { createServer, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { PeerProof } from '../../src/antientropy/handshake.js';
-import { putLine } from '../../src/antientropy/wire.js';
+import { putLine } from '../../src/antientropy/requests.js';
 import { LineClient, startTestNode } from '../helpers.js';
 
 const PUT = putLine({ key: Buffer.from('planted'), version: { wall: Date.now(), counter: 0, node: 'intruder' }, value: Buffer.from('x') });

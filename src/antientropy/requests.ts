@@ -1,0 +1,204 @@
+import { isUtf8 } from 'node:buffer';
+import { ProtocolError } from '../errors.js';
+import type { Args } from '../protocol/args.js';
+import { checkNodeId, checkValue } from '../rules.js';
+import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
+import { MAX_BATCH, type WireRecord } from './wire.js';
+
+/*
+ * The requests anti-entropy sends to a peer's client port, one line each, and the text replies to them:
+ * each encoded (by the initiator) and parsed (by the answering node's commands) here and nowhere else.
+ * Binary replies (AE.NODES, AE.GET) are in wire.ts; their framing on the socket in replies.ts.
+ *
+ *   AE.HELLO <cn>                         -> AE.CHALLENGE <sn> <sp>     (handshake.ts)
+ *   AE.PROVE <cp>                         -> OK
+ *   AE.ROOT <fingerprint> <bits>          -> ROOT <hex root> <node id>
+ *   AE.NODES <depth> <offset> <base64 u32 indices>   -> BIN frame
+ *   AE.GET <base64 8-byte key hashes>     -> BIN frame
+ *   AE.PUT <key> <hlc> <node> d | r <value> | b <base64>   -> OK
+ */
+
+export interface AeHelloRequest {
+  readonly kind: 'ae.hello';
+  readonly cn: string;
+}
+
+export interface AeProveRequest {
+  readonly kind: 'ae.prove';
+  readonly proof: string;
+}
+
+export interface AeRootRequest {
+  readonly kind: 'ae.root';
+  readonly fingerprint: string;
+  readonly bits: number;
+}
+
+export interface AeNodesRequest {
+  readonly kind: 'ae.nodes';
+  readonly depth: number;
+  readonly offset: number;
+  readonly indices: number[];
+}
+
+export interface AeGetRequest {
+  readonly kind: 'ae.get';
+  readonly keyHashes: Buffer[];
+}
+
+export interface AePutRequest {
+  readonly kind: 'ae.put';
+  readonly key: Buffer;
+  readonly version: Version;
+  /** undefined: a tombstone. */
+  readonly value: Buffer | undefined;
+}
+
+export const NONCE_BYTES = 16;
+export const MAC_BYTES = 32;
+
+/** Whether `text` is exactly `bytes` bytes in lower-case hex. */
+export function isHex(text: string, bytes: number): boolean {
+  return text.length === 2 * bytes && /^[0-9a-f]+$/.test(text);
+}
+
+// ---- the initiator's side: request lines, and the text replies it reads ----
+
+export const helloLine = (cn: string): string => `AE.HELLO ${cn}`;
+export const proveLine = (cp: string): string => `AE.PROVE ${cp}`;
+export const rootLine = (fingerprint: string, bits: number): string => `AE.ROOT ${fingerprint} ${bits}`;
+export const nodesLine = (depth: number, offset: number, indices: readonly number[]): string =>
+  `AE.NODES ${depth} ${offset} ${packIndices(indices)}`;
+export const getLine = (keyHashes: readonly Buffer[]): string => `AE.GET ${Buffer.concat(keyHashes).toString('base64')}`;
+
+/**
+ * One record pushed to a peer as an `AE.PUT` line: `... d` for a tombstone, `... r <value>` for a value
+ * that can travel as it is, `... b <base64>` for any other. The value is copied into the line.
+ */
+export function putLine(rec: WireRecord): Buffer {
+  const head = `AE.PUT ${rec.key.toString('utf8')} ${formatHlc(rec.version)} ${rec.version.node} `;
+  if (rec.value === undefined) return Buffer.from(`${head}d\r\n`);
+  if (lineSafe(rec.value)) return Buffer.concat([Buffer.from(`${head}r `), rec.value, CRLF]);
+  return Buffer.from(`${head}b ${rec.value.toString('base64')}\r\n`);
+}
+
+/** The peer's `AE.CHALLENGE <sn> <sp>`: its nonce and its proof, both hex of the right length. */
+export function parseChallenge(line: string): { sn: string; sp: string } | undefined {
+  const [word, sn, sp, extra] = line.split(' ');
+  if (word !== 'AE.CHALLENGE' || sn === undefined || sp === undefined || extra !== undefined) return undefined;
+  return isHex(sn, NONCE_BYTES) && isHex(sp, MAC_BYTES) ? { sn, sp } : undefined;
+}
+
+/** The peer's `ROOT <hex> <node id>`. */
+export function parseRootReply(line: string): { root: string; peer: string } {
+  const [word, root, peer, extra] = line.split(' ');
+  if (word !== 'ROOT' || root === undefined || !/^[0-9a-f]+$/.test(root) || peer === undefined || extra !== undefined) {
+    throw new ProtocolError('malformed AE.ROOT reply');
+  }
+  return { root, peer: checkNodeId(Buffer.from(peer, 'utf8')) };
+}
+
+// ---- the answering side: replies it writes, and the requests' parsers (the commands call these) ----
+
+export const challengeLine = (sn: string, sp: string): string => `AE.CHALLENGE ${sn} ${sp}`;
+export const rootReplyLine = (root: string, nodeId: string): string => `ROOT ${root} ${nodeId}`;
+
+export function parseHello(args: Args): AeHelloRequest {
+  const cn = args.word()?.toString('latin1');
+  if (cn === undefined) throw args.usage();
+  args.end();
+  if (!isHex(cn, NONCE_BYTES)) throw new ProtocolError(`AE.HELLO nonce must be ${NONCE_BYTES} bytes in lower-case hex`);
+  return { kind: 'ae.hello', cn };
+}
+
+export function parseProve(args: Args): AeProveRequest {
+  const proof = args.word()?.toString('latin1');
+  if (proof === undefined) throw args.usage();
+  args.end();
+  return { kind: 'ae.prove', proof };
+}
+
+export function parseRoot(args: Args): AeRootRequest {
+  const fingerprint = args.word()?.toString('latin1');
+  const bits = smallInt(args.word());
+  if (fingerprint === undefined || bits === undefined) throw args.usage();
+  args.end();
+  return { kind: 'ae.root', fingerprint, bits };
+}
+
+export function parseNodes(args: Args): AeNodesRequest {
+  const depth = smallInt(args.word());
+  const offset = smallInt(args.word());
+  const packed = packedList(args, 4);
+  if (depth === undefined || offset === undefined) throw args.usage();
+  const indices: number[] = [];
+  for (let i = 0; i < packed.length; i += 4) indices.push(packed.readUInt32BE(i));
+  return { kind: 'ae.nodes', depth, offset, indices };
+}
+
+export function parseGet(args: Args): AeGetRequest {
+  const packed = packedList(args, 8);
+  const keyHashes: Buffer[] = [];
+  for (let i = 0; i < packed.length; i += 8) keyHashes.push(packed.subarray(i, i + 8));
+  return { kind: 'ae.get', keyHashes };
+}
+
+export function parsePut(args: Args): AePutRequest {
+  const key = args.key();
+  const version = parseVersionWord(args.word(), args.word());
+  const enc = args.word()?.toString('latin1');
+  let value: Buffer | undefined;
+  if (enc === 'd') {
+    args.end();
+  } else if (enc === 'r') {
+    value = checkValue(args.rest(), args.limits);
+  } else if (enc === 'b') {
+    const text = args.word();
+    args.end();
+    value = checkValue(Buffer.from(text?.toString('latin1') ?? '', 'base64'), args.limits);
+  } else {
+    throw args.usage();
+  }
+  return { kind: 'ae.put', key, version, value };
+}
+
+export function parseVersionWord(word: Buffer | undefined, node: Buffer | undefined): Version {
+  const hlc = word === undefined ? undefined : parseHlc(word.toString('latin1'));
+  if (hlc === undefined || node === undefined) throw new ProtocolError('invalid version');
+  return { ...hlc, node: checkNodeId(node) };
+}
+
+/** A base64 word of fixed-size items: at most MAX_BATCH of them, at least one. */
+function packedList(args: Args, itemBytes: number): Buffer {
+  const word = args.word();
+  args.end();
+  if (word === undefined) throw args.usage();
+  const packed = Buffer.from(word.toString('latin1'), 'base64');
+  if (packed.length === 0 || packed.length % itemBytes !== 0 || packed.length / itemBytes > MAX_BATCH) {
+    throw new ProtocolError(`${args.command} takes 1..${MAX_BATCH} items of ${itemBytes} bytes, base64`);
+  }
+  return packed;
+}
+
+function packIndices(indices: readonly number[]): string {
+  const b = Buffer.allocUnsafe(indices.length * 4);
+  indices.forEach((v, i) => b.writeUInt32BE(v, i * 4));
+  return b.toString('base64');
+}
+
+function smallInt(word: Buffer | undefined): number | undefined {
+  if (word === undefined || word.length === 0 || word.length > 6) return undefined;
+  const text = word.toString('latin1');
+  return /^[0-9]+$/.test(text) ? Number(text) : undefined;
+}
+
+/** A value survives a request line unchanged: no line break, no blank at either end, valid UTF-8. */
+function lineSafe(v: Buffer): boolean {
+  if (v.length === 0) return false;
+  const first = v[0] as number;
+  const last = v[v.length - 1] as number;
+  if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
+  return v.indexOf(0x0a) === -1 && v.indexOf(0x0d) === -1 && isUtf8(v);
+}
+
+const CRLF = Buffer.from('\r\n');
