@@ -7,6 +7,12 @@ export const ErrorCode = {
   Protocol: 'ERR_PROTOCOL',
   LineTooLong: 'ERR_LINE_TOO_LONG',
   Storage: 'ERR_STORAGE',
+  /** An anti-entropy exchange (SYNC or periodic) failed. */
+  Sync: 'ERR_SYNC',
+  /** A peer could not be reached, stopped answering, or closed the connection. */
+  Peer: 'ERR_PEER',
+  /** The peer address turned out to be this node. */
+  SelfPeer: 'ERR_SELF_PEER',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -34,9 +40,38 @@ export class ConfigError extends MerkleKvError {
  * (DESIGN.md section 2), so it must be one line of client-safe text.
  */
 export class ProtocolError extends MerkleKvError {
-  constructor(message: string, code: ErrorCode = ErrorCode.Protocol) {
-    super(code, message);
+  constructor(message: string, options?: { code?: ErrorCode; cause?: unknown }) {
+    super(options?.code ?? ErrorCode.Protocol, message, options);
     this.name = 'ProtocolError';
+  }
+}
+
+/** Why an anti-entropy exchange failed, as the one line SYNC answers after `ERROR `. */
+export class SyncError extends ProtocolError {
+  constructor(
+    message: string,
+    /** The peer turned out to be this node. */
+    readonly self: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, { code: ErrorCode.Sync, ...options });
+    this.name = 'SyncError';
+  }
+}
+
+/** A peer could not be reached, did not answer in time, or closed the connection. */
+export class PeerError extends MerkleKvError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.Peer, message, options);
+    this.name = 'PeerError';
+  }
+}
+
+/** The peer is this node (a peer list shared by every node names it too). */
+export class SelfPeerError extends MerkleKvError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.SelfPeer, message, options);
+    this.name = 'SelfPeerError';
   }
 }
 

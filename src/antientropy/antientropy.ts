@@ -1,10 +1,10 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
-import { ProtocolError } from '../errors.js';
+import { SelfPeerError, SyncError } from '../errors.js';
 import type { Limits } from '../rules.js';
 import type { Store } from '../store/store.js';
 import { parsePeer } from './address.js';
-import { exchange, SelfPeerError, type ExchangeResult } from './exchange.js';
+import { exchange, type ExchangeResult } from './exchange.js';
 import { provePeer, type PeerProof } from './handshake.js';
 import { PeerClient } from './peer.js';
 
@@ -119,7 +119,7 @@ export class AntiEntropy {
       const self = err instanceof SelfPeerError;
       if (!self) this.syncsFailed++;
       const why = (err instanceof Error ? err.message : String(err)).replace(/[\r\n]+/g, ' ');
-      throw new SyncError(`sync with ${where} failed: ${why}`, self);
+      throw new SyncError(`sync with ${where} failed: ${why}`, self, { cause: err });
     } finally {
       this.active--;
       if (client !== undefined) {
@@ -198,16 +198,5 @@ export class AntiEntropy {
       if (p.failures === 1) this.opts.logger.warn(fields, 'anti-entropy: peer skipped');
       else this.opts.logger.debug(fields, 'anti-entropy: peer still unreachable');
     }
-  }
-}
-
-/** Why an exchange failed, as the one line SYNC answers after `ERROR `. */
-export class SyncError extends ProtocolError {
-  constructor(
-    message: string,
-    /** The peer turned out to be this node. */
-    readonly self: boolean,
-  ) {
-    super(message);
   }
 }

@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { ProtocolError } from '../errors.js';
+import { ProtocolError, SelfPeerError } from '../errors.js';
 import type { Limits } from '../rules.js';
 import { compareVersion } from '../store/hlc.js';
 import { recordKeyHashBytes, recordVersionOf } from '../store/record.js';
@@ -33,9 +33,6 @@ export interface ExchangeResult {
   /** The roots were equal at the end. False after MAX_PASSES when writes kept coming meanwhile. */
   readonly converged: boolean;
 }
-
-/** Thrown when the peer turns out to be this node (a peer list shared by every node names it). */
-export class SelfPeerError extends Error {}
 
 /** The most nodes one level of a descent may hold: 2^20, the segments of the largest tree (20 bits). */
 const MAX_FRONTIER = 1 << 20;

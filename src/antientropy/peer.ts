@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
-import { ProtocolError } from '../errors.js';
+import { PeerError, ProtocolError } from '../errors.js';
 import { ReplyParser, type Reply } from './replies.js';
 
 interface Waiter {
@@ -42,9 +42,9 @@ export class PeerClient {
       }
     });
     socket.on('error', (err) => this.fail(err));
-    socket.on('close', () => this.fail(new Error('peer closed the connection')));
+    socket.on('close', () => this.fail(new PeerError('peer closed the connection')));
     socket.setTimeout(timeoutMs, () => {
-      if (this.waiting.length > 0) this.fail(new Error(`peer did not answer within ${timeoutMs} ms`));
+      if (this.waiting.length > 0) this.fail(new PeerError(`peer did not answer within ${timeoutMs} ms`));
     });
   }
 
@@ -54,7 +54,7 @@ export class PeerClient {
       const socket = tls === undefined ? connect({ host, port }) : connectTls({ ...tls, host, port });
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new Error(`connect timed out after ${timeoutMs} ms`));
+        reject(new PeerError(`connect timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       socket.once(tls === undefined ? 'connect' : 'secureConnect', () => {
         clearTimeout(timer);
@@ -118,7 +118,7 @@ export class PeerClient {
   }
 
   close(): void {
-    this.failure ??= new Error('closed');
+    this.failure ??= new PeerError('closed');
     this.socket.end();
     this.socket.destroy();
   }

@@ -37,7 +37,7 @@ export default {
     // after it on this connection runs before that answer, so guesses cannot be pipelined.
     ctx.stats.errors++;
     ctx.stats.authFailures++;
-    out.line('ERROR invalid password');
+    out.error('invalid password');
     out.dependOn(ctx.auth.failure());
     return 'barrier';
   },

@@ -34,7 +34,7 @@ export const aeProve = {
     // Answered late and alone, like a wrong password.
     ctx.stats.errors++;
     ctx.stats.authFailures++;
-    out.line(challenge === undefined ? 'ERROR AE.PROVE without AE.HELLO' : 'ERROR peer proof failed');
+    out.error(challenge === undefined ? 'AE.PROVE without AE.HELLO' : 'peer proof failed');
     out.dependOn(ctx.auth.failure());
     return 'barrier';
   },

@@ -26,6 +26,14 @@ function asciiBytes(text: string): Buffer {
 }
 
 /**
+ * The one place an `ERROR` reply is built (DESIGN.md section 2): `ERROR <message>` and CRLF, the message
+ * kept to one line whatever it holds.
+ */
+export function errorReply(message: string): Buffer {
+  return Buffer.from(`ERROR ${message.replace(/[\r\n]+/g, ' ')}\r\n`, 'utf8');
+}
+
+/**
  * Collects the replies to one batch of requests into one buffer, so a batch costs one socket write
  * (memcached answers each pipelined request with its own `sendmsg`). A reply that depends on a commit
  * becomes a `Deferred` part; replies before it can go out at once. Consecutive replies waiting for the
@@ -87,7 +95,14 @@ export class Output {
     this.crlf();
   }
 
-  /** Writes UTF-8 text and CRLF (error messages may quote keys). */
+  /** Writes an `ERROR` reply (errorReply). */
+  error(message: string): void {
+    const reply = errorReply(message);
+    this.ensure(reply.length);
+    this.len += reply.copy(this.buf, this.len);
+  }
+
+  /** Writes UTF-8 text and CRLF. */
   utf8Line(text: string): void {
     this.ensure(Buffer.byteLength(text) + 2);
     this.len += this.buf.write(text, this.len, 'utf8');

@@ -5,7 +5,7 @@ import type { Context, Outcome } from '../commands/context.js';
 import { ErrorCode, ProtocolError, StorageError } from '../errors.js';
 import { decodeRequest } from '../protocol/decode.js';
 import { LINE_TOO_LONG, LineReader } from '../protocol/lines.js';
-import type { Output, Part } from '../protocol/output.js';
+import { errorReply, type Output, type Part } from '../protocol/output.js';
 import { roleAllows, Session } from '../security/auth.js';
 
 export interface ConnectionOptions {
@@ -90,7 +90,7 @@ export class Connection {
       count++;
       if (line === LINE_TOO_LONG) {
         // Framing is lost: the rest of the line cannot be told from the next request.
-        this.reply(out, new ProtocolError('line too long', ErrorCode.LineTooLong));
+        this.reply(out, new ProtocolError('line too long', { code: ErrorCode.LineTooLong }));
         outcome = 'close';
       } else {
         outcome = this.runLine(line, out);
@@ -176,11 +176,11 @@ export class Connection {
     if (!roleAllows(role, access)) throw new ProtocolError(`NOPERM user ${user} (role ${role}) may not run ${word}`);
   };
 
-  /** The one place where an error becomes a protocol `ERROR` line (DESIGN.md section 2). */
+  /** A request's error as its `ERROR` reply. */
   private reply(out: Output, err: unknown): void {
     this.opts.ctx.stats.errors++;
     out.begin();
-    out.utf8Line(`ERROR ${errorMessage(err, this.opts.logger)}`);
+    out.error(errorMessage(err, this.opts.logger));
   }
 
   /**
@@ -199,7 +199,7 @@ export class Connection {
       const s = settled[i];
       if (isBuffer(p) || s?.status === 'fulfilled') return isBuffer(p) ? p : p.bytes;
       this.opts.ctx.stats.errors++;
-      return Buffer.from(`ERROR ${errorMessage(s?.reason, this.opts.logger)}\r\n`);
+      return errorReply(errorMessage(s?.reason, this.opts.logger));
     });
     if (!this.write(out)) await this.drained();
   }

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Context } from '../commands/context.js';
-import { Output } from '../protocol/output.js';
+import { errorReply, Output } from '../protocol/output.js';
 import { Connection } from './connection.js';
 
 export interface ServerOptions {
@@ -40,7 +40,7 @@ export class KvServer {
       ctx.stats.connectionsRejected++;
       logger.debug('connection refused: max connections reached');
       stream.on('error', () => {});
-      stream.end('ERROR max connections reached\r\n');
+      stream.end(errorReply('max connections reached'));
       setTimeout(() => stream.destroy(), 1000).unref();
       return;
     }

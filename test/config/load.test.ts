@@ -24,12 +24,26 @@ function configError(fn: () => unknown): string {
 describe('loadConfig', () => {
   it('fills defaults and derives client id and data path from node_id', () => {
     const c = loadConfig({ flags: { node_id: 'n7' } });
-    expect(c.network).toEqual({ bind_address: '127.0.0.1', bind_port: 7878, max_connections: 1000, connection_timeout: 30 });
+    expect(c.network).toEqual({
+      bind_address: '127.0.0.1',
+      bind_port: 7878,
+      max_connections: 1000,
+      connection_timeout: 30,
+      tls: { enabled: false, cert_file: '', key_file: '', ca_file: '' },
+    });
     expect(c.mqtt.client_id).toBe('n7');
     expect(c.mqtt.embedded.port).toBe(1883);
     expect(c.storage.path).toBe('./data/n7');
     expect(c.storage.max_value_bytes).toBe(1_048_576);
     expect(c.logging).toEqual({ level: 'info', format: 'json', file_path: '' });
+  });
+
+  it('reads [network.tls] and the MQTT credentials, and refuses a password without a user name', () => {
+    const path = file(`node_id = "t"\n[network.tls]\nenabled = true\ncert_file = "c.pem"\nkey_file = "k.pem"\n[mqtt]\nusername = "u"\npassword = "p"\nca_file = "ca.pem"\n`);
+    const c = loadConfig({ file: path, env: { MERKLE_KV_NETWORK_TLS_CA_FILE: 'clients.pem' } });
+    expect(c.network.tls).toEqual({ enabled: true, cert_file: 'c.pem', key_file: 'k.pem', ca_file: 'clients.pem' });
+    expect([c.mqtt.username, c.mqtt.password, c.mqtt.ca_file]).toEqual(['u', 'p', 'ca.pem']);
+    expect(() => loadConfig({ flags: { node_id: 't', 'mqtt.password': 'p' } })).toThrow('mqtt.password is set without mqtt.username');
   });
 
   it('applies defaults < file < environment < flags', () => {
