@@ -2,8 +2,10 @@
 // broker or a Mosquitto started here, the load generator on the other CPU.
 //
 //   npm run bench:cluster -- [--brokers embedded,mosquitto] [--rounds 3] [--duration 3] [--lag-samples 300]
-//                            [--fsync periodic|always] [--cli dist/cli.js]
+//                            [--fsync periodic|always] [--cli dist/cli.js] [--signed off|on|both]
 //
+// --signed on gives every node a cluster_secret, so replication messages are signed and checked; both
+// runs the cluster both ways in each round (alternating which goes first) for a side-by-side figure.
 // --cli runs another build's nodes (e.g. a worktree of the previous commit) for a comparison.
 //
 // For each broker it reports, as medians over the rounds:
@@ -30,6 +32,7 @@ const { values: args } = parseArgs({
     'client-cpu': { type: 'string', default: '1' },
     fsync: { type: 'string' },
     cli: { type: 'string', default: join(root, 'dist/cli.js') },
+    signed: { type: 'string', default: 'off' },
   },
 });
 
@@ -79,12 +82,12 @@ async function startMosquitto(dir) {
 }
 
 /** Starts nodes node-1..node-n; node 1 runs the broker when `brokerUrl` is undefined. */
-async function startNodes(n, dir, brokerUrl) {
+async function startNodes(n, dir, brokerUrl, secret = '') {
   const nodes = [];
   let url = brokerUrl;
   for (let i = 1; i <= n; i++) {
     const port = await freePort();
-    const env = { MERKLE_KV_MQTT_ENABLED: n > 1 ? 'true' : 'false' };
+    const env = { MERKLE_KV_MQTT_ENABLED: n > 1 ? 'true' : 'false', ...(secret ? { MERKLE_KV_CLUSTER_SECRET: secret } : {}) };
     if (n > 1 && url === undefined) {
       const mqttPort = await freePort();
       Object.assign(env, { MERKLE_KV_MQTT_EMBEDDED_ENABLED: 'true', MERKLE_KV_MQTT_EMBEDDED_PORT: String(mqttPort) });
@@ -194,55 +197,63 @@ async function replicaSample(node) {
 }
 
 const hasMosquitto = spawnSync('sh', ['-c', 'command -v mosquitto']).status === 0;
+const variants = { off: [false], on: [true], both: [false, true] }[args.signed];
+if (variants === undefined) throw new Error('--signed must be off, on or both');
 const rows = [];
 for (const broker of list(args.brokers)) {
   if (broker === 'mosquitto' && !hasMosquitto) {
     console.error('mosquitto not installed: skipping (apt-get install mosquitto)');
     continue;
   }
-  const res = { alone1: [], alone32: [], repl1: [], repl32: [], lost: [], lagP50: [], lagP99: [], cpuAlone: [], cpuOrigin: [], cpuReplica: [] };
+  const alone = { alone1: [], alone32: [], cpuAlone: [] };
+  const byVariant = new Map(variants.map((v) => [v, { repl1: [], repl32: [], lost: [], lagP50: [], lagP99: [], cpuOrigin: [], cpuReplica: [] }]));
   for (let round = 0; round < Number(args.rounds); round++) {
     const dir = mkdtempSync(join(tmpdir(), 'bench-cluster-'));
     try {
-      const [alone] = await startNodes(1, join(dir, 'alone'));
-      res.alone1.push((await setLoad(alone, 50, 1, false)).opsPerSec);
-      const alone32 = await setLoad(alone, 50, 32, false);
-      res.alone32.push(alone32.opsPerSec);
-      res.cpuAlone.push(alone32.serverCpuUsPerOp);
-      await alone.stop();
+      const [single] = await startNodes(1, join(dir, 'alone'));
+      alone.alone1.push((await setLoad(single, 50, 1, false)).opsPerSec);
+      const alone32 = await setLoad(single, 50, 32, false);
+      alone.alone32.push(alone32.opsPerSec);
+      alone.cpuAlone.push(alone32.serverCpuUsPerOp);
+      await single.stop();
 
-      const mosq = broker === 'mosquitto' ? await startMosquitto(dir) : undefined;
-      const nodes = await startNodes(3, join(dir, 'cluster'), mosq?.url);
-      const lags = await lag(nodes[0].port, nodes[1].port, Number(args['lag-samples']));
-      res.lagP50.push(quantile(lags, 0.5));
-      res.lagP99.push(quantile(lags, 0.99));
-      res.repl1.push((await setLoad(nodes[0], 50, 1, false)).opsPerSec);
-      const before = await Promise.all(nodes.slice(1).map(replicaSample));
-      const repl32 = await setLoad(nodes[0], 50, 32, false);
-      res.repl32.push(repl32.opsPerSec);
-      res.cpuOrigin.push(repl32.serverCpuUsPerOp);
-      // Replicas go on applying after the load stops: wait until they are idle before the second sample.
-      await new Promise((r) => setTimeout(r, 1500));
-      const after = await Promise.all(nodes.slice(1).map(replicaSample));
-      res.cpuReplica.push(median(after.map((a, i) => ((a.cpu - before[i].cpu) * 1e6) / Math.max(1, a.applied - before[i].applied))));
-      const reference = await contents(nodes[0].port);
-      res.lost.push((await lostWrites(reference, nodes[1].port)) + (await lostWrites(reference, nodes[2].port)));
-      for (const n of nodes) await n.stop();
-      await mosq?.stop();
-      console.error(`  round ${round + 1} ${broker}: alone ${Math.round(res.alone32.at(-1))} / replicated ${Math.round(res.repl32.at(-1))} SET/s (c=50 p=32), lag p50 ${Math.round(res.lagP50.at(-1))}us p99 ${Math.round(res.lagP99.at(-1))}us, lost ${res.lost.at(-1)}, cpu us/write alone ${res.cpuAlone.at(-1).toFixed(1)} origin ${res.cpuOrigin.at(-1).toFixed(1)} replica ${res.cpuReplica.at(-1).toFixed(1)}`);
+      for (const signed of round % 2 === 0 ? variants : [...variants].reverse()) {
+        const res = byVariant.get(signed);
+        const mosq = broker === 'mosquitto' ? await startMosquitto(dir) : undefined;
+        const nodes = await startNodes(3, join(dir, `cluster-${signed}`), mosq?.url, signed ? 'bench-secret' : '');
+        const lags = await lag(nodes[0].port, nodes[1].port, Number(args['lag-samples']));
+        res.lagP50.push(quantile(lags, 0.5));
+        res.lagP99.push(quantile(lags, 0.99));
+        res.repl1.push((await setLoad(nodes[0], 50, 1, false)).opsPerSec);
+        const before = await Promise.all(nodes.slice(1).map(replicaSample));
+        const repl32 = await setLoad(nodes[0], 50, 32, false);
+        res.repl32.push(repl32.opsPerSec);
+        res.cpuOrigin.push(repl32.serverCpuUsPerOp);
+        // Replicas go on applying after the load stops: wait until they are idle before the second sample.
+        await new Promise((r) => setTimeout(r, 1500));
+        const after = await Promise.all(nodes.slice(1).map(replicaSample));
+        res.cpuReplica.push(median(after.map((a, i) => ((a.cpu - before[i].cpu) * 1e6) / Math.max(1, a.applied - before[i].applied))));
+        const reference = await contents(nodes[0].port);
+        res.lost.push((await lostWrites(reference, nodes[1].port)) + (await lostWrites(reference, nodes[2].port)));
+        for (const n of nodes) await n.stop();
+        await mosq?.stop();
+        console.error(`  round ${round + 1} ${broker}${signed ? ' signed' : ''}: alone ${Math.round(alone.alone32.at(-1))} / replicated ${Math.round(res.repl32.at(-1))} SET/s (c=50 p=32), lag p50 ${Math.round(res.lagP50.at(-1))}us p99 ${Math.round(res.lagP99.at(-1))}us, lost ${res.lost.at(-1)}, cpu us/write alone ${alone.cpuAlone.at(-1).toFixed(1)} origin ${res.cpuOrigin.at(-1).toFixed(1)} replica ${res.cpuReplica.at(-1).toFixed(1)}`);
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }
-  rows.push({ broker, ...Object.fromEntries(Object.entries(res).map(([k, v]) => [k, median(v)])) });
+  for (const [signed, res] of byVariant) {
+    rows.push({ broker: `${broker}${signed ? '+sig' : ''}`, ...Object.fromEntries(Object.entries({ ...alone, ...res }).map(([k, v]) => [k, median(v)])) });
+  }
 }
 
 console.log(`\nmedians of ${args.rounds} rounds; ${args.cli}; fsync = ${args.fsync ?? 'default'}; SET with 100-byte values, 50 connections; lag at light load (${args['lag-samples']} samples)`);
 console.log('cpu: server CPU us per write at p=32, on the node alone, on the origin with replication on, on a replica per write applied');
-console.log('broker      SET/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us | cpu alone origin replica');
+console.log('broker         SET/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us | cpu alone origin replica');
 for (const r of rows) {
   console.log(
-    `${r.broker.padEnd(10)} ${Math.round(r.alone1).toString().padStart(12)} ${Math.round(r.repl1).toString().padStart(11)} ${(r.repl1 / r.alone1).toFixed(2).padStart(6)} |` +
+    `${r.broker.padEnd(13)} ${Math.round(r.alone1).toString().padStart(12)} ${Math.round(r.repl1).toString().padStart(11)} ${(r.repl1 / r.alone1).toFixed(2).padStart(6)} |` +
       ` ${Math.round(r.alone32).toString().padStart(10)} ${Math.round(r.repl32).toString().padStart(11)} ${(r.repl32 / r.alone32).toFixed(2).padStart(6)} |` +
       ` ${String(r.lost).padStart(4)} | ${Math.round(r.lagP50).toString().padStart(9)} ${Math.round(r.lagP99).toString().padStart(6)} |` +
       ` ${r.cpuAlone.toFixed(1).padStart(9)} ${r.cpuOrigin.toFixed(1).padStart(6)} ${r.cpuReplica.toFixed(1).padStart(7)}`,

@@ -9,6 +9,8 @@
 // Contenders:
 //   merkle          MerkleKV, `[storage] fsync = "periodic"` (the default: OK once the write is in the OS)
 //   merkle-always   MerkleKV, `fsync = "always"` (OK once the write is on disk)
+//   merkle-tls      MerkleKV with `[network.tls]` (a certificate made with openssl for the run)
+//   merkle-auth     MerkleKV with `[security] password`; each connection sends AUTH first
 //   memcached       `memcached -t 1`
 //   redis           `appendonly yes`, `appendfsync everysec` (the comparison for the periodic mode)
 //   redis-always    `appendonly yes`, `appendfsync always` (the comparison for "always")
@@ -17,7 +19,8 @@
 // Beside ops/s and p50/p99 latency, it prints the server's CPU per operation (user + system, all threads,
 // from /proc). With --connect, the single target named by --targets is not started: the generator is
 // pointed at that address instead (no CPU figure then).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -48,7 +51,7 @@ async function startServer(target) {
   if (args.connect) {
     const [host, port] = args.connect.split(':');
     if (host !== '127.0.0.1' && host !== 'localhost') throw new Error('--connect must name a loopback address');
-    return { port: Number(port), pid: undefined, stop: async () => {} };
+    return { port: Number(port), pid: undefined, client: {}, stop: async () => {} };
   }
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), `bench-${target}-`));
@@ -56,8 +59,22 @@ async function startServer(target) {
   let cmdArgs;
   const redis = (fsync) => ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', fsync, '--save', '', '--dir', dir, '--protected-mode', 'no'];
   const merkle = (cli, fsync) => [cli, '--node-id', 'bench', '--port', String(port), '--data-dir', join(dir, 'db'), '--log-level', 'warn', ...(fsync ? ['--fsync', fsync] : [])];
+  let client = {};
+  let env = {};
   if (target === 'merkle') {
     cmdArgs = merkle(join(root, 'dist/cli.js'), 'periodic');
+  } else if (target === 'merkle-tls') {
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '1'], { stdio: 'ignore' });
+    cmdArgs = merkle(join(root, 'dist/cli.js'), 'periodic');
+    env = { MERKLE_KV_NETWORK_TLS_ENABLED: 'true', MERKLE_KV_NETWORK_TLS_CERT_FILE: cert, MERKLE_KV_NETWORK_TLS_KEY_FILE: key };
+    client = { tlsCa: readFileSync(cert, 'utf8') };
+  } else if (target === 'merkle-auth') {
+    cmdArgs = merkle(join(root, 'dist/cli.js'), 'periodic');
+    env = { MERKLE_KV_SECURITY_PASSWORD: 'bench-password' };
+    client = { auth: 'bench-password' };
   } else if (target === 'merkle-always') {
     cmdArgs = merkle(join(root, 'dist/cli.js'), 'always');
   } else if (target === 'base') {
@@ -77,11 +94,12 @@ async function startServer(target) {
   } else {
     throw new Error(`unknown target ${target}`);
   }
-  const proc = startProcess(args['server-cpu'], cmd, cmdArgs, { MERKLE_KV_MQTT_ENABLED: 'false' });
+  const proc = startProcess(args['server-cpu'], cmd, cmdArgs, { MERKLE_KV_MQTT_ENABLED: 'false', ...env });
   await waitReady(port);
   return {
     port,
     pid: proc.child.pid,
+    client,
     async stop() {
       await proc.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -101,6 +119,7 @@ function runLoad(server, target, op, conns, depth, preload) {
     warmup: Number(args.warmup),
     threads: conns > 1 ? Number(args.threads) : 1,
     preload,
+    ...server.client,
   };
   return runLoadgen(cfg, args['client-cpu']);
 }

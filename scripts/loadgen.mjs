@@ -3,10 +3,14 @@
 //
 //   node scripts/loadgen.mjs '{"port":7878,"protocol":"merkle","op":"get","conns":50,"depth":32,...}'
 //
+// MerkleKV only: "tlsCa": "<PEM>" connects over TLS trusting that CA; "auth": "<password>" sends
+// `AUTH <password>` on each connection (and waits for its OK) before the load starts.
+//
 // Each connection keeps `depth` requests outstanding; after every read it sends as many new requests as
 // were answered, in one write. Latency is measured per request, send to reply, in microseconds.
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 
@@ -25,6 +29,23 @@ export function percentile(hist, total, p) {
     if (seen >= target) return Math.pow(BUCKET_BASE, i + 0.5);
   }
   return Infinity;
+}
+
+/** One connection, over TLS with `cfg.tlsCa`, authenticated with `cfg.auth`. */
+async function open(cfg) {
+  const socket = await new Promise((resolve, reject) => {
+    const s = cfg.tlsCa
+      ? connectTls({ port: cfg.port, host: cfg.host, ca: cfg.tlsCa }, () => resolve(s))
+      : connect({ port: cfg.port, host: cfg.host, noDelay: true }, () => resolve(s));
+    s.on('error', reject);
+  });
+  socket.setNoDelay(true);
+  if (cfg.auth) {
+    socket.write(`AUTH ${cfg.auth}\r\n`);
+    const reply = await new Promise((resolve) => socket.once('data', (d) => resolve(d.toString())));
+    if (reply !== 'OK\r\n') throw new Error(`AUTH answered ${JSON.stringify(reply)}`);
+  }
+  return socket;
 }
 
 function requests(protocol, keys, value) {
@@ -108,12 +129,7 @@ async function runWorker(cfg) {
     return Math.random() < 0.9 ? reqs.get[i] : reqs.set[i]; // 90/10 mix
   };
 
-  const conns = await Promise.all(
-    Array.from({ length: cfg.conns }, () => new Promise((resolve, reject) => {
-      const s = connect({ port: cfg.port, host: cfg.host, noDelay: true }, () => resolve(s));
-      s.on('error', reject);
-    })),
-  );
+  const conns = await Promise.all(Array.from({ length: cfg.conns }, () => open(cfg)));
 
   const finished = conns.map((socket) => new Promise((resolve) => {
     const sent = new Float64Array(cfg.depth * 2 + 8); // ring of send times
@@ -178,10 +194,7 @@ async function runWorker(cfg) {
 async function preload(cfg) {
   const value = 'x'.repeat(cfg.valueSize);
   const { set } = requests(cfg.protocol, cfg.keys, value);
-  const socket = await new Promise((resolve, reject) => {
-    const s = connect({ port: cfg.port, host: cfg.host, noDelay: true }, () => resolve(s));
-    s.on('error', reject);
-  });
+  const socket = await open(cfg);
   const count = replyCounter(cfg.protocol);
   for (let i = 0; i < set.length; i += 256) {
     const batch = set.slice(i, i + 256);
