@@ -68,6 +68,8 @@ export async function exchange(store: Store, peer: PeerClient, nodeId: string, l
     const pulling = pull(store, peer, pulls, limits);
     const pushing = push(store, peer, pushes);
     const other = pushing.written.then(then);
+    // Awaited only if the pulls and pushes succeed; if they fail, its rejection is expected, not unhandled.
+    other.catch(() => {});
     const [[received, extraTrips]] = await Promise.all([pulling, pushing.acked]);
     result.roundTrips += 1 + extraTrips;
     result.keysSent += pushes.size;

@@ -118,6 +118,22 @@ describe('a peer that goes away mid-exchange', () => {
     expect(await c.call(`SYNC 127.0.0.1 ${port}`)).toBe(`ERROR sync with 127.0.0.1:${port} failed: peer closed the connection`);
     expect(await c.call('PING')).toBe('PONG');
   });
+  it('while records are being pushed: the root request queued behind them is not left unhandled', async () => {
+    const node = await startTestNode();
+    for (let i = 0; i < 50; i++) void node.store.set(Buffer.from(`k${i}`), Buffer.from('v'));
+    await node.store.settled();
+    // A different root; then an empty listing of the whole tree, so every record is pushed; then it
+    // hangs up on the first AE.PUT.
+    const replies = [`ROOT ${'0'.repeat(32)} gone\r\n`, 'BIN 7\r\n\x00\x00L\x00\x00\x00\x00\r\n'];
+    const fake = createServer((s: Socket) => authenticPeer(s, () => (replies.length > 0 ? s.write(replies.shift() as string, 'latin1') : s.destroy())));
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    onTestFinished(() => void fake.close());
+    const c = await LineClient.connect(node.address.port);
+    const port = (fake.address() as { port: number }).port;
+    expect(await c.call(`SYNC 127.0.0.1 ${port}`)).toMatch(/^ERROR sync with 127\.0\.0\.1:\d+ failed: (peer closed the connection|read ECONNRESET)$/);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await c.call('PING')).toBe('PONG');
+  });
 });
 
 describe('exchanges clients ask for', () => {
