@@ -54,6 +54,9 @@ export interface AePutRequest {
   readonly value: Buffer | undefined;
 }
 
+/** Every anti-entropy request, as the answering node's commands receive it. */
+export type AntiEntropyRequest = AeHelloRequest | AeProveRequest | AeRootRequest | AeNodesRequest | AeGetRequest | AePutRequest;
+
 export const NONCE_BYTES = 16;
 export const MAC_BYTES = 32;
 

@@ -18,8 +18,6 @@ import type { Command, Context } from './context.js';
  * client commands: one line each, at most MAX_BATCH nodes or key hashes per request, replies capped in size.
  */
 
-export type AntiEntropyRequest = AeRootRequest | AeNodesRequest | AeGetRequest | AePutRequest;
-
 export const aeRoot = {
   names: ['AE.ROOT'],
   access: 'peer',

@@ -2,7 +2,8 @@ import type { Args } from '../protocol/args.js';
 import type { Parser } from '../protocol/decode.js';
 import type { Output } from '../protocol/output.js';
 import type { Access, Session } from '../security/auth.js';
-import { aeGet, aeNodes, aePut, aeRoot, type AntiEntropyRequest } from './antientropy.js';
+import type { AntiEntropyRequest } from '../antientropy/requests.js';
+import { aeGet, aeNodes, aePut, aeRoot } from './antientropy.js';
 import { append, prepend, type AppendRequest } from './append.js';
 import auth, { type AuthRequest } from './auth.js';
 import type { Context, Outcome } from './context.js';
@@ -11,7 +12,6 @@ import del, { type DelRequest } from './del.js';
 import echo, { type EchoRequest } from './echo.js';
 import exists, { type ExistsRequest } from './exists.js';
 import get, { type GetRequest } from './get.js';
-import type { AeHelloRequest, AeProveRequest } from '../antientropy/requests.js';
 import { aeHello, aeProve } from './handshake.js';
 import hash, { type HashRequest } from './hash.js';
 import { dec, inc, type IncrRequest } from './incr.js';
@@ -47,8 +47,6 @@ export type Request =
   | HashRequest
   | SyncRequest
   | AntiEntropyRequest
-  | AeHelloRequest
-  | AeProveRequest
   | QuitRequest;
 
 const ALL = [auth, get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeHello, aeProve, aeRoot, aeNodes, aeGet, aePut];
