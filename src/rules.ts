@@ -89,6 +89,14 @@ export function checkNodeId(bytes: Buffer): string {
   return bytes.toString('utf8');
 }
 
+/**
+ * The node id of an epoch (store/state.ts) in `bytes`: a node id, or empty for the zero epoch of a
+ * counter or set made from nothing and the epoch that follows an expiry.
+ */
+export function checkEpochNode(bytes: Buffer): string {
+  return bytes.length === 0 ? '' : checkNodeId(bytes);
+}
+
 /** A single word of a request line: not empty, no space or control character (user names in AUTH). */
 export function isWord(text: string): boolean {
   return text !== '' && wordBreaker(Buffer.from(text, 'utf8')) === -1;

@@ -9,8 +9,16 @@ import { answerChallenge, PeerProof } from '../src/antientropy/handshake.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { startNode, type RunningNode } from '../src/node.js';
+import type { Version } from '../src/store/hlc.js';
+import { plainState } from '../src/store/state.js';
+import type { Ack, Store } from '../src/store/store.js';
 
 export const silent = pino({ level: 'silent' });
+
+/** Applies a plain value (undefined: a tombstone) made elsewhere, as replication would. */
+export function applyPlain(store: Store, key: Buffer, version: Version, value: Buffer | undefined): Ack | undefined {
+  return store.applyRemote(key, plainState(version, value));
+}
 
 /** A temporary directory removed when the test finishes. */
 export function tempDir(): string {

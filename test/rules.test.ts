@@ -5,7 +5,8 @@ import { loadConfig } from '../src/config/load.js';
 import { ProtocolError } from '../src/errors.js';
 import { decodeMessage, encodeMessages } from '../src/replication/message.js';
 import { checkKey, keyProblem, maxMessageBytes, MAX_OPS_PER_MESSAGE, nodeIdProblem } from '../src/rules.js';
-import { encodeRecord, recordVersionOf } from '../src/store/record.js';
+import { encodeRecord, FLAG_TOMBSTONE, recordVersionOf } from '../src/store/record.js';
+import { plainState } from '../src/store/state.js';
 
 const limits = { maxKeyBytes: 16, maxValueBytes: 64 };
 const hlc = { wall: 0x0193a0b1c2d3, counter: 1 };
@@ -68,10 +69,11 @@ describe('input rules', () => {
         const key = Buffer.from(k);
         fc.pre(keyProblem(key, limits.maxKeyBytes) === undefined && nodeIdProblem(node) === undefined);
         const version = { ...hlc, node };
-        expect(recordVersionOf(encodeRecord({ ...version, tombstone: true, value: Buffer.alloc(0), item: '\0'.repeat(16), keyHash: { hi: 0, lo: 0 } }))).toEqual(version);
-        const [payload] = encodeMessages(node, [{ key, hlc, value: undefined }], 1 << 20);
-        expect(decodeMessage(payload as Buffer, limits)).toEqual({ message: { node, ops: [{ key, hlc, value: undefined }] }, invalidOps: 0 });
-        const words = putLine({ key, version, value: undefined }).toString('utf8').trimEnd().split(' ');
+        expect(recordVersionOf(encodeRecord({ ...version, flags: FLAG_TOMBSTONE, body: Buffer.alloc(0), item: '\0'.repeat(16), keyHash: { hi: 0, lo: 0 } }))).toEqual(version);
+        const op = { key, state: plainState(version, undefined) };
+        const [payload] = encodeMessages(node, [op], 1 << 20);
+        expect(decodeMessage(payload as Buffer, limits)).toEqual({ message: { node, ops: [op] }, invalidOps: 0 });
+        const words = putLine(op).toString('utf8').trimEnd().split(' ');
         expect(words).toEqual(['AE.PUT', k, '0193a0b1c2d3-0001', node, 'd']);
         expect(parseVersionWord(Buffer.from(words[2] as string), Buffer.from(words[3] as string))).toEqual(version);
       }),

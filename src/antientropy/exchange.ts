@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { ProtocolError, SelfPeerError } from '../errors.js';
 import type { Limits } from '../rules.js';
 import { compareVersion } from '../store/hlc.js';
-import { recordKeyHashBytes, recordVersionOf } from '../store/record.js';
+import { recordItem, recordKeyHashBytes, recordVersionOf } from '../store/record.js';
 import type { StoredEntry, Store } from '../store/store.js';
 import { childSums, windowDiffers } from './nodes.js';
 import type { PeerClient } from './peer.js';
@@ -129,7 +129,7 @@ async function descend(
       replies.forEach((reply, i) => {
         const index = indices[i] as number;
         if (reply.kind === 'list') {
-          compareListing(below?.[i] ?? store.keyHashes.recordsUnder(depth, index), reply.entries, repairs);
+          compareListing(below?.[i] ?? store.keyHashes.recordsUnder(depth, index), reply.entries, offset, repairs);
           return;
         }
         if (depth === MAX_DEPTH) throw new ProtocolError('peer split a node at the deepest level');
@@ -147,18 +147,22 @@ async function descend(
   return { levels, nodesCompared };
 }
 
-/** Our records under a node the peer listed: decide, key by key, who sends what. */
-function compareListing(ours: StoredEntry[], theirs: ListedEntry[], { pulls, pushes }: Repairs): void {
+/**
+ * Our records under a node the peer listed: decide, key by key, who sends what. The newer epoch is
+ * sent to the older; records of one epoch whose item hashes differ (a counter incremented on both
+ * sides, an expiry changed) go both ways, and each side merges (store/state.ts).
+ */
+function compareListing(ours: StoredEntry[], theirs: ListedEntry[], offset: number, { pulls, pushes }: Repairs): void {
   const remote = new Map<string, ListedEntry>();
   for (const e of theirs) remote.set(e.keyHash.toString('latin1'), e);
   for (const { key, rec } of ours) {
     const kh = recordKeyHashBytes(rec).toString('latin1');
     const other = remote.get(kh);
     remote.delete(kh);
-    const mine = recordVersionOf(rec);
-    const order = other === undefined ? 1 : compareVersion(mine, other.version);
-    if (order > 0) pushes.set(kh, key);
-    else if (order < 0) pulls.set(kh, Buffer.from(kh, 'latin1'));
+    const order = other === undefined ? 1 : compareVersion(recordVersionOf(rec), other.version);
+    const differs = order !== 0 || recordItem(rec).slice(offset, offset + HASH_WINDOW) !== other?.item.toString('latin1');
+    if (order >= 0 && differs) pushes.set(kh, key);
+    if (order <= 0 && differs) pulls.set(kh, Buffer.from(kh, 'latin1'));
   }
   for (const [kh, e] of remote) pulls.set(kh, e.keyHash);
 }
@@ -176,7 +180,7 @@ async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], limits:
     for (const { part: asked, reply } of batches) {
       const { served, records } = decodeRecords(await reply, limits);
       for (const r of records) {
-        const done = store.applyRemote(r.key, r.version, r.value);
+        const done = store.applyRemote(r.key, r.state);
         if (done === undefined) continue;
         applied++;
         if (done !== null) commits.push(done);

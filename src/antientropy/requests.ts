@@ -1,9 +1,11 @@
 import { isUtf8 } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
 import type { Args } from '../protocol/args.js';
-import { checkNodeId, checkValue } from '../rules.js';
+import { checkEpochNode, checkNodeId, checkValue } from '../rules.js';
 import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
-import { MAX_BATCH, type WireRecord } from './wire.js';
+import { FLAG_TOMBSTONE } from '../store/record.js';
+import { encodeState, parseBody, plainState, type RecordState } from '../store/state.js';
+import { MAX_BATCH, Reader, Writer, type WireRecord } from './wire.js';
 
 /*
  * The requests anti-entropy sends to a peer's client port, one line each, and the text replies to them:
@@ -15,7 +17,8 @@ import { MAX_BATCH, type WireRecord } from './wire.js';
  *   AE.ROOT <fingerprint> <bits>          -> ROOT <hex root> <node id>
  *   AE.NODES <depth> <offset> <base64 u32 indices>   -> BIN frame
  *   AE.GET <base64 8-byte key hashes>     -> BIN frame
- *   AE.PUT <key> <hlc> <node> d | r <value> | b <base64>   -> OK
+ *   AE.PUT <key> <hlc> <node> d | r <value> | b <base64>   -> OK    (a plain value or tombstone)
+ *   AE.PUT <key> x <base64 record>        -> OK    (any other record: flags, epoch, body as AE.GET sends them)
  */
 
 export interface AeHelloRequest {
@@ -49,9 +52,7 @@ export interface AeGetRequest {
 export interface AePutRequest {
   readonly kind: 'ae.put';
   readonly key: Buffer;
-  readonly version: Version;
-  /** undefined: a tombstone. */
-  readonly value: Buffer | undefined;
+  readonly state: RecordState;
 }
 
 /** Every anti-entropy request, as the answering node's commands receive it. */
@@ -76,13 +77,27 @@ export const getLine = (keyHashes: readonly Buffer[]): string => `AE.GET ${Buffe
 
 /**
  * One record pushed to a peer as an `AE.PUT` line: `... d` for a tombstone, `... r <value>` for a value
- * that can travel as it is, `... b <base64>` for any other. The value is copied into the line.
+ * that can travel as it is, `... b <base64>` for any other value; `x <base64>` for any other record
+ * (a counter, a record with an expiry, the zero epoch). The value is copied into the line.
  */
 export function putLine(rec: WireRecord): Buffer {
-  const head = `AE.PUT ${rec.key.toString('utf8')} ${formatHlc(rec.version)} ${rec.version.node} `;
-  if (rec.value === undefined) return Buffer.from(`${head}d\r\n`);
-  if (lineSafe(rec.value)) return Buffer.concat([Buffer.from(`${head}r `), rec.value, CRLF]);
-  return Buffer.from(`${head}b ${rec.value.toString('base64')}\r\n`);
+  const { state } = rec;
+  if (state.flags > FLAG_TOMBSTONE || state.expiry !== undefined || state.epoch.node === '') {
+    const { flags, body } = encodeState(state);
+    const node = Buffer.from(state.epoch.node, 'utf8');
+    const w = new Writer();
+    w.u8(flags);
+    w.u48(state.epoch.wall);
+    w.u16(state.epoch.counter);
+    w.u8(node.length);
+    w.bytes(node);
+    w.bytes(body);
+    return Buffer.from(`AE.PUT ${rec.key.toString('utf8')} x ${w.result().toString('base64')}\r\n`);
+  }
+  const head = `AE.PUT ${rec.key.toString('utf8')} ${formatHlc(state.epoch)} ${state.epoch.node} `;
+  if (state.flags === FLAG_TOMBSTONE) return Buffer.from(`${head}d\r\n`);
+  if (lineSafe(state.payload)) return Buffer.concat([Buffer.from(`${head}r `), state.payload, CRLF]);
+  return Buffer.from(`${head}b ${state.payload.toString('base64')}\r\n`);
 }
 
 /** The peer's `AE.CHALLENGE <sn> <sp>`: its nonce and its proof, both hex of the right length. */
@@ -148,7 +163,17 @@ export function parseGet(args: Args): AeGetRequest {
 
 export function parsePut(args: Args): AePutRequest {
   const key = args.key();
-  const version = parseVersionWord(args.word(), args.word());
+  const first = args.word();
+  if (first?.toString('latin1') === 'x') {
+    const packed = args.word();
+    args.end();
+    if (packed === undefined) throw args.usage();
+    const r = new Reader(Buffer.from(packed.toString('latin1'), 'base64'));
+    const flags = r.u8();
+    const epoch = { wall: r.u48(), counter: r.u16(), node: checkEpochNode(r.bytes(r.u8())) };
+    return { kind: 'ae.put', key, state: parseBody(epoch, flags, Buffer.from(r.rest()), args.limits) };
+  }
+  const version = parseVersionWord(first, args.word());
   const enc = args.word()?.toString('latin1');
   let value: Buffer | undefined;
   if (enc === 'd') {
@@ -162,7 +187,7 @@ export function parsePut(args: Args): AePutRequest {
   } else {
     throw args.usage();
   }
-  return { kind: 'ae.put', key, version, value };
+  return { kind: 'ae.put', key, state: plainState(version, value) };
 }
 
 export function parseVersionWord(word: Buffer | undefined, node: Buffer | undefined): Version {

@@ -3,7 +3,7 @@ import { recordKeyHashBytes, recordNode, recordVersion } from '../store/record.j
 import type { Store } from '../store/store.js';
 import { childSums } from './nodes.js';
 import { rootReplyLine } from './requests.js';
-import { HASH_WINDOW, KIND_HASHES, KIND_LIST, MAX_DEPTH, MAX_REPLY_BYTES, NodeTable, wireRecordOf, writeRecord, Writer } from './wire.js';
+import { HASH_WINDOW, itemWindow, KIND_HASHES, KIND_LIST, MAX_DEPTH, MAX_REPLY_BYTES, NodeTable, writeStoredRecord, Writer } from './wire.js';
 
 /**
  * The answering side of anti-entropy: what the internal AE.* commands reply (commands/antientropy.ts).
@@ -23,7 +23,10 @@ export function rootReply(store: Store, nodeId: string, fingerprint: string, bit
   return rootReplyLine(store.rootHash().toString('hex'), nodeId);
 }
 
-/** AE.NODES: for each node, its children's hash windows, or (when small enough) its records' versions. */
+/**
+ * AE.NODES: for each node, its children's hash windows, or (when small enough) its records' epochs and
+ * item hash windows (a counter changes without a new epoch).
+ */
 export function nodesReply(store: Store, depth: number, offset: number, indices: number[]): Buffer {
   if (depth < 0 || depth > MAX_DEPTH) throw new ProtocolError(`depth must be 0..${MAX_DEPTH}`);
   if (offset < 0 || offset > 16 - HASH_WINDOW) throw new ProtocolError(`offset must be 0..${16 - HASH_WINDOW}`);
@@ -44,6 +47,7 @@ export function nodesReply(store: Store, depth: number, offset: number, indices:
         body.u48(v.wall);
         body.u16(v.counter);
         body.u16(table.index(recordNode(rec)));
+        body.bytes(itemWindow(rec, offset));
       }
     } else {
       const sums = childSums(store, depth, index, records);
@@ -65,7 +69,7 @@ export function getReply(store: Store, keyHashes: Buffer[]): Buffer {
   for (const kh of keyHashes) {
     if (w.length >= MAX_REPLY_BYTES) break;
     served++;
-    for (const { key, rec } of store.keyHashes.recordsWithKeyHash(kh)) writeRecord(w, wireRecordOf(key, rec));
+    for (const { key, rec } of store.keyHashes.recordsWithKeyHash(kh)) writeStoredRecord(w, key, rec);
   }
   w.patchU32(0, served);
   return w.result();

@@ -1,7 +1,8 @@
 import { ProtocolError } from '../errors.js';
 import type { Version } from '../store/hlc.js';
-import { isTombstone, recordValue, recordVersionOf } from '../store/record.js';
-import { checkKey, checkNodeId, type Limits } from '../rules.js';
+import { recordBody, recordFlags, recordItem, recordVersionOf } from '../store/record.js';
+import { encodeState, parseBody, stateOf, type RecordState } from '../store/state.js';
+import { checkEpochNode, checkKey, type Limits } from '../rules.js';
 
 /*
  * What anti-entropy puts on the wire (docs/ARCHITECTURE.md, "Anti-entropy"). Replies that carry many
@@ -9,12 +10,13 @@ import { checkKey, checkNodeId, type Limits } from '../rules.js';
  *
  * AE.NODES reply, per requested node, in request order:
  *   'H' then 16 x 3 bytes: a 3-byte window (at the request's offset) of each child's 16-byte sum
- *   'L' then u32 count and count entries: key hash (8), wall (6), counter (2), node id index (u16)
+ *   'L' then u32 count and count entries: key hash (8), epoch wall (6), counter (2), node id index (u16),
+ *       and a window of the record's item hash (HASH_WINDOW bytes at the request's offset)
  * preceded by the node-id table the entries refer to: u16 count, then (u8 length, UTF-8 bytes) each.
  *
  * AE.GET reply: u32 count of the requested key hashes it covers (from the first), then per record:
- * u16 key length, key, u8 flags (bit 0 tombstone), wall (6), counter (2), u8 node id length, node id,
- * u32 value length, value.
+ * u16 key length, key, u8 flags (store/record.ts), epoch wall (6), counter (2), u8 node id length,
+ * node id, u32 body length, body (the record's expiry register and payload, as stored).
  */
 
 /**
@@ -30,17 +32,17 @@ export const MAX_REPLY_BYTES = 4 * 1024 * 1024;
 /** Deepest tree node: every bit of a key hash's upper 32 has chosen a branch. */
 export const MAX_DEPTH = 8;
 
-/** A peer's version of one key, as listed by AE.NODES. */
+/** A peer's record of one key, as listed by AE.NODES: its epoch, and a window of its item hash. */
 export interface ListedEntry {
   readonly keyHash: Buffer;
   readonly version: Version;
+  readonly item: Buffer;
 }
 
-/** A record as anti-entropy moves it. `value` is undefined for a tombstone. */
+/** A record as anti-entropy moves it: its state (store/state.ts), merged into the receiver's. */
 export interface WireRecord {
   readonly key: Buffer;
-  readonly version: Version;
-  readonly value: Buffer | undefined;
+  readonly state: RecordState;
 }
 
 export type NodeReply =
@@ -131,6 +133,11 @@ export class Reader {
     const at = this.take(n);
     return this.buf.subarray(at, at + n);
   }
+
+  /** What is left (a view). */
+  rest(): Buffer {
+    return this.bytes(this.buf.length - this.pos);
+  }
 }
 
 /** Interns node ids into a table written ahead of the entries that refer to them. */
@@ -160,7 +167,7 @@ export class NodeTable {
 function readNodeTable(r: Reader): string[] {
   const n = r.u16();
   const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push(checkNodeId(r.bytes(r.u8())));
+  for (let i = 0; i < n; i++) ids.push(checkEpochNode(r.bytes(r.u8())));
   return ids;
 }
 
@@ -182,7 +189,7 @@ export function decodeNodeReplies(payload: Buffer, count: number): NodeReply[] {
         const counter = r.u16();
         const node = ids[r.u16()];
         if (node === undefined) throw new ProtocolError('anti-entropy reply names an unknown node id');
-        entries.push({ keyHash, version: { wall, counter, node } });
+        entries.push({ keyHash, version: { wall, counter, node }, item: r.bytes(HASH_WINDOW) });
       }
       out.push({ kind: 'list', entries });
     } else {
@@ -196,23 +203,38 @@ export function decodeNodeReplies(payload: Buffer, count: number): NodeReply[] {
 export const KIND_HASHES = 0x48; // 'H'
 export const KIND_LIST = 0x4c; // 'L'
 
-/** A stored record as anti-entropy sends it. The value is a view into `rec`. */
+/** A stored record as anti-entropy sends it. The payload is a view into `rec`. */
 export function wireRecordOf(key: Buffer, rec: Buffer): WireRecord {
-  return { key, version: recordVersionOf(rec), value: isTombstone(rec) ? undefined : recordValue(rec) };
+  return { key, state: stateOf(rec) };
+}
+
+/** The window of a stored record's item hash that listings carry. */
+export function itemWindow(rec: Buffer, offset: number): Buffer {
+  return Buffer.from(recordItem(rec).slice(offset, offset + HASH_WINDOW), 'latin1');
+}
+
+/** Writes a stored record as AE.GET sends it. */
+export function writeStoredRecord(w: Writer, key: Buffer, rec: Buffer): void {
+  const v = recordVersionOf(rec);
+  writeFields(w, key, recordFlags(rec), v, recordBody(rec));
 }
 
 export function writeRecord(w: Writer, rec: WireRecord): void {
-  w.u16(rec.key.length);
-  w.bytes(rec.key);
-  w.u8(rec.value === undefined ? 1 : 0);
-  w.u48(rec.version.wall);
-  w.u16(rec.version.counter);
-  const node = Buffer.from(rec.version.node, 'utf8');
+  const { flags, body } = encodeState(rec.state);
+  writeFields(w, rec.key, flags, rec.state.epoch, body);
+}
+
+function writeFields(w: Writer, key: Buffer, flags: number, epoch: Version, body: Buffer): void {
+  w.u16(key.length);
+  w.bytes(key);
+  w.u8(flags);
+  w.u48(epoch.wall);
+  w.u16(epoch.counter);
+  const node = Buffer.from(epoch.node, 'utf8');
   w.u8(node.length);
   w.bytes(node);
-  const value = rec.value ?? EMPTY;
-  w.u32(value.length);
-  w.bytes(value);
+  w.u32(body.length);
+  w.bytes(body);
 }
 
 /**
@@ -226,15 +248,13 @@ export function decodeRecords(payload: Buffer, limits: Limits): { served: number
   const out: WireRecord[] = [];
   while (!r.done) {
     const key = checkKey(r.bytes(r.u16()), limits);
-    const tombstone = (r.u8() & 1) !== 0;
+    const flags = r.u8();
     const wall = r.u48();
     const counter = r.u16();
-    const node = checkNodeId(r.bytes(r.u8()));
-    const value = r.bytes(r.u32());
-    if (value.length > limits.maxValueBytes) throw new ProtocolError('anti-entropy record value too large');
-    out.push({ key: Buffer.from(key), version: { wall, counter, node }, value: tombstone ? undefined : Buffer.from(value) });
+    const node = checkEpochNode(r.bytes(r.u8()));
+    const body = Buffer.from(r.bytes(r.u32()));
+    out.push({ key: Buffer.from(key), state: parseBody({ wall, counter, node }, flags, body, limits) });
   }
   return { served, records: out };
 }
 
-const EMPTY = Buffer.alloc(0);

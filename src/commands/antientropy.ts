@@ -53,11 +53,11 @@ export const aeGet = {
 export const aePut = {
   names: ['AE.PUT'],
   access: 'peer',
-  requires: 'a key, a version, a node id and d, r <value> or b <base64>',
+  requires: 'a key, a version, a node id and d, r <value> or b <base64>; or a key and x <base64 record>',
   parse: parsePut,
   run(req: AePutRequest, ctx: Context, out: Output): undefined {
     // The line is reused once the batch is answered: the store copies what it keeps into its record.
-    const done = ctx.store.applyRemote(req.key, req.version, req.value);
+    const done = ctx.store.applyRemote(req.key, req.state);
     if (done !== undefined) ctx.stats.antiEntropyApplied++;
     out.line('OK');
     out.dependOn(done ?? null);

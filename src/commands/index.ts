@@ -11,6 +11,7 @@ import dbsize, { type DbsizeRequest } from './dbsize.js';
 import del, { type DelRequest } from './del.js';
 import echo, { type EchoRequest } from './echo.js';
 import exists, { type ExistsRequest } from './exists.js';
+import { expire, persist, type ExpireRequest } from './expire.js';
 import get, { type GetRequest } from './get.js';
 import { aeHello, aeProve } from './handshake.js';
 import hash, { type HashRequest } from './hash.js';
@@ -21,9 +22,11 @@ import ping, { type PingRequest } from './ping.js';
 import quit, { type QuitRequest } from './quit.js';
 import scan, { type ScanRequest } from './scan.js';
 import set, { type SetRequest } from './set.js';
+import setex, { type SetexRequest } from './setex.js';
 import sync, { type SyncRequest } from './sync.js';
 import { info, stats, type StatsRequest } from './stats.js';
 import truncate, { type TruncateRequest } from './truncate.js';
+import ttl, { type TtlRequest } from './ttl.js';
 import version, { type VersionRequest } from './version.js';
 
 /** Every request a client can make, discriminated by `kind`. */
@@ -31,6 +34,9 @@ export type Request =
   | AuthRequest
   | GetRequest
   | SetRequest
+  | SetexRequest
+  | ExpireRequest
+  | TtlRequest
   | DelRequest
   | IncrRequest
   | AppendRequest
@@ -49,7 +55,7 @@ export type Request =
   | AntiEntropyRequest
   | QuitRequest;
 
-const ALL = [auth, get, set, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeHello, aeProve, aeRoot, aeNodes, aeGet, aePut];
+const ALL = [auth, get, set, setex, expire, persist, ttl, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeHello, aeProve, aeRoot, aeNodes, aeGet, aePut];
 
 /** A command word's parser, with what a connection must have proven to run it. */
 export interface CommandParser extends Parser<Request> {
@@ -72,6 +78,12 @@ export function execute(req: Request, ctx: Context, out: Output, session: Sessio
       return get.run(req, ctx, out);
     case 'set':
       return set.run(req, ctx, out);
+    case 'setex':
+      return setex.run(req, ctx, out);
+    case 'expire':
+      return expire.run(req, ctx, out);
+    case 'ttl':
+      return ttl.run(req, ctx, out);
     case 'del':
       return del.run(req, ctx, out);
     case 'incr':

@@ -51,26 +51,28 @@ export class TreeHasher {
   }
 
   /**
-   * The record's item hash, 16 bytes as a latin1 string, over (key, version, tombstone flag, value).
-   * The value is hashed inside it (which is what a separate value hash would give, at one call).
-   * Stored with the record so start-up never rehashes values.
+   * The record's item hash, 16 bytes as a latin1 string, over (key, epoch, flags, body): the body is
+   * the canonical encoding of the record's state (store/record.ts, store/state.ts), so replicas holding
+   * the same state hash alike. A plain record's body is its value, hashed inside (which is what a
+   * separate value hash would give, at one call); its flags are 0 or 1 (tombstone), as in the previous
+   * release, whose hashes are therefore unchanged. Stored with the record so start-up never rehashes values.
    */
-  item(key: Buffer, version: Version, tombstone: boolean, value: Buffer): string {
+  item(key: Buffer, version: Version, flags: number, body: Buffer): string {
     const nodeLen = Buffer.byteLength(version.node);
-    const val = tombstone ? EMPTY : value;
+    const val = body;
     // Lengths go before the variable parts, so no two different inputs share a byte string.
     const size = 4 + key.length + VERSION_PART + nodeLen + val.length;
     if (this.base + size > SCRATCH_BYTES) {
       const head = Buffer.allocUnsafe(4 + VERSION_PART);
       head.writeUInt32BE(key.length, 0);
-      writeVersionPart(head, 4, version, tombstone, nodeLen);
+      writeVersionPart(head, 4, version, flags, nodeLen);
       return this.streamed('i', [head.subarray(0, 4), key, head.subarray(4), Buffer.from(version.node), val]).slice(0, 16);
     }
     const b = this.scratch;
     let o = this.base;
     b.writeUInt32BE(key.length, o);
     o += 4 + key.copy(b, o + 4);
-    o = writeVersionPart(b, o, version, tombstone, nodeLen);
+    o = writeVersionPart(b, o, version, flags, nodeLen);
     o += b.write(version.node, o, 'utf8');
     o += val.copy(b, o);
     return this.digest('i', o - this.base).slice(0, 16);
@@ -91,11 +93,11 @@ export class TreeHasher {
 
 const VERSION_PART = 6 + 2 + 1 + 1;
 
-/** Writes wall, counter, tombstone flag and node id length at `o`; returns the offset after them. */
-function writeVersionPart(b: Buffer, o: number, v: Version, tombstone: boolean, nodeLen: number): number {
+/** Writes wall, counter, flags and node id length at `o`; returns the offset after them. */
+function writeVersionPart(b: Buffer, o: number, v: Version, flags: number, nodeLen: number): number {
   b.writeUIntBE(v.wall, o, 6);
   b.writeUInt16BE(v.counter, o + 6);
-  b[o + 8] = tombstone ? 1 : 0;
+  b[o + 8] = flags;
   b[o + 9] = nodeLen;
   return o + VERSION_PART;
 }
@@ -105,4 +107,3 @@ function word(s: string, i: number): number {
   return ((s.charCodeAt(i) << 24) | (s.charCodeAt(i + 1) << 16) | (s.charCodeAt(i + 2) << 8) | s.charCodeAt(i + 3)) >>> 0;
 }
 
-const EMPTY = Buffer.alloc(0);

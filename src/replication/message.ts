@@ -1,28 +1,43 @@
 import { isUtf8 } from 'node:buffer';
 import { isValidKey, isValidNodeId, isValidValue, maxMessageBytes, MAX_OPS_PER_MESSAGE, type Limits } from '../rules.js';
-import { formatHlc, parseHlc, type Hlc } from '../store/hlc.js';
+import { decodeCounter, encodeCounter, MAX_COUNTER_NODES, parseInt64, type Counter, type CounterEntry } from '../store/counter.js';
+import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
+import { FLAG_TOMBSTONE, KIND, kindFlags } from '../store/record.js';
+import { stateKind, type ExpiryRegister, type RecordState } from '../store/state.js';
 
 /*
  * Replication messages (DESIGN.md section 5): JSON that `mosquitto_sub -v` shows readably.
  *
  *   {"v":1,"node":"node-1","ops":[{"op":"set","key":"user:1","val":"alice","hlc":"0193a0b1c2d3-0000"},
- *                                  {"op":"del","key":"user:2","hlc":"0193a0b1c2d3-0001"}]}
+ *                                  {"op":"del","key":"user:2","hlc":"0193a0b1c2d3-0001"},
+ *                                  {"op":"counter","key":"hits","hlc":"0193a0b1c2d3-0001","base":"0",
+ *                                   "totals":[["node-1","17","2","0193a0b1c2d9-0000"]]}]}
  *
- * A value that is not valid UTF-8 travels as base64 with "enc":"b64". Every op of a message was written
- * by the message's node, so its version is (hlc, node).
+ * Each op is a state (store/state.ts) the receiver merges into its own. "hlc" is the op's epoch; its node
+ * is the message's unless "by" names another (a counter incremented here may descend from another
+ * node's SET; "" is the zero epoch). A value that is not valid UTF-8 travels as base64 with "enc":"b64".
+ * A counter op carries only the sending node's totals ("totals": node, added, subtracted, clock reading
+ * of its last change; numbers as decimal strings, they are 64-bit): a delta, which merges like the
+ * whole. An expiry register travels as "exp" (ms since the Unix epoch, 0 for none) with "xhlc" and, if
+ * not the message's node, "xby".
  */
 export const MESSAGE_VERSION = 1;
 
 export interface Op {
   readonly key: Buffer;
-  readonly hlc: Hlc;
-  /** undefined for a delete (a tombstone). */
-  readonly value: Buffer | undefined;
+  readonly state: RecordState;
 }
 
 export interface Message {
   readonly node: string;
   readonly ops: Op[];
+}
+
+/** The op that publishes a record this node wrote: for a counter, only this node's totals (a delta). */
+export function opOf(key: Buffer, state: RecordState, node: string): Op {
+  if (stateKind(state) !== KIND.counter) return { key, state };
+  const c = decodeCounter(state.payload);
+  return { key, state: { ...state, payload: encodeCounter({ base: c.base, entries: c.entries.filter((e) => e.node === node) }) } };
 }
 
 /** Encodes ops into messages of at most about `maxBytes` each (one op larger than that goes alone). */
@@ -32,7 +47,7 @@ export function encodeMessages(node: string, ops: readonly Op[], maxBytes: numbe
   let parts: string[] = [];
   let size = head.length + 2;
   for (const op of ops) {
-    const json = wireOp(op);
+    const json = wireOp(op, node);
     if (parts.length > 0 && size + json.length + 1 > maxBytes) {
       out.push(Buffer.from(`${head}${parts.join(',')}]}`));
       parts = [];
@@ -46,15 +61,27 @@ export function encodeMessages(node: string, ops: readonly Op[], maxBytes: numbe
 }
 
 /**
- * One op as JSON: {"op","key","val","enc","hlc"} in that order, as JSON.stringify would write the object,
- * built as text (a message may carry thousands of ops; no object per op).
+ * One op as JSON, members in the order JSON.stringify would write them, built as text (a message may
+ * carry thousands of ops; no object per op).
  */
-function wireOp(op: Op): string {
+function wireOp(op: Op, node: string): string {
+  const { state } = op;
   const key = JSON.stringify(op.key.toString('utf8'));
-  const hlc = formatHlc(op.hlc);
-  if (op.value === undefined) return `{"op":"del","key":${key},"hlc":"${hlc}"}`;
-  if (isUtf8(op.value)) return `{"op":"set","key":${key},"val":${JSON.stringify(op.value.toString('utf8'))},"hlc":"${hlc}"}`;
-  return `{"op":"set","key":${key},"val":"${op.value.toString('base64')}","enc":"b64","hlc":"${hlc}"}`;
+  const version = `"hlc":"${formatHlc(state.epoch)}"${state.epoch.node === node ? '' : `,"by":${JSON.stringify(state.epoch.node)}`}`;
+  const expiry = state.expiry === undefined ? '' : wireExpiry(state.expiry, node);
+  if ((state.flags & FLAG_TOMBSTONE) !== 0) return `{"op":"del","key":${key},${version}}`;
+  if (stateKind(state) === KIND.counter) {
+    const c = decodeCounter(state.payload);
+    const totals = c.entries.map((e) => `[${JSON.stringify(e.node)},"${e.p}","${e.n}","${formatHlc(e.at)}"]`).join(',');
+    return `{"op":"counter","key":${key},${version},"base":"${c.base}","totals":[${totals}]${expiry}}`;
+  }
+  const v = state.payload;
+  if (isUtf8(v)) return `{"op":"set","key":${key},"val":${JSON.stringify(v.toString('utf8'))},${version}${expiry}}`;
+  return `{"op":"set","key":${key},"val":"${v.toString('base64')}","enc":"b64",${version}${expiry}}`;
+}
+
+function wireExpiry(x: ExpiryRegister, node: string): string {
+  return `,"exp":${x.at},"xhlc":"${formatHlc(x.version)}"${x.version.node === node ? '' : `,"xby":${JSON.stringify(x.version.node)}`}`;
 }
 
 /**
@@ -78,25 +105,77 @@ export function decodeMessage(payload: Buffer, limits: Limits): { message: Messa
   const ops: Op[] = [];
   let invalidOps = 0;
   for (const raw of doc.ops) {
-    const op = decodeOp(raw, limits);
+    const op = decodeOp(raw, limits, doc.node);
     if (op === undefined) invalidOps++;
     else ops.push(op);
   }
   return { message: { node: doc.node, ops }, invalidOps };
 }
 
-function decodeOp(raw: unknown, limits: Limits): Op | undefined {
-  if (!isObject(raw) || typeof raw.key !== 'string' || typeof raw.hlc !== 'string') return undefined;
-  const hlc = parseHlc(raw.hlc);
+function decodeOp(raw: unknown, limits: Limits, node: string): Op | undefined {
+  if (!isObject(raw) || typeof raw.key !== 'string') return undefined;
   const key = Buffer.from(raw.key, 'utf8');
-  if (hlc === undefined || !isValidKey(key, limits)) return undefined;
-  if (raw.op === 'del') return { key, hlc, value: undefined };
-  if (raw.op !== 'set' || typeof raw.val !== 'string') return undefined;
-  let value: Buffer;
-  if (raw.enc === 'b64') value = Buffer.from(raw.val, 'base64');
-  else if (raw.enc === undefined) value = Buffer.from(raw.val, 'utf8');
-  else return undefined;
-  return isValidValue(value, limits) ? { key, hlc, value } : undefined;
+  const epoch = version(raw.hlc, raw.by, node);
+  if (epoch === undefined || !isValidKey(key, limits)) return undefined;
+  let expiry: ExpiryRegister | undefined;
+  if (raw.exp !== undefined) {
+    const at = raw.exp;
+    const v = version(raw.xhlc, raw.xby, node);
+    if (typeof at !== 'number' || !Number.isSafeInteger(at) || at < 0 || at >= 2 ** 48 || v === undefined) return undefined;
+    expiry = { at, version: v };
+  }
+  let flags: number;
+  let payload: Buffer;
+  if (raw.op === 'del' && expiry === undefined) {
+    flags = FLAG_TOMBSTONE;
+    payload = Buffer.alloc(0);
+  } else if (raw.op === 'set' && typeof raw.val === 'string') {
+    flags = 0;
+    if (raw.enc === 'b64') payload = Buffer.from(raw.val, 'base64');
+    else if (raw.enc === undefined) payload = Buffer.from(raw.val, 'utf8');
+    else return undefined;
+    if (!isValidValue(payload, limits)) return undefined;
+  } else if (raw.op === 'counter') {
+    const c = decodeCounterOp(raw);
+    if (c === undefined) return undefined;
+    flags = kindFlags(KIND.counter);
+    payload = encodeCounter(c);
+  } else {
+    return undefined;
+  }
+  return { key, state: { epoch, flags, expiry, payload } };
+}
+
+function decodeCounterOp(raw: Record<string, unknown>): Counter | undefined {
+  const base = typeof raw.base === 'string' ? parseInt64(raw.base) : undefined;
+  if (base === undefined || !Array.isArray(raw.totals) || raw.totals.length > MAX_COUNTER_NODES) return undefined;
+  const entries: CounterEntry[] = [];
+  for (const t of raw.totals as unknown[]) {
+    if (!Array.isArray(t) || t.length !== 4) return undefined;
+    const [node, p, n, at] = t as unknown[];
+    const hlc = typeof at === 'string' ? parseHlc(at) : undefined;
+    const pp = uint64(p);
+    const nn = uint64(n);
+    if (typeof node !== 'string' || !isValidNodeId(node) || hlc === undefined || pp === undefined || nn === undefined) return undefined;
+    entries.push({ node, p: pp, n: nn, at: hlc });
+  }
+  entries.sort((x, y) => Buffer.compare(Buffer.from(x.node, 'utf8'), Buffer.from(y.node, 'utf8')));
+  if (entries.some((e, i) => i > 0 && e.node === entries[i - 1]?.node)) return undefined;
+  return { base, entries };
+}
+
+function uint64(v: unknown): bigint | undefined {
+  if (typeof v !== 'string' || !/^\d{1,20}$/.test(v)) return undefined;
+  const n = BigInt(v);
+  return n < 2n ** 64n ? n : undefined;
+}
+
+/** An op's epoch or expiry version: `hlc`, and `by` (the message's node when absent; "" allowed). */
+function version(hlc: unknown, by: unknown, node: string): Version | undefined {
+  const h = typeof hlc === 'string' ? parseHlc(hlc) : undefined;
+  if (h === undefined) return undefined;
+  if (by === undefined) return { ...h, node };
+  return typeof by === 'string' && (by === '' || isValidNodeId(by)) ? { ...h, node: by } : undefined;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

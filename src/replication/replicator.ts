@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { AcknowledgedWrite, Store } from '../store/store.js';
 import { maxMessageBytes, type Limits } from '../rules.js';
-import { decodeMessage, encodeMessages, type Op } from './message.js';
+import { decodeMessage, encodeMessages, opOf, type Op } from './message.js';
+import { newestWall, stateOf } from '../store/state.js';
 import { MessageSigner } from './signature.js';
 
 export interface ReplicatorOptions {
@@ -191,7 +192,7 @@ export class Replicator {
       this.stats.publishFailures += writes.length;
       return;
     }
-    for (const w of writes) this.queued.push({ key: w.key, hlc: w.version, value: w.tombstone ? undefined : w.value });
+    for (const w of writes) this.queued.push(opOf(w.key, stateOf(w.rec), this.opts.nodeId));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -251,14 +252,14 @@ export class Replicator {
     const acks: Promise<void>[] = [];
     try {
       for (const op of message.ops) {
-        const ack = this.opts.store.applyRemote(op.key, { wall: op.hlc.wall, counter: op.hlc.counter, node: message.node }, op.value);
+        const ack = this.opts.store.applyRemote(op.key, op.state);
         if (ack === undefined) {
           this.stats.ignoredOps++;
           continue;
         }
         if (ack !== null) acks.push(ack);
         this.stats.appliedOps++;
-        this.stats.lagMs = Math.max(0, now - op.hlc.wall);
+        this.stats.lagMs = Math.max(0, now - newestWall(op.state));
       }
       this.opts.store.flush();
     } catch (err) {

@@ -33,9 +33,6 @@ export class PendingWrite {
      * so a key rewritten without pause does not chain every write it ever had.
      */
     public prev: PendingWrite | undefined,
-    /** What it added to the live and tombstone counts. */
-    readonly live: number,
-    readonly tombs: number,
     /** Its Merkle segment. */
     readonly segment: number,
   ) {}

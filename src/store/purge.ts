@@ -1,22 +1,24 @@
 import type { Logger } from 'pino';
 import type { Databases } from './databases.js';
 import { indexKey } from './keyhash.js';
-import { isTombstone, recordVersion } from './record.js';
+import { isTombstone, recordExpiry, recordVersion } from './record.js';
 
 export interface PurgeOptions extends Databases {
   readonly logger: Logger;
   readonly graceSeconds: number;
   /** Whether a write to this key (latin1) is pending: its stored tombstone is about to be replaced. */
   readonly isPending: (k: string) => boolean;
-  /** Told of each tombstone removed, inside the transaction that removes it (tree and counts). */
-  readonly onRemoved: (rec: Buffer) => void;
+  /** Told of each record removed (key in latin1), inside the transaction that removes it (tree and counts). */
+  readonly onRemoved: (k: string, rec: Buffer) => void;
 }
 
 const PURGED_BEFORE = 'purged_before';
 const PURGE_CHUNK = 1000;
 
 /**
- * Removes tombstones older than the grace period, never earlier (DESIGN.md section 4), on a timer.
+ * Removes tombstones older than the grace period, never earlier (DESIGN.md section 4), on a timer; and
+ * records that expired longer than the grace period ago, which every node reads as absent (an expired
+ * record is a tombstone whose time is its expiry).
  * The check runs again inside the write transaction, so a key rewritten meanwhile is left alone.
  *
  * It remembers how far it has purged (`purgedBefore`, persisted): a remote write older than that for a
@@ -58,7 +60,7 @@ export class TombstonePurger {
     const { db, index, meta } = this.opts;
     const expired: [Buffer, Buffer][] = [];
     for (const { key, value } of db.getRange({})) {
-      if (isTombstone(value) && recordVersion(value).wall < olderThan && !this.opts.isPending(key.toString('latin1'))) {
+      if (purgeable(value, olderThan) && !this.opts.isPending(key.toString('latin1'))) {
         expired.push([Buffer.from(key), Buffer.from(value.subarray(0, value.length))]);
       }
     }
@@ -75,7 +77,7 @@ export class TombstonePurger {
           if (now !== undefined && now.equals(rec) && !this.opts.isPending(key.toString('latin1'))) {
             void db.remove(key);
             void index.remove(indexKey(rec, key));
-            this.opts.onRemoved(rec);
+            this.opts.onRemoved(key.toString('latin1'), rec);
             removed++;
           }
         }
@@ -88,4 +90,11 @@ export class TombstonePurger {
     if (removed > 0) this.opts.logger.info({ removed }, 'purged expired tombstones');
     return removed;
   }
+}
+
+/** A tombstone written, or a record that expired, before `olderThan`. */
+function purgeable(rec: Buffer, olderThan: number): boolean {
+  if (isTombstone(rec)) return recordVersion(rec).wall < olderThan;
+  const at = recordExpiry(rec);
+  return at !== 0 && at < olderThan;
 }

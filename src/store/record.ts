@@ -4,36 +4,61 @@ import type { Hlc, Version } from './hlc.js';
 /*
  * One stored record, as LMDB holds it under the client's key (DESIGN.md sections 4 and 6):
  *
- *   0       format (2)
- *   1       flags: bit 0 tombstone; bits 4-7 value kind (0: plain bytes; reserved for counters and sets)
- *   2..7    HLC wall milliseconds, 48-bit big-endian
- *   8..9    HLC counter, big-endian
+ *   0       format (3; 2 is read as well)
+ *   1       flags: bit 0 tombstone; bit 1 an expiry register follows the node id; bits 4-5 the kind
+ *           (KIND: plain bytes, PN-counter, add-wins set)
+ *   2..7    epoch HLC wall milliseconds, 48-bit big-endian
+ *   8..9    epoch HLC counter, big-endian
  *   10..25  Merkle item hash (16 bytes), so start-up rebuilds the tree without rehashing values
  *   26..33  the key's 64-bit keyed hash, big-endian (its top bits are the key's Merkle segment)
- *   34      n = length of the writer's node id
- *   35..    node id (UTF-8, n bytes), then the value bytes
+ *   34      n = length of the epoch's node id (0 only for the zero epoch, see state.ts)
+ *   35..    node id (UTF-8, n bytes), then the body:
+ *             with bit 1: the expiry register, at (6: ms since the epoch, 0 = none), then its version:
+ *               wall (6), counter (2), node id length (1), node id
+ *             then the payload: a plain value's bytes, or a counter's encoding (counter.ts)
  *
- * The format byte lets a later layout be read beside this one. Format 1 (releases before the Merkle
+ * The epoch is the version of the last-writer-wins write (SET, DEL, ...) the record descends from; for a
+ * plain record it is simply its version. Counters and sets keep their epoch while they change (state.ts).
+ *
+ * Format 2 (the previous release) is format 3 with flags 0 or 1 and no expiry register: such records
+ * are read as they are, and their item hashes are unchanged. Format 1 (releases before the Merkle
  * tree) had no hashes: 0 format, 1 flags, 2..9 HLC, 10 node id length, 11.. node id and value. The store
- * rewrites such records as format 2 when it opens (`decodeFormat1`).
+ * rewrites such records when it opens (`decodeFormat1`).
  */
-export const RECORD_FORMAT = 2;
-const FLAG_TOMBSTONE = 0x01;
+export const RECORD_FORMAT = 3;
+const FORMAT_2 = 2;
+export const FLAG_TOMBSTONE = 0x01;
+export const FLAG_EXPIRY = 0x02;
+const KIND_SHIFT = 4;
+
+/** What a record holds: its merge rule (state.ts). */
+export const KIND = { plain: 0, counter: 1, set: 2 } as const;
+export type Kind = (typeof KIND)[keyof typeof KIND];
+
 const ITEM = 10;
 const KEY_HASH = 26;
 const NODE_LEN = 34;
 const HEADER = 35;
+/** at (6), wall (6), counter (2), node id length (1). */
+const REGISTER_FIXED = 15;
 
 export interface StoredRecord extends Version {
-  readonly tombstone: boolean;
-  readonly value: Buffer;
+  /** FLAG_* bits and the kind, as byte 1 holds them. */
+  readonly flags: number;
+  /** Everything after the node id: the expiry register if flagged, then the payload. */
+  readonly body: Buffer;
   /** The record's Merkle item hash (16 bytes as a latin1 string); see merkle/hash.ts. */
   readonly item: string;
   /** The key's keyed hash. */
   readonly keyHash: KeyHash;
 }
 
-// Every record carries its writer's node id, one of a few: keep their bytes at hand.
+/** The flags byte of a record of `kind`. */
+export function kindFlags(kind: Kind): number {
+  return kind << KIND_SHIFT;
+}
+
+// Every record carries its epoch's node id, one of a few: keep their bytes at hand.
 const nodeIds = new Map<string, Buffer>();
 
 function nodeBytes(node: string): Buffer {
@@ -48,7 +73,7 @@ function nodeBytes(node: string): Buffer {
 
 export function encodeRecord(rec: StoredRecord): Buffer {
   const node = nodeBytes(rec.node);
-  const buf = Buffer.allocUnsafe(HEADER + node.length + rec.value.length);
+  const buf = Buffer.allocUnsafe(HEADER + node.length + rec.body.length);
   writeRecord(buf, 0, rec, node);
   return buf;
 }
@@ -56,7 +81,7 @@ export function encodeRecord(rec: StoredRecord): Buffer {
 /** Writes the record at `o` of `buf`, which has room for it. */
 function writeRecord(buf: Buffer, o: number, rec: StoredRecord, node: Buffer): void {
   buf[o] = RECORD_FORMAT;
-  buf[o + 1] = rec.tombstone ? FLAG_TOMBSTONE : 0;
+  buf[o + 1] = rec.flags;
   // 48 bits as 16 + 32: cheaper than writeUIntBE(…, 6).
   buf.writeUInt16BE(Math.floor(rec.wall / 2 ** 32), o + 2);
   buf.writeUInt32BE(rec.wall >>> 0, o + 4);
@@ -66,7 +91,7 @@ function writeRecord(buf: Buffer, o: number, rec: StoredRecord, node: Buffer): v
   buf.writeUInt32BE(rec.keyHash.lo, o + KEY_HASH + 4);
   buf[o + NODE_LEN] = node.length;
   node.copy(buf, o + HEADER);
-  rec.value.copy(buf, o + HEADER + node.length);
+  rec.body.copy(buf, o + HEADER + node.length);
 }
 
 /*
@@ -77,7 +102,7 @@ function writeRecord(buf: Buffer, o: number, rec: StoredRecord, node: Buffer): v
 /** Encodes `key` and `rec` as one keyed record: one allocation serves the log, the overlay and LMDB. */
 export function encodeKeyedRecord(key: Buffer, rec: StoredRecord): Buffer {
   const node = nodeBytes(rec.node);
-  const buf = Buffer.allocUnsafe(2 + key.length + HEADER + node.length + rec.value.length);
+  const buf = Buffer.allocUnsafe(2 + key.length + HEADER + node.length + rec.body.length);
   buf.writeUInt16BE(key.length, 0);
   key.copy(buf, 2);
   writeRecord(buf, 2 + key.length, rec, node);
@@ -103,8 +128,16 @@ export function keyedRecord(buf: Buffer): Buffer {
 export function isKeyedRecord(buf: Buffer): boolean {
   if (buf.length < 2) return false;
   const keyLen = buf.readUInt16BE(0);
-  const rec = 2 + keyLen;
-  return keyLen > 0 && buf.length >= rec + HEADER && buf[rec] === RECORD_FORMAT && buf.length >= rec + HEADER + (buf[rec + NODE_LEN] ?? 0);
+  const rec = buf.subarray(2 + keyLen);
+  if (keyLen === 0 || rec.length < HEADER || (rec[0] !== RECORD_FORMAT && rec[0] !== FORMAT_2)) return false;
+  const body = HEADER + (rec[NODE_LEN] ?? 0);
+  if (rec.length < body) return false;
+  return ((rec[1] as number) & FLAG_EXPIRY) === 0 || (rec.length >= body + REGISTER_FIXED && rec.length >= payloadOffset(rec));
+}
+
+/** The flags byte: FLAG_* bits and the kind. */
+export function recordFlags(buf: Buffer, o = 0): number {
+  return buf[o + 1] ?? 0;
 }
 
 /** Whether the record (at `o` of `buf`) is a tombstone. */
@@ -112,7 +145,35 @@ export function isTombstone(buf: Buffer, o = 0): boolean {
   return ((buf[o + 1] ?? 0) & FLAG_TOMBSTONE) !== 0;
 }
 
-/** The record's clock reading, without decoding the rest. */
+/** The kind of record: plain, counter or set. */
+export function recordKind(buf: Buffer, o = 0): Kind {
+  return (((buf[o + 1] ?? 0) >> KIND_SHIFT) & 3) as Kind;
+}
+
+/** Whether the record is a plain value or tombstone with no expiry register: the common case. */
+export function isSimple(buf: Buffer, o = 0): boolean {
+  return ((buf[o + 1] ?? 0) & ~FLAG_TOMBSTONE) === 0;
+}
+
+/** When the record expires (ms since the epoch), or 0 if it does not. */
+export function recordExpiry(buf: Buffer, o = 0): number {
+  if (((buf[o + 1] ?? 0) & FLAG_EXPIRY) === 0) return 0;
+  return buf.readUIntBE(o + HEADER + (buf[o + NODE_LEN] ?? 0), 6);
+}
+
+/**
+ * Whether the record reads as absent at `now`: a tombstone, or expired. Every node decides this from
+ * the record and its own clock, so an expired key is gone everywhere without a delete being written.
+ */
+export function isAbsent(buf: Buffer, now: number, o = 0): boolean {
+  const flags = buf[o + 1] ?? 0;
+  if ((flags & FLAG_TOMBSTONE) !== 0) return true;
+  if ((flags & FLAG_EXPIRY) === 0) return false;
+  const at = recordExpiry(buf, o);
+  return at !== 0 && at <= now;
+}
+
+/** The record's epoch clock reading, without decoding the rest. */
 export function recordVersion(buf: Buffer): Hlc {
   return { wall: buf.readUIntBE(2, 6), counter: buf.readUInt16BE(8) };
 }
@@ -141,7 +202,7 @@ export function recordKeyHashBytes(buf: Buffer): Buffer {
 }
 
 /**
- * Compares `v` with the record's version in last-writer-wins order (hlc.ts, compareVersion) without
+ * Compares `v` with the record's epoch in last-writer-wins order (hlc.ts, compareVersion) without
  * decoding the record: the node id is read only when the clock readings tie.
  */
 export function compareWithRecord(v: Version, buf: Buffer): number {
@@ -153,44 +214,55 @@ export function compareWithRecord(v: Version, buf: Buffer): number {
   return v.node < node ? -1 : v.node > node ? 1 : 0;
 }
 
-/** The record's full version: clock reading and writer's node id. */
+/** The record's epoch: clock reading and node id. */
 export function recordVersionOf(buf: Buffer): Version {
   return { ...recordVersion(buf), node: recordNode(buf) };
 }
 
-/** The id of the node that wrote the record. */
+/** The id of the node whose write began the record's epoch. */
 export function recordNode(buf: Buffer): string {
   return buf.toString('utf8', HEADER, HEADER + (buf[NODE_LEN] ?? 0));
 }
 
-/** The value bytes, as a view into `buf` (no copy). */
-export function recordValue(buf: Buffer, end = buf.length): Buffer {
+/** The body (expiry register and payload) as a view into `buf`. */
+export function recordBody(buf: Buffer, end = buf.length): Buffer {
   return buf.subarray(HEADER + (buf[NODE_LEN] ?? 0), end);
 }
 
+/** Where the payload starts: after the node id and, if there is one, the expiry register. */
+function payloadOffset(buf: Buffer): number {
+  const body = HEADER + (buf[NODE_LEN] ?? 0);
+  if (((buf[1] ?? 0) & FLAG_EXPIRY) === 0) return body;
+  return body + REGISTER_FIXED + (buf[body + REGISTER_FIXED - 1] ?? 0);
+}
+
+/** The payload (a plain record's value) as a view into `buf` (no copy). */
+export function recordValue(buf: Buffer, end = buf.length): Buffer {
+  return buf.subarray(payloadOffset(buf), end);
+}
+
 export function decodeRecord(buf: Buffer): StoredRecord {
-  if (buf.length < HEADER || buf[0] !== RECORD_FORMAT) {
+  if (buf.length < HEADER || (buf[0] !== RECORD_FORMAT && buf[0] !== FORMAT_2)) {
     throw new RangeError(`unknown record format ${buf[0] ?? 'empty'}`);
   }
-  const nodeLen = buf[NODE_LEN] ?? 0;
   return {
-    tombstone: isTombstone(buf),
+    flags: recordFlags(buf),
     ...recordVersion(buf),
     item: recordItem(buf),
     keyHash: recordKeyHash(buf),
     node: recordNode(buf),
-    value: Buffer.from(buf.subarray(HEADER + nodeLen)),
+    body: Buffer.from(recordBody(buf)),
   };
 }
 
-/** Reads a format-1 record (see the layout above), for the upgrade to format 2. */
+/** Reads a format-1 record (see the layout above), for the upgrade. */
 export function decodeFormat1(buf: Buffer): Omit<StoredRecord, 'item' | 'keyHash'> {
   if (buf.length < 11 || buf[0] !== 1) throw new RangeError('not a format-1 record');
   const nodeLen = buf[10] as number;
   return {
-    tombstone: isTombstone(buf),
+    flags: isTombstone(buf) ? FLAG_TOMBSTONE : 0,
     ...recordVersion(buf),
     node: buf.toString('utf8', 11, 11 + nodeLen),
-    value: Buffer.from(buf.subarray(11 + nodeLen)),
+    body: isTombstone(buf) ? Buffer.alloc(0) : Buffer.from(buf.subarray(11 + nodeLen)),
   };
 }

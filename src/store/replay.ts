@@ -4,7 +4,7 @@ import type { Databases } from './databases.js';
 import { StorageError } from '../errors.js';
 import { compareVersion } from './hlc.js';
 import { indexKey } from './keyhash.js';
-import { isKeyedRecord, keyedKey, keyedRecord, recordVersionOf } from './record.js';
+import { isKeyedRecord, isSimple, keyedKey, keyedRecord, recordVersionOf } from './record.js';
 import { listSegments, readSegment } from './wal.js';
 
 export interface ReplayTarget extends Omit<Databases, 'meta'> {
@@ -16,9 +16,10 @@ export interface ReplayTarget extends Omit<Databases, 'meta'> {
 
 /**
  * Start-up recovery: applies every write of the log's segments to LMDB, oldest first, in one synced
- * transaction, then deletes the segments. Each write goes through last-writer-wins on its version, so
+ * transaction, then deletes the segments. Each write goes through last-writer-wins on its epoch, so
  * writes LMDB already holds change nothing and a replay twice equals a replay once (a crash during
- * recovery is safe). Returns the number to give the next segment, and what was replayed.
+ * recovery is safe). A counter (or a record with an expiry) keeps its epoch while it changes: each
+ * logged state was merged from everything before it, so of one epoch the later entry is put. Returns the number to give the next segment, and what was replayed.
  */
 export function replayLog(t: ReplayTarget): { nextSeq: number; entries: number; applied: number } {
   const segments = listSegments(t.dir);
@@ -40,7 +41,7 @@ export function replayLog(t: ReplayTarget): { nextSeq: number; entries: number; 
       const rec = keyedRecord(body);
       const current = t.db.getBinary(key);
       if (current === undefined) void t.index.put(indexKey(rec, key), EMPTY);
-      else if (compareVersion(recordVersionOf(rec), recordVersionOf(current)) <= 0) continue;
+      else if (skip(rec, current)) continue;
       void t.db.put(key, rec);
       applied++;
     }
@@ -49,6 +50,12 @@ export function replayLog(t: ReplayTarget): { nextSeq: number; entries: number; 
   const last = segments[segments.length - 1]?.seq ?? -1;
   t.logger.info({ segments: segments.length, entries: bodies.length, applied }, 'write-ahead log replayed');
   return { nextSeq: last + 1, entries: bodies.length, applied };
+}
+
+/** Whether the logged record `rec` is not newer than LMDB's `current` (see above). */
+function skip(rec: Buffer, current: Buffer): boolean {
+  const order = compareVersion(recordVersionOf(rec), recordVersionOf(current));
+  return order < 0 || (order === 0 && isSimple(rec) && isSimple(current));
 }
 
 const EMPTY = Buffer.alloc(0);

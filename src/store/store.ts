@@ -4,22 +4,33 @@ import { StorageError } from '../errors.js';
 import { TreeHasher } from '../merkle/hash.js';
 import { MerkleTree } from '../merkle/tree.js';
 import { openDatabases, type Databases } from './databases.js';
-import { compareHlc, HybridClock, type Hlc, type Version } from './hlc.js';
+import { counterValue, decodeCounter } from './counter.js';
+import { compareHlc, HybridClock, type Hlc } from './hlc.js';
 import { KeyHashIndex } from './keyhash.js';
 import { Overlay, PendingWrite } from './overlay.js';
 import { TombstonePurger } from './purge.js';
+import { ExpiryIndex } from './expiries.js';
 import {
   compareWithRecord,
   encodeKeyedRecord,
+  FLAG_EXPIRY,
+  FLAG_TOMBSTONE,
+  isAbsent,
+  isSimple,
   isTombstone,
   ITEM_OFFSET,
+  KIND,
   keyedRecordOffset,
+  recordExpiry,
+  recordFlags,
   recordKeyHash,
   recordKeyHashHi,
+  recordKind,
   recordValue,
   recordVersion,
 } from './record.js';
 import { replayLog } from './replay.js';
+import { encodeState, mergeStates, newestWall, sameState, stateOf, type RecordState } from './state.js';
 import { upgradeDataDirectory } from './upgrade.js';
 import { WriteAheadLog, type FsyncMode } from './wal.js';
 
@@ -54,10 +65,8 @@ export interface Read<T> {
 /** A write this node acknowledged to its client, as replication publishes it. */
 export interface AcknowledgedWrite {
   readonly key: Buffer;
-  readonly version: Version;
-  /** Empty for a tombstone. */
-  readonly value: Buffer;
-  readonly tombstone: boolean;
+  /** The record written (record.ts; a view of the pending write, which never changes). */
+  readonly rec: Buffer;
 }
 
 /**
@@ -93,6 +102,8 @@ export class Store {
   private readonly listeners: ((writes: AcknowledgedWrite[]) => void)[] = [];
   private live = 0;
   private tombstones = 0;
+  /** Live keys with an expiry time: they leave `live` for `tombstones` when it comes. */
+  private readonly expiring = new ExpiryIndex();
   private closed = false;
 
   private readonly root: RootDatabase<Buffer, Buffer>;
@@ -134,9 +145,9 @@ export class Store {
       logger,
       graceSeconds: opts.tombstoneGraceSeconds,
       isPending: (k) => this.overlay.get(k) !== undefined,
-      onRemoved: (rec) => {
+      onRemoved: (k, rec) => {
         this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(rec)), rec, ITEM_OFFSET, -1);
-        this.tombstones--;
+        this.count(k, rec, 0, -1);
       },
     });
     this.purger.start();
@@ -152,13 +163,52 @@ export class Store {
     }
   }
 
-  /** Live keys (tombstones excluded), pending writes included. */
+  /** This node's id: the version of its writes names it. */
+  get nodeId(): string {
+    return this.opts.nodeId;
+  }
+
+  /** Live keys (tombstones and expired keys excluded), pending writes included. */
   get size(): number {
+    this.sweepExpired();
     return this.live;
   }
 
+  /** Tombstones and expired records not purged yet. */
   get tombstoneCount(): number {
+    this.sweepExpired();
     return this.tombstones;
+  }
+
+  /** Keys that will expire. */
+  get expiringCount(): number {
+    this.sweepExpired();
+    return this.expiring.size;
+  }
+
+  private sweepExpired(): void {
+    const due = this.expiring.sweep(Date.now()).length;
+    this.live -= due;
+    this.tombstones += due;
+  }
+
+  /**
+   * Adds (`sign` 1) or takes back (-1) a record's part in the counts: live, or a tombstone (deleted or
+   * expired). A live record that will expire is tracked until its time, when the sweep moves it.
+   */
+  private count(k: string, rec: Buffer, o: number, sign: 1 | -1): void {
+    const flags = recordFlags(rec, o);
+    if (sign < 0 && (flags & FLAG_EXPIRY) !== 0 && this.expiring.remove(k)) {
+      this.live--;
+      return;
+    }
+    const at = (flags & FLAG_EXPIRY) === 0 ? 0 : recordExpiry(rec, o);
+    if ((flags & FLAG_TOMBSTONE) !== 0 || (at !== 0 && (sign < 0 || at <= Date.now()))) {
+      this.tombstones += sign;
+      return;
+    }
+    this.live += sign;
+    if (at !== 0) this.expiring.add(k, at);
   }
 
   /** STATS: the durability mode and how far the disk and LMDB are behind. */
@@ -201,54 +251,97 @@ export class Store {
   }
 
   /**
-   * The live value under `key` (a view; copy what you keep; undefined for missing and deleted keys),
-   * and what a reply showing it must wait for: with "always", a local write not yet on disk.
+   * The record under `key` that a reply may show (a view; copy what you keep; tombstones and expired
+   * records included), and what the reply must wait for: with "always", a local write not yet on disk.
    */
-  readValue(key: Buffer): Read<Buffer | undefined> {
+  readRecord(key: Buffer): Read<Buffer | undefined> {
     if (this.overlay.size > 0) {
       const p = this.overlay.get(key.toString('latin1'));
       if (p !== undefined) {
         // A write applied from another node is already durable where it was made, and the broker
         // redelivers it if we crash first: serving it need not wait for our disk.
+        return { value: p.rec, after: p.local ? this.log.durableAfter(p.logEnd) : null };
+      }
+    }
+    return { value: this.readDurable(key), after: null };
+  }
+
+  /**
+   * The value under `key` as GET shows it (a view; copy what you keep; undefined for missing, deleted
+   * and expired keys; a counter as its decimal value), and what a reply showing it must wait for (see
+   * readRecord).
+   */
+  readValue(key: Buffer): Read<Buffer | undefined> {
+    if (this.overlay.size > 0) {
+      const p = this.overlay.get(key.toString('latin1'));
+      if (p !== undefined) {
         const after = p.local ? this.log.durableAfter(p.logEnd) : null;
-        return { value: isTombstone(p.rec) ? undefined : recordValue(p.rec), after };
+        return this.valueOf(p.rec, p.rec.length, after);
       }
     }
     // The hot path of GET: one slice of lmdb's shared buffer (whose length is overridden, see readDurable).
     const shared = this.db.getBinaryFast(key);
-    return { value: shared === undefined || isTombstone(shared) ? undefined : recordValue(shared, shared.length), after: null };
+    if (shared === undefined) return { value: undefined, after: null };
+    if (isSimple(shared)) return { value: isTombstone(shared) ? undefined : recordValue(shared, shared.length), after: null };
+    return this.valueOf(shared.subarray(0, shared.length), shared.length, null);
+  }
+
+  private valueOf(rec: Buffer, end: number, after: Ack): Read<Buffer | undefined> {
+    if (isAbsent(rec, Date.now())) return { value: undefined, after };
+    const value = recordValue(rec, end);
+    if (recordKind(rec) === KIND.counter) return { value: Buffer.from(counterValue(decodeCounter(value)).toString(), 'latin1'), after };
+    return { value, after };
   }
 
   /** Writes a value, versioned by this node's clock. */
   set(key: Buffer, value: Buffer): Ack {
-    return this.write(key, value, false, this.clock.now(), this.opts.nodeId, true);
+    return this.write(key, this.clock.now(), this.opts.nodeId, 0, value, true);
   }
 
   /** Writes a tombstone. */
   delete(key: Buffer): Ack {
-    return this.write(key, EMPTY, true, this.clock.now(), this.opts.nodeId, true);
+    return this.write(key, this.clock.now(), this.opts.nodeId, FLAG_TOMBSTONE, EMPTY, true);
+  }
+
+  /** Writes a state made here (store/operations.ts: counters, expiry): published like any local write. */
+  writeState(key: Buffer, state: RecordState): Ack {
+    const { flags, body } = encodeState(state);
+    return this.write(key, state.epoch, state.epoch.node, flags, body, true);
   }
 
   /**
-   * Applies a write made elsewhere (replication, repair) if its version is newer than what is stored:
-   * last writer wins on (hlc, node id) (DESIGN.md section 4). The same or an older version is a no-op,
-   * so applying is idempotent and independent of arrival order. The remote clock reading is merged into
-   * ours (and clamped if too far ahead). Returns the write's `Ack`, or undefined when it was not newer.
+   * Merges a state made elsewhere (replication, repair) into what is stored (state.ts, DESIGN.md
+   * section 4): a newer epoch wins (last writer wins on (hlc, node id) for plain values), the same
+   * epoch merges (counters by per-node maxima, expiry by its newer register). A state that changes
+   * nothing is a no-op, so applying is idempotent and independent of arrival order. The remote clock
+   * reading is merged into ours (and clamped if too far ahead). Returns the write's `Ack`, or undefined
+   * when nothing changed.
    */
-  applyRemote(key: Buffer, version: Version, value: Buffer | undefined): Ack | undefined {
+  applyRemote(key: Buffer, state: RecordState): Ack | undefined {
     if (this.closed) throw new StorageError('store is closed');
-    const hlc = this.clock.observe(version);
-    const incoming = { wall: hlc.wall, counter: hlc.counter, node: version.node };
+    const hlc = this.clock.observe(state.epoch);
+    const epoch = { wall: hlc.wall, counter: hlc.counter, node: state.epoch.node };
+    const simple = state.flags <= FLAG_TOMBSTONE && state.expiry === undefined;
+    const newest = simple ? hlc.wall : newestWall(state);
+    if (!simple) this.clock.observe({ wall: newest, counter: 0 });
     const k = key.toString('latin1');
     const current = this.readAt(key, k);
-    if (current === undefined && hlc.wall < this.purger.purgedBefore) {
-      // A key we do not hold, written before our purge horizon: it may be one whose delete we
-      // have forgotten (its tombstone purged). Taking it would resurrect a deleted key.
+    if (current === undefined && (newest < this.purger.purgedBefore || (state.expiry !== undefined && state.expiry.at !== 0 && state.expiry.at < this.purger.purgedBefore))) {
+      // A key we do not hold, last written before our purge horizon (or expired before it): it may be
+      // one whose delete we have forgotten (its tombstone purged). Taking it would resurrect it.
       this.refusedPurged++;
       return undefined;
     }
-    if (current !== undefined && compareWithRecord(incoming, current) <= 0) return undefined;
-    return this.write(key, value ?? EMPTY, value === undefined, incoming, version.node, false, k, current);
+    const order = current === undefined ? 1 : compareWithRecord(epoch, current);
+    if (order < 0 || (order === 0 && simple && isSimple(current as Buffer))) return undefined;
+    let merged: RecordState = epoch === state.epoch ? state : { ...state, epoch };
+    if (order === 0) {
+      const mine = stateOf(current as Buffer);
+      merged = mergeStates(mine, merged);
+      if (sameState(merged, mine)) return undefined;
+    }
+    const { flags, body } = encodeState(merged);
+    return this.write(key, merged.epoch, merged.epoch.node, flags, body, false, k, current);
   }
 
   /** Told of local writes once they are acknowledged (replication publishes them). */
@@ -256,28 +349,26 @@ export class Store {
     this.listeners.push(listener);
   }
 
-  private write(key: Buffer, value: Buffer, tombstone: boolean, hlc: Hlc, node: string, local: boolean, known?: string, knownRec?: Buffer): Ack {
+  private write(key: Buffer, hlc: Hlc, node: string, flags: number, body: Buffer, local: boolean, known?: string, knownRec?: Buffer): Ack {
     if (this.closed) throw new StorageError('store is closed');
     const k = known ?? key.toString('latin1');
     const prev = this.overlay.get(k);
     // The record replaced: a pending one (inside its keyed buffer, at an offset) or LMDB's.
     const before = prev !== undefined ? prev.body : known !== undefined ? knownRec : this.readDurable(key);
     const at = prev !== undefined ? prev.recOffset : 0;
-    const wasLive = before !== undefined && !isTombstone(before, at);
-    const wasTomb = before !== undefined && !wasLive;
-    const item = this.hasher.item(key, { wall: hlc.wall, counter: hlc.counter, node }, tombstone, value);
+    const item = this.hasher.item(key, { wall: hlc.wall, counter: hlc.counter, node }, flags, body);
     // A key's hash never changes: take it from the record being replaced when there is one.
     const keyHash = before === undefined ? this.hasher.keyHash(key) : recordKeyHash(before, at);
     // An explicit literal: a spread here cost more than the hashing (measured with --prof).
-    const body = encodeKeyedRecord(key, { wall: hlc.wall, counter: hlc.counter, node, tombstone, value, item, keyHash });
+    const keyed = encodeKeyedRecord(key, { wall: hlc.wall, counter: hlc.counter, node, flags, body, item, keyHash });
     const recOffset = keyedRecordOffset(key.length);
     const segment = this.tree.segmentOf(keyHash.hi);
-    this.tree.replaceBytes(segment, before, at + ITEM_OFFSET, body, recOffset + ITEM_OFFSET);
-    const logEnd = this.log.append(body);
+    this.tree.replaceBytes(segment, before, at + ITEM_OFFSET, keyed, recOffset + ITEM_OFFSET);
+    const logEnd = this.log.append(keyed);
     const batch = this.overlay.currentBatch;
     const entry = new PendingWrite(
       k,
-      body,
+      keyed,
       recOffset,
       local,
       batch,
@@ -285,14 +376,12 @@ export class Store {
       prev === undefined ? before === undefined : prev.newKey && prev.batch === batch,
       logEnd,
       prev,
-      (tombstone ? 0 : 1) - (wasLive ? 1 : 0),
-      (tombstone ? 1 : 0) - (wasTomb ? 1 : 0),
       segment,
     );
     this.overlay.add(entry);
     this.unflushed.push(entry);
-    this.live += entry.live;
-    this.tombstones += entry.tombs;
+    if (before !== undefined) this.count(k, before, at, -1);
+    this.count(k, keyed, recOffset, 1);
     if (local) this.lastLocalEnd = logEnd;
     if (!this.flushScheduled) {
       // Whoever acknowledges flushes first; this catches writes nobody acknowledges (tests, repairs).
@@ -339,13 +428,7 @@ export class Store {
   }
 
   private announce(writes: PendingWrite[]): void {
-    const node = this.opts.nodeId; // local writes only: no need to read the node id back from the record
-    const acked = writes.map((w) => {
-      const rec = w.rec;
-      const tombstone = isTombstone(rec);
-      const { wall, counter } = recordVersion(rec);
-      return { key: w.key, version: { wall, counter, node }, value: tombstone ? EMPTY : recordValue(rec), tombstone };
-    });
+    const acked = writes.map((w) => ({ key: w.key, rec: w.rec }));
     for (const listener of this.listeners) listener(acked);
   }
 
@@ -356,8 +439,8 @@ export class Store {
       // What it replaced: its predecessor, or (once that is in LMDB, or if there was none) LMDB's record.
       const before = e.prev?.rec ?? this.readDurable(e.key);
       this.overlay.undo(e);
-      this.live -= e.live;
-      this.tombstones -= e.tombs;
+      this.count(e.k, e.body, e.recOffset, -1);
+      if (before !== undefined) this.count(e.k, before, 0, 1);
       const item = e.recOffset + ITEM_OFFSET;
       if (before === undefined) this.tree.updateBytes(e.segment, e.body, item, -1);
       else this.tree.replaceBytes(e.segment, e.body, item, before, ITEM_OFFSET);
@@ -372,13 +455,14 @@ export class Store {
   /** Live keys starting with `prefix`, in byte order. */
   scan(prefix: Buffer): Buffer[] {
     const found = new Map<string, Buffer>();
+    const now = Date.now();
     for (const { key, value } of this.db.getRange({ start: prefix })) {
       if (!startsWith(key, prefix)) break;
-      if (!isTombstone(value)) found.set(key.toString('latin1'), Buffer.from(key));
+      if (!isAbsent(value, now)) found.set(key.toString('latin1'), Buffer.from(key));
     }
     for (const p of this.overlay.values()) {
       if (!startsWith(p.key, prefix)) continue;
-      if (isTombstone(p.rec)) found.delete(p.k);
+      if (isAbsent(p.rec, now)) found.delete(p.k);
       else found.set(p.k, p.key);
     }
     return [...found.values()].sort((a, b) => Buffer.compare(a, b));
@@ -391,7 +475,7 @@ export class Store {
     return last;
   }
 
-  /** Removes tombstones written before `olderThan` (ms since the epoch), pending ones too. Returns how many. */
+  /** Removes tombstones written (and records expired) before `olderThan` (ms since the epoch), pending ones too. Returns how many. */
   async purgeTombstones(olderThan: number): Promise<number> {
     await this.settled();
     return this.purger.purge(olderThan);
@@ -426,9 +510,8 @@ export class Store {
    */
   private countRecords(): void {
     let newest: Hlc = { wall: 0, counter: 0 };
-    for (const { value } of this.db.getRange({})) {
-      if (isTombstone(value)) this.tombstones++;
-      else this.live++;
+    for (const { key, value } of this.db.getRange({})) {
+      this.count((recordFlags(value) & FLAG_EXPIRY) === 0 ? '' : key.toString('latin1'), value, 0, 1);
       this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(value)), value, ITEM_OFFSET, 1);
       const v = recordVersion(value);
       if (compareHlc(v, newest) > 0) newest = v;

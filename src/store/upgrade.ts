@@ -9,19 +9,20 @@ export interface UpgradeTarget extends Databases {
   readonly logger: Logger;
 }
 
-/** The record format every record of the directory is in (absent before format 2). */
+/** The newest record format the directory's records are in (absent before format 2; 2 and 3 are read alike). */
 const RECORD_FORMAT_KEY = 'record_format';
 
 /**
  * Brings a data directory written by an earlier release up to date, in one transaction: format-1
- * records (no hashes) are rewritten as format 2, and the key-hash index is rebuilt if it does not
+ * records (no hashes) are rewritten in the current format, and the key-hash index is rebuilt if it does not
  * hold exactly one entry per record.
  */
 export function upgradeDataDirectory(t: UpgradeTarget): void {
   const indexed = (t.index.getStats() as { entryCount: number }).entryCount;
   const records = (t.db.getStats() as { entryCount: number }).entryCount;
-  // Only directories not yet marked as holding format 2 need the scan for older records.
-  const current = t.meta.get(RECORD_FORMAT_KEY) === RECORD_FORMAT;
+  // Only directories not yet marked as holding format 2 or later need the scan for format-1 records;
+  // format 2 records are read as they are (record.ts).
+  const current = (t.meta.get(RECORD_FORMAT_KEY) ?? 0) >= 2;
   if (current && indexed === records) return;
   const old: [Buffer, Buffer][] = [];
   if (!current) {
@@ -33,7 +34,7 @@ export function upgradeDataDirectory(t: UpgradeTarget): void {
     for (const [key, buf] of old) {
       const r = decodeFormat1(buf);
       const version = { wall: r.wall, counter: r.counter, node: r.node };
-      const item = t.hasher.item(key, version, r.tombstone, r.value);
+      const item = t.hasher.item(key, version, r.flags, r.body);
       const keyHash = t.hasher.keyHash(key);
       void t.db.put(key, encodeRecord({ ...r, item, keyHash }));
     }

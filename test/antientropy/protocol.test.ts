@@ -1,6 +1,10 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { plainState } from '../../src/store/state.js';
+import type { Version } from '../../src/store/hlc.js';
+
+const plain = (key: string, version: Version, value: Buffer | undefined) => ({ key: Buffer.from(key), state: plainState(version, value) });
 import { PeerClient } from '../../src/antientropy/peer.js';
 import { MAX_FRAME, MAX_REPLY_LINE, ReplyParser, type Reply } from '../../src/antientropy/replies.js';
 import {
@@ -61,9 +65,9 @@ describe('anti-entropy requests (one encoder, one parser)', () => {
     [Buffer.from(`${rootLine('f00d', 16)}\r\n`), { kind: 'ae.root', fingerprint: 'f00d', bits: 16 }],
     [Buffer.from(`${nodesLine(3, 7, [0, 1, 4095, 2 ** 32 - 1])}\r\n`), { kind: 'ae.nodes', depth: 3, offset: 7, indices: [0, 1, 4095, 2 ** 32 - 1] }],
     [Buffer.from(`${getLine([Buffer.alloc(8, 1), Buffer.alloc(8, 0xff)])}\r\n`), { kind: 'ae.get', keyHashes: [Buffer.alloc(8, 1), Buffer.alloc(8, 0xff)] }],
-    [putLine({ key: Buffer.from('k:1'), version, value: undefined }), { kind: 'ae.put', key: Buffer.from('k:1'), version, value: undefined }],
-    [putLine({ key: Buffer.from('k:2'), version, value: Buffer.from('plain text') }), { kind: 'ae.put', key: Buffer.from('k:2'), version, value: Buffer.from('plain text') }],
-    [putLine({ key: Buffer.from('k:3'), version, value: Buffer.from(' lines\r\nand \xff ') }), { kind: 'ae.put', key: Buffer.from('k:3'), version, value: Buffer.from(' lines\r\nand \xff ') }],
+    [putLine(plain('k:1', version, undefined)), { kind: 'ae.put', ...plain('k:1', version, undefined) }],
+    [putLine(plain('k:2', version, Buffer.from('plain text'))), { kind: 'ae.put', ...plain('k:2', version, Buffer.from('plain text')) }],
+    [putLine(plain('k:3', version, Buffer.from(' lines\r\nand \xff '))), { kind: 'ae.put', ...plain('k:3', version, Buffer.from(' lines\r\nand \xff ')) }],
   ];
 
   it('parse what they encode, whole, byte by byte and cut anywhere', () => {
@@ -85,7 +89,7 @@ describe('anti-entropy requests (one encoder, one parser)', () => {
         fc.string({ unit: fc.constantFrom('a', 'Z', '9', ':', 'é', '𝄞'), minLength: 1, maxLength: 10 }),
         fc.option(fc.uint8Array({ maxLength: 64 }), { nil: undefined }),
         (key, value) => {
-          const rec = { key: Buffer.from(key), version, value: value === undefined ? undefined : Buffer.from(value) };
+          const rec = plain(key, version, value === undefined ? undefined : Buffer.from(value));
           const [req] = serverSide(putLine(rec), [putLine(rec)]);
           expect(req).toEqual({ kind: 'ae.put', ...rec });
         },

@@ -1,5 +1,6 @@
 import { createServer, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { plainState } from '../../src/store/state.js';
 import { PeerProof } from '../../src/antientropy/handshake.js';
 import { putLine } from '../../src/antientropy/requests.js';
 import { decodeNodeReplies, decodeRecords, HASH_WINDOW, writeRecord, Writer } from '../../src/antientropy/wire.js';
@@ -72,14 +73,14 @@ describe('anti-entropy internal commands', () => {
     let wall = Date.now() - 1000;
     for (const [i, v] of values.entries()) {
       const value = Buffer.isBuffer(v) ? v : Buffer.from(v);
-      c.send(putLine({ key: Buffer.from(`k${i}`), version: { wall: wall++, counter: 0, node: 'peer' }, value }));
+      c.send(putLine({ key: Buffer.from(`k${i}`), state: plainState({ wall: wall++, counter: 0, node: 'peer' }, value) }));
       expect(await c.lines(1)).toEqual(['OK']);
       expect(node.store.readValue(Buffer.from(`k${i}`)).value).toEqual(value);
     }
-    c.send(putLine({ key: Buffer.from('k0'), version: { wall: 1, counter: 0, node: 'peer' }, value: Buffer.from('older') }));
+    c.send(putLine({ key: Buffer.from('k0'), state: plainState({ wall: 1, counter: 0, node: 'peer' }, Buffer.from('older')) }));
     expect(await c.lines(1)).toEqual(['OK']);
     expect(await c.call('GET k0')).toBe('VALUE plain');
-    c.send(putLine({ key: Buffer.from('k0'), version: { wall: wall, counter: 0, node: 'peer' }, value: undefined }));
+    c.send(putLine({ key: Buffer.from('k0'), state: plainState({ wall: wall, counter: 0, node: 'peer' }, undefined) }));
     expect(await c.lines(1)).toEqual(['OK']);
     expect(await c.call('GET k0')).toBe('NOT_FOUND');
   });
@@ -174,10 +175,10 @@ describe('anti-entropy wire decoding', () => {
   it('checks records from a peer like client input', () => {
     const w = new Writer();
     w.u32(1);
-    writeRecord(w, { key: Buffer.from('good'), version: { wall: 5, counter: 1, node: 'n' }, value: Buffer.from('v') });
+    writeRecord(w, { key: Buffer.from('good'), state: plainState({ wall: 5, counter: 1, node: 'n' }, Buffer.from('v')) });
     const { served, records } = decodeRecords(w.result(), limits);
     expect(served).toBe(1);
-    expect(records).toEqual([{ key: Buffer.from('good'), version: { wall: 5, counter: 1, node: 'n' }, value: Buffer.from('v') }]);
+    expect(records).toEqual([{ key: Buffer.from('good'), state: plainState({ wall: 5, counter: 1, node: 'n' }, Buffer.from('v')) }]);
     for (const bad of [
       { key: Buffer.from('has space'), node: 'n', value: Buffer.from('v') },
       { key: Buffer.from('k'), node: 'bad node', value: Buffer.from('v') },
@@ -186,7 +187,7 @@ describe('anti-entropy wire decoding', () => {
     ]) {
       const wb = new Writer();
       wb.u32(1);
-      writeRecord(wb, { key: bad.key, version: { wall: 5, counter: 1, node: bad.node }, value: bad.value });
+      writeRecord(wb, { key: bad.key, state: plainState({ wall: 5, counter: 1, node: bad.node }, bad.value) });
       expect(() => decodeRecords(wb.result(), limits)).toThrow(ProtocolError);
     }
   });

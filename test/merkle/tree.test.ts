@@ -115,18 +115,18 @@ describe('TreeHasher', () => {
     expect(h.keyHash(Buffer.from('k'))).toEqual(new TreeHasher('s1').keyHash(Buffer.from('k')));
     expect(h.secretFingerprint).not.toBe(new TreeHasher('s2').secretFingerprint);
     const v = { wall: 1, counter: 0, node: 'n' };
-    const base = h.item(Buffer.from('k'), v, false, Buffer.from('x'));
+    const base = h.item(Buffer.from('k'), v, 0, Buffer.from('x'));
     expect(base).toHaveLength(16);
-    expect(h.item(Buffer.from('k'), v, false, Buffer.from('x'))).toBe(base);
-    expect(h.item(Buffer.from('k'), { ...v, counter: 1 }, false, Buffer.from('x'))).not.toBe(base);
-    expect(h.item(Buffer.from('k'), { ...v, node: 'm' }, false, Buffer.from('x'))).not.toBe(base);
-    expect(h.item(Buffer.from('k'), v, true, Buffer.from('x'))).not.toBe(base);
-    expect(h.item(Buffer.from('k'), v, false, Buffer.from('y'))).not.toBe(base);
-    expect(h.item(Buffer.from('kx'), v, false, Buffer.alloc(0))).not.toBe(h.item(Buffer.from('k'), v, false, Buffer.from('x')));
+    expect(h.item(Buffer.from('k'), v, 0, Buffer.from('x'))).toBe(base);
+    expect(h.item(Buffer.from('k'), { ...v, counter: 1 }, 0, Buffer.from('x'))).not.toBe(base);
+    expect(h.item(Buffer.from('k'), { ...v, node: 'm' }, 0, Buffer.from('x'))).not.toBe(base);
+    expect(h.item(Buffer.from('k'), v, 1, Buffer.from('x'))).not.toBe(base);
+    expect(h.item(Buffer.from('k'), v, 0, Buffer.from('y'))).not.toBe(base);
+    expect(h.item(Buffer.from('kx'), v, 0, Buffer.alloc(0))).not.toBe(h.item(Buffer.from('k'), v, 0, Buffer.from('x')));
     // Small values are hashed from a scratch buffer, large ones streamed: both are the documented input.
     for (const value of [Buffer.from('x'), Buffer.alloc(20_000, 7)]) {
-      expect(h.item(Buffer.from('k'), v, false, value)).toBe(reference('s1', Buffer.from('k'), v, value));
+      expect(h.item(Buffer.from('k'), v, 0, value)).toBe(reference('s1', Buffer.from('k'), v, value));
     }
-    expect(new TreeHasher('s2').item(Buffer.from('k'), v, false, Buffer.from('x'))).not.toBe(base);
+    expect(new TreeHasher('s2').item(Buffer.from('k'), v, 0, Buffer.from('x'))).not.toBe(base);
   });
 });

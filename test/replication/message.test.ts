@@ -1,6 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeMessage, encodeMessages, type Op } from '../../src/replication/message.js';
+import { decodeMessage, encodeMessages, opOf, type Op } from '../../src/replication/message.js';
+import { encodeCounter } from '../../src/store/counter.js';
+import type { Hlc } from '../../src/store/hlc.js';
+import { KIND, kindFlags } from '../../src/store/record.js';
+import { plainState } from '../../src/store/state.js';
+
+const op = (key: Buffer, at: Hlc, value: Buffer | undefined, node = 'node-1'): Op => ({ key, state: plainState({ ...at, node }, value) });
 
 const limits = { maxKeyBytes: 32, maxValueBytes: 64 };
 const hlc = { wall: 0x0193a0b1c2d3, counter: 7 };
@@ -8,9 +14,9 @@ const hlc = { wall: 0x0193a0b1c2d3, counter: 7 };
 describe('replication messages', () => {
   it('round-trip sets, deletes and non-UTF-8 values, in readable JSON', () => {
     const ops: Op[] = [
-      { key: Buffer.from('user:1'), hlc, value: Buffer.from('alice smith ✓') },
-      { key: Buffer.from('user:2'), hlc: { ...hlc, counter: 8 }, value: undefined },
-      { key: Buffer.from('bin'), hlc, value: Buffer.from([0xff, 0x00, 0xc3]) },
+      op(Buffer.from('user:1'), hlc, Buffer.from('alice smith ✓')),
+      op(Buffer.from('user:2'), { ...hlc, counter: 8 }, undefined),
+      op(Buffer.from('bin'), hlc, Buffer.from([0xff, 0x00, 0xc3])),
     ];
     const [payload, ...more] = encodeMessages('node-1', ops, 1 << 20);
     expect(more).toEqual([]);
@@ -23,15 +29,15 @@ describe('replication messages', () => {
   });
 
   it('writes the bytes JSON.stringify would, for any key and value, and reads them back', () => {
-    const op = fc.record({
+    const arb = fc.record({
       // Keys a client may write (no spaces or control characters), with JSON's special characters.
       key: fc.string({ unit: fc.constantFrom('a', 'Z', '9', ':', '"', '\\', '/', 'é', '✓', '𝄞'), minLength: 1, maxLength: 8 }).map((k) => Buffer.from(k)),
       hlc: fc.record({ wall: fc.integer({ min: 0, max: 2 ** 48 - 1 }), counter: fc.integer({ min: 0, max: 0xffff }) }),
       value: fc.option(fc.oneof(fc.uint8Array({ maxLength: 16 }).map((v) => Buffer.from(v)), fc.string({ unit: 'binary', maxLength: 16 }).map((v) => Buffer.from(v))), { nil: undefined }),
     });
     fc.assert(
-      fc.property(fc.array(op, { minLength: 1, maxLength: 5 }), (ops) => {
-        const [payload] = encodeMessages('n"1', ops, 1 << 20);
+      fc.property(fc.array(arb, { minLength: 1, maxLength: 5 }), (ops) => {
+        const [payload] = encodeMessages('n"1', ops.map((o) => op(o.key, o.hlc, o.value, 'n"1')), 1 << 20);
         const objects = ops.map((o) => {
           const key = o.key.toString('utf8');
           const hlc = `${o.hlc.wall.toString(16).padStart(12, '0')}-${o.hlc.counter.toString(16).padStart(4, '0')}`;
@@ -42,14 +48,14 @@ describe('replication messages', () => {
         });
         expect((payload as Buffer).toString()).toBe(JSON.stringify({ v: 1, node: 'n"1', ops: objects }));
         const back = decodeMessage(payload as Buffer, { maxKeyBytes: 64, maxValueBytes: 64 });
-        expect(back?.message.ops.map((o) => [o.key, o.hlc, o.value])).toEqual(ops.map((o) => [o.key, o.hlc, o.value]));
+        expect(back?.message.ops).toEqual(ops.map((o) => op(o.key, o.hlc, o.value, 'n"1')));
       }),
       { numRuns: 300, seed: 11 },
     );
   });
 
   it('splits a batch into messages under the size limit, keeping order', () => {
-    const ops: Op[] = Array.from({ length: 100 }, (_, i) => ({ key: Buffer.from(`k${i}`), hlc, value: Buffer.from('x'.repeat(40)) }));
+    const ops: Op[] = Array.from({ length: 100 }, (_, i) => op(Buffer.from(`k${i}`), hlc, Buffer.from('x'.repeat(40)), 'n'));
     const payloads = encodeMessages('n', ops, 1000);
     expect(payloads.length).toBeGreaterThan(5);
     for (const p of payloads) expect(p.length).toBeLessThanOrEqual(1000);
@@ -75,5 +81,51 @@ describe('replication messages', () => {
     const decoded = decodeMessage(Buffer.from(JSON.stringify({ v: 1, node: 'n', ops })), limits);
     expect(decoded?.message.ops.map((o) => o.key.toString())).toEqual(['ok']);
     expect(decoded?.invalidOps).toBe(8);
+  });
+
+  it('carry a counter as this node\'s totals, and an expiry register, readably', () => {
+    const epoch = { wall: 0x0193a0b1c2d3, counter: 0, node: 'node-2' };
+    const at = { wall: 0x0193a0b1c2d9, counter: 1 };
+    const counter = encodeCounter({ base: 5n, entries: [{ node: 'node-1', p: 17n, n: 2n, at }, { node: 'node-3', p: 1n, n: 0n, at }] });
+    const state = { epoch, flags: kindFlags(KIND.counter), expiry: { at: 1_800_000_000_000, version: { ...at, node: 'node-1' } }, payload: counter };
+    const [payload] = encodeMessages('node-1', [opOf(Buffer.from('hits'), state, 'node-1')], 1 << 20);
+    const json = JSON.parse((payload as Buffer).toString()) as { ops: unknown[] };
+    expect(json.ops[0]).toEqual({
+      op: 'counter',
+      key: 'hits',
+      hlc: '0193a0b1c2d3-0000',
+      by: 'node-2',
+      base: '5',
+      totals: [['node-1', '17', '2', '0193a0b1c2d9-0001']],
+      exp: 1_800_000_000_000,
+      xhlc: '0193a0b1c2d9-0001',
+    });
+    const back = decodeMessage(payload as Buffer, limits)?.message.ops[0];
+    expect(back).toEqual(opOf(Buffer.from('hits'), state, 'node-1'));
+    // A set with an expiry, and the zero epoch ("by": "").
+    const setex = { key: Buffer.from('s'), state: plainState({ ...at, node: 'node-1' }, Buffer.from('v'), 1_800_000_000_000) };
+    const zero = { key: Buffer.from('z'), state: { ...state, epoch: { wall: 0, counter: 0, node: '' }, expiry: undefined, payload: encodeCounter({ base: 0n, entries: [] }) } };
+    const [two] = encodeMessages('node-1', [setex, zero], 1 << 20);
+    expect(decodeMessage(two as Buffer, limits)?.message.ops).toEqual([setex, zero]);
+  });
+
+  it('drops counter ops that are malformed', () => {
+    const good = { op: 'counter', key: 'c', hlc: '0193a0b1c2d3-0000', base: '0', totals: [['n', '1', '0', '0193a0b1c2d3-0000']] };
+    const bad = [
+      { ...good, base: '1.5' },
+      { ...good, base: '9223372036854775808' },
+      { ...good, totals: [['n', '-1', '0', '0193a0b1c2d3-0000']] },
+      { ...good, totals: [['n', '18446744073709551616', '0', '0193a0b1c2d3-0000']] },
+      { ...good, totals: [['bad node', '1', '0', '0193a0b1c2d3-0000']] },
+      { ...good, totals: [['n', '1', '0', '0193a0b1c2d3-0000'], ['n', '2', '0', '0193a0b1c2d3-0000']] },
+      { ...good, totals: [['n', '1', '0']] },
+      { ...good, by: 'bad node' },
+      { ...good, exp: -1, xhlc: '0193a0b1c2d3-0000' },
+      { ...good, exp: 5 },
+      { op: 'del', key: 'd', hlc: '0193a0b1c2d3-0000', exp: 5, xhlc: '0193a0b1c2d3-0000' },
+    ];
+    const decoded = decodeMessage(Buffer.from(JSON.stringify({ v: 1, node: 'n', ops: [good, ...bad] })), limits);
+    expect(decoded?.message.ops).toHaveLength(1);
+    expect(decoded?.invalidOps).toBe(bad.length);
   });
 });

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import mqtt from 'mqtt';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { encodeMessages } from '../../src/replication/message.js';
+import { plainState } from '../../src/store/state.js';
 import { certsForFile } from '../certs.js';
 import { LineClient } from '../helpers.js';
 import { startCluster, startReplicatedNode, valueOn, waitFor, type ClusterNode } from '../replication/cluster.js';
@@ -11,7 +12,7 @@ const skip = !hasMosquitto && process.env.CI !== 'true';
 const creds = { 'mqtt.username': 'cluster', 'mqtt.password': 'broker-pass' };
 
 function forged(node: string, key: string): Buffer {
-  const [payload] = encodeMessages(node, [{ key: Buffer.from(key), hlc: { wall: Date.now(), counter: 0 }, value: Buffer.from('forged') }], 1 << 20);
+  const [payload] = encodeMessages(node, [{ key: Buffer.from(key), state: plainState({ wall: Date.now(), counter: 0, node }, Buffer.from('forged')) }], 1 << 20);
   return payload as Buffer;
 }
 

@@ -1,10 +1,11 @@
 import { createServer, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { plainState } from '../../src/store/state.js';
 import { PeerProof } from '../../src/antientropy/handshake.js';
 import { putLine } from '../../src/antientropy/requests.js';
 import { LineClient, startTestNode } from '../helpers.js';
 
-const PUT = putLine({ key: Buffer.from('planted'), version: { wall: Date.now(), counter: 0, node: 'intruder' }, value: Buffer.from('x') });
+const PUT = putLine({ key: Buffer.from('planted'), state: plainState({ wall: Date.now(), counter: 0, node: 'intruder' }, Buffer.from('x')) });
 
 describe('anti-entropy peers prove the cluster secret', () => {
   it('refuses AE.* to plain clients, authenticated admins included, and to a wrong proof', async () => {

@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { encodeMessages } from '../../src/replication/message.js';
+import { plainState } from '../../src/store/state.js';
 import { MessageSigner } from '../../src/replication/signature.js';
 import { formatHlc } from '../../src/store/hlc.js';
 import { LineClient } from '../helpers.js';
@@ -11,7 +12,7 @@ const skip = !hasMosquitto && process.env.CI !== 'true';
 const TOPIC = 'merkle-kv/updates/node-9';
 
 function message(node: string, key: string, val: string): Buffer {
-  const [payload] = encodeMessages(node, [{ key: Buffer.from(key), hlc: { wall: Date.now(), counter: 0 }, value: Buffer.from(val) }], 1 << 20);
+  const [payload] = encodeMessages(node, [{ key: Buffer.from(key), state: plainState({ wall: Date.now(), counter: 0, node }, Buffer.from(val)) }], 1 << 20);
   return payload as Buffer;
 }
 

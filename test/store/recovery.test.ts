@@ -53,7 +53,7 @@ export function rootFromScratch(path: string, bits = 16): string {
   const tree = new MerkleTree(bits);
   for (const { key, value } of records.getRange({})) {
     const r = decodeRecord(Buffer.from(value.subarray(0, value.length)));
-    const item = hasher.item(key, r, r.tombstone, r.value);
+    const item = hasher.item(key, r, r.flags, r.body);
     tree.updateBytes(tree.segmentOf(hasher.keyHash(key).hi), Buffer.from(item, 'latin1'), 0, 1);
   }
   void env.close();

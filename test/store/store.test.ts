@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { open } from 'lmdb';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { compareHlc } from '../../src/store/hlc.js';
-import { decodeRecord } from '../../src/store/record.js';
+import { decodeRecord, FLAG_TOMBSTONE, isTombstone, recordNode, recordValue } from '../../src/store/record.js';
 import { Store } from '../../src/store/store.js';
-import { silent, tempDir } from '../helpers.js';
+import { applyPlain, silent, tempDir } from '../helpers.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
@@ -40,7 +40,7 @@ describe('Store', () => {
     const first = decodeRecord(Buffer.from(store.read(b('k')) as Buffer));
     await store.delete(b('k'));
     const tomb = decodeRecord(Buffer.from(store.read(b('k')) as Buffer));
-    expect(tomb.tombstone).toBe(true);
+    expect(tomb.flags).toBe(FLAG_TOMBSTONE);
     expect(tomb.node).toBe('n1');
     expect(compareHlc(tomb, first)).toBeGreaterThan(0);
     expect(store.readValue(b('k')).value).toBeUndefined();
@@ -112,13 +112,13 @@ describe('Store', () => {
     // The horizon survives a restart.
     const store = openStore(path);
     // A peer that missed the delete pushes its old live copy back: refused, the delete stays.
-    expect(store.applyRemote(b('gone'), old, b('x'))).toBeUndefined();
+    expect(applyPlain(store, b('gone'), old, b('x'))).toBeUndefined();
     expect(store.read(b('gone'))).toBeUndefined();
     expect(store.refusedPurged).toBe(1);
     // Newer writes, and old ones for keys it holds, are applied as usual.
     await store.set(b('held'), b('v'));
-    expect(store.applyRemote(b('held'), { wall: Date.now() + 1000, counter: 0, node: 'peer' }, b('w'))).not.toBeUndefined();
-    expect(store.applyRemote(b('new'), { wall: Date.now() + 1000, counter: 0, node: 'peer' }, b('n'))).not.toBeUndefined();
+    expect(applyPlain(store, b('held'), { wall: Date.now() + 1000, counter: 0, node: 'peer' }, b('w'))).not.toBeUndefined();
+    expect(applyPlain(store, b('new'), { wall: Date.now() + 1000, counter: 0, node: 'peer' }, b('n'))).not.toBeUndefined();
     await store.settled();
     expect(store.readValue(b('new')).value?.toString()).toBe('n');
   });
@@ -149,8 +149,8 @@ describe('Store', () => {
     expect(upgraded.keyHashes.recordsUnder(0, 0).map((e) => e.key.toString()).sort()).toEqual(['dead', 'live']);
     // The same writes applied to a fresh store give the same root.
     const fresh = openStore();
-    await fresh.applyRemote(b('live'), { wall, counter: 1, node: 'n0' }, b('value one'));
-    await fresh.applyRemote(b('dead'), { wall, counter: 2, node: 'n0' }, undefined);
+    await applyPlain(fresh, b('live'), { wall, counter: 1, node: 'n0' }, b('value one'));
+    await applyPlain(fresh, b('dead'), { wall, counter: 2, node: 'n0' }, undefined);
     expect(upgraded.rootHash().equals(fresh.rootHash())).toBe(true);
   });
 
@@ -197,14 +197,14 @@ describe('Store.applyRemote', () => {
   it('keeps the newest version, ignores equal and older ones, and never resurrects a delete', async () => {
     const store = openStore();
     const now = Date.now();
-    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n2' }, b('v2'))).not.toBeUndefined();
-    expect(store.applyRemote(b('k'), { wall: now, counter: 1, node: 'n9' }, b('older'))).toBeUndefined();
-    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n2' }, b('v2'))).toBeUndefined();
+    expect(applyPlain(store, b('k'), { wall: now, counter: 2, node: 'n2' }, b('v2'))).not.toBeUndefined();
+    expect(applyPlain(store, b('k'), { wall: now, counter: 1, node: 'n9' }, b('older'))).toBeUndefined();
+    expect(applyPlain(store, b('k'), { wall: now, counter: 2, node: 'n2' }, b('v2'))).toBeUndefined();
     // Same clock reading: the node id decides, the same way on every replica.
-    expect(store.applyRemote(b('k'), { wall: now, counter: 2, node: 'n3' }, b('v3'))).not.toBeUndefined();
+    expect(applyPlain(store, b('k'), { wall: now, counter: 2, node: 'n3' }, b('v3'))).not.toBeUndefined();
     expect(store.readValue(b('k')).value?.toString()).toBe('v3');
-    await store.applyRemote(b('gone'), { wall: now, counter: 5, node: 'n2' }, undefined);
-    expect(store.applyRemote(b('gone'), { wall: now, counter: 4, node: 'n2' }, b('zombie'))).toBeUndefined();
+    await applyPlain(store, b('gone'), { wall: now, counter: 5, node: 'n2' }, undefined);
+    expect(applyPlain(store, b('gone'), { wall: now, counter: 4, node: 'n2' }, b('zombie'))).toBeUndefined();
     expect(store.readValue(b('gone')).value).toBeUndefined();
     // A local write after observing remote versions orders after them.
     await store.set(b('k'), b('local'));
@@ -213,7 +213,7 @@ describe('Store.applyRemote', () => {
 
   it('with "always", serves a remote write not yet on disk at once, but not a local one', () => {
     const store = openStore(join(tempDir(), 'db'), 86_400, 'always');
-    void store.applyRemote(b('r'), { wall: Date.now(), counter: 0, node: 'n2' }, b('remote'));
+    void applyPlain(store, b('r'), { wall: Date.now(), counter: 0, node: 'n2' }, b('remote'));
     expect(store.readValue(b('r'))).toMatchObject({ after: null });
     const done = store.set(b('l'), b('local'));
     expect(store.readValue(b('l')).after).toBe(done);
@@ -224,9 +224,9 @@ describe('Store.applyRemote', () => {
     for (const mode of ['periodic', 'always'] as const) {
       const store = openStore(join(tempDir(), 'db'), 86_400, mode);
       const seen: string[] = [];
-      store.onAcknowledged((writes) => seen.push(...writes.map((w) => `${w.key.toString()}=${w.tombstone ? '-' : w.value.toString()}@${w.version.node}`)));
+      store.onAcknowledged((writes) => seen.push(...writes.map((w) => `${w.key.toString()}=${isTombstone(w.rec) ? '-' : recordValue(w.rec).toString()}@${recordNode(w.rec)}`)));
       const set = store.set(b('mine'), b('1'));
-      void store.applyRemote(b('theirs'), { wall: Date.now(), counter: 0, node: 'n2' }, b('2'));
+      void applyPlain(store, b('theirs'), { wall: Date.now(), counter: 0, node: 'n2' }, b('2'));
       const del = store.delete(b('mine'));
       expect(seen).toEqual([]);
       store.flush();
@@ -265,8 +265,8 @@ describe('Store Merkle tree', () => {
     const c = openStore();
     const now = Date.now();
     const writes = Array.from({ length: 30 }, (_, i) => [b(`key${i % 7}`), { wall: now + i, counter: 0, node: `n${i % 3}` }, i % 5 === 0 ? undefined : b(`v${i}`)] as const);
-    for (const [k, v, val] of writes) await a.applyRemote(k, v, val);
-    for (const [k, v, val] of [...writes].reverse()) await c.applyRemote(k, v, val);
+    for (const [k, v, val] of writes) await applyPlain(a, k, v, val);
+    for (const [k, v, val] of [...writes].reverse()) await applyPlain(c, k, v, val);
     expect(a.rootHash().equals(c.rootHash())).toBe(true);
   });
 });

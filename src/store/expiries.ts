@@ -1,0 +1,75 @@
+/**
+ * The live keys that carry an expiry time, so the store's counts (DBSIZE, STATS) notice a key turning
+ * absent when its time comes, with no write: `sweep(now)` reports the keys whose time has come since
+ * the last sweep, earliest first. Keys by latin1 string, as the overlay has them.
+ *
+ * A min-heap of (time, key) with lazy deletion: an entry whose key was rewritten or removed since is
+ * skipped when it surfaces, and the heap is rebuilt from the map when stale entries outnumber live ones.
+ */
+export class ExpiryIndex {
+  private readonly at = new Map<string, number>();
+  private heap: [number, string][] = [];
+
+  get size(): number {
+    return this.at.size;
+  }
+
+  add(k: string, at: number): void {
+    this.at.set(k, at);
+    this.push([at, k]);
+    if (this.heap.length > 2 * this.at.size + 1024) this.rebuild();
+  }
+
+  /** Stops tracking `k`; whether it was tracked (counted live). */
+  remove(k: string): boolean {
+    return this.at.delete(k);
+  }
+
+  /** Removes and returns the tracked keys whose time is `now` or earlier. */
+  sweep(now: number): string[] {
+    const due: string[] = [];
+    for (let top = this.heap[0]; top !== undefined && top[0] <= now; top = this.heap[0]) {
+      this.pop();
+      if (this.at.get(top[1]) === top[0]) {
+        this.at.delete(top[1]);
+        due.push(top[1]);
+      }
+    }
+    return due;
+  }
+
+  private rebuild(): void {
+    this.heap = [];
+    for (const [k, at] of this.at) this.push([at, k]);
+  }
+
+  private push(e: [number, string]): void {
+    const h = this.heap;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if ((h[parent] as [number, string])[0] <= e[0]) break;
+      h[i] = h[parent] as [number, string];
+      i = parent;
+    }
+    h[i] = e;
+  }
+
+  private pop(): void {
+    const h = this.heap;
+    const last = h.pop();
+    if (last === undefined || h.length === 0) return;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const r = l + 1;
+      const c = r < h.length && (h[r] as [number, string])[0] < (h[l] as [number, string])[0] ? r : l;
+      if ((h[c] as [number, string])[0] >= last[0]) break;
+      h[i] = h[c] as [number, string];
+      i = c;
+    }
+    h[i] = last;
+  }
+}

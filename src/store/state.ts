@@ -1,0 +1,148 @@
+import { ProtocolError } from '../errors.js';
+import { checkEpochNode, type Limits } from '../rules.js';
+import { decodeCounter, encodeCounter, mergeCounters, newestChange } from './counter.js';
+import { compareVersion, type Version } from './hlc.js';
+import { FLAG_EXPIRY, FLAG_TOMBSTONE, KIND, recordBody, recordFlags, recordVersionOf, type Kind } from './record.js';
+
+/*
+ * A record's state, and the one merge every path uses (DESIGN.md section 4; docs/ARCHITECTURE.md,
+ * "Kinds of record"): replication, anti-entropy, and the local commands that build on what is stored.
+ *
+ * - The epoch is the version of the last-writer-wins write the record descends from (SET, SETEX, DEL,
+ *   APPEND, ...). A newer epoch wins outright: its state replaces the older one, whatever the kinds.
+ * - Within one epoch, states merge: a counter or set that grew out of the epoch's plain value or
+ *   tombstone wins over it (INC on "5" keeps the epoch of the SET that wrote "5", so two nodes that
+ *   both increment it merge instead of overwriting each other); two counters merge by per-node maxima.
+ * - The expiry register (when the record expires, and the version of the SETEX/EXPIRE/PERSIST that
+ *   said so) belongs to the epoch: within one, the newer register wins; a new epoch starts without
+ *   one (SET clears a TTL, as in Redis).
+ * Every rule is a join (commutative, associative, idempotent), so replicas converge in any order.
+ */
+
+export interface ExpiryRegister {
+  /** ms since the Unix epoch; 0: does not expire (PERSIST). */
+  readonly at: number;
+  readonly version: Version;
+}
+
+export interface RecordState {
+  readonly epoch: Version;
+  /** FLAG_TOMBSTONE and the kind (FLAG_EXPIRY follows from `expiry`). */
+  readonly flags: number;
+  readonly expiry: ExpiryRegister | undefined;
+  /** A plain value's bytes, or a counter's encoding (counter.ts). */
+  readonly payload: Buffer;
+}
+
+/** The epoch of a counter or set made from nothing: older than every write, so any DEL or SET wins over it. */
+export const ZERO_EPOCH: Version = { wall: 0, counter: 0, node: '' };
+
+export function stateKind(s: RecordState): Kind {
+  return ((s.flags >> 4) & 3) as Kind;
+}
+
+/** Decodes a stored record's state (`rec` as record.ts lays it out). */
+export function stateOf(rec: Buffer): RecordState {
+  return parseBody(recordVersionOf(rec), recordFlags(rec), recordBody(rec));
+}
+
+/** The flags byte and body (record.ts) of a state. */
+export function encodeState(s: RecordState): { flags: number; body: Buffer } {
+  const flags = (s.flags & ~FLAG_EXPIRY) | (s.expiry === undefined ? 0 : FLAG_EXPIRY);
+  if (s.expiry === undefined) return { flags, body: s.payload };
+  const node = Buffer.from(s.expiry.version.node, 'utf8');
+  const body = Buffer.allocUnsafe(15 + node.length + s.payload.length);
+  let o = body.writeUIntBE(s.expiry.at, 0, 6);
+  o = body.writeUIntBE(s.expiry.version.wall, o, 6);
+  o = body.writeUInt16BE(s.expiry.version.counter, o);
+  body[o++] = node.length;
+  o += node.copy(body, o);
+  s.payload.copy(body, o);
+  return { flags, body };
+}
+
+/**
+ * Reads a body (record.ts) with its epoch and flags, checking everything: for anti-entropy the bytes
+ * come from a peer. Throws ProtocolError. `limits` bounds a plain value as a client's would be.
+ */
+export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: Limits): RecordState {
+  const bad = (why: string): ProtocolError => new ProtocolError(`malformed record: ${why}`);
+  if ((flags & ~(FLAG_TOMBSTONE | FLAG_EXPIRY | 0x30)) !== 0) throw bad('unknown flags');
+  const kind = ((flags >> 4) & 3) as Kind;
+  if (kind === KIND.set) throw bad('sets are not supported by this release');
+  if (kind !== KIND.plain && (flags & FLAG_TOMBSTONE) !== 0) throw bad('a tombstone has no kind');
+  let expiry: ExpiryRegister | undefined;
+  let o = 0;
+  if ((flags & FLAG_EXPIRY) !== 0) {
+    if (body.length < 15) throw bad('truncated expiry');
+    const len = body[14] as number;
+    if (body.length < 15 + len) throw bad('truncated expiry');
+    expiry = { at: body.readUIntBE(0, 6), version: { wall: body.readUIntBE(6, 6), counter: body.readUInt16BE(12), node: checkEpochNode(body.subarray(15, 15 + len)) } };
+    o = 15 + len;
+  }
+  const payload = body.subarray(o);
+  if ((flags & FLAG_TOMBSTONE) !== 0 && (payload.length > 0 || expiry !== undefined)) throw bad('a tombstone holds nothing');
+  if (kind === KIND.counter) decodeCounter(payload);
+  else if (limits !== undefined && payload.length > limits.maxValueBytes) throw bad('value too large');
+  return { epoch, flags: flags & ~FLAG_EXPIRY, expiry, payload };
+}
+
+/** The plain state a SET, SETEX, APPEND or DEL writes. */
+export function plainState(epoch: Version, value: Buffer | undefined, expiresAt = 0): RecordState {
+  if (value === undefined) return { epoch, flags: FLAG_TOMBSTONE, expiry: undefined, payload: EMPTY };
+  return { epoch, flags: 0, expiry: expiresAt === 0 ? undefined : { at: expiresAt, version: epoch }, payload: value };
+}
+
+/** The join of two states of a key (see above). */
+export function mergeStates(a: RecordState, b: RecordState): RecordState {
+  const order = compareVersion(a.epoch, b.epoch);
+  if (order !== 0) return order > 0 ? a : b;
+  const ka = stateKind(a);
+  const kb = stateKind(b);
+  let body: RecordState;
+  if (ka !== kb) body = ka > kb ? a : b;
+  else if (ka === KIND.counter) body = { ...a, payload: encodeCounter(mergeCounters(decodeCounter(a.payload), decodeCounter(b.payload))) };
+  // Two plain states of one epoch are one write; the comparison only keeps a corrupted copy from
+  // making the merge depend on the order.
+  else body = Buffer.compare(a.payload, b.payload) >= 0 ? a : b;
+  return { ...body, expiry: newerRegister(a.expiry, b.expiry) };
+}
+
+function newerRegister(a: ExpiryRegister | undefined, b: ExpiryRegister | undefined): ExpiryRegister | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  const order = compareVersion(a.version, b.version);
+  return order > 0 || (order === 0 && a.at >= b.at) ? a : b;
+}
+
+export function sameState(a: RecordState, b: RecordState): boolean {
+  const x = encodeState(a);
+  const y = encodeState(b);
+  return compareVersion(a.epoch, b.epoch) === 0 && x.flags === y.flags && x.body.equals(y.body);
+}
+
+/** The latest wall time of anything in the state: how old the newest news it carries is. */
+export function newestWall(s: RecordState): number {
+  let wall = Math.max(s.epoch.wall, s.expiry?.version.wall ?? 0);
+  if (stateKind(s) === KIND.counter) wall = Math.max(wall, newestChange(decodeCounter(s.payload)));
+  return wall;
+}
+
+/** Whether the state reads as absent at `now`: a tombstone, or expired. */
+export function isAbsentState(s: RecordState, now: number): boolean {
+  return (s.flags & FLAG_TOMBSTONE) !== 0 || (s.expiry !== undefined && s.expiry.at !== 0 && s.expiry.at <= now);
+}
+
+/**
+ * The epoch of whatever is made on a key after its record expired. Every node derives the same one
+ * from the expired record, so two nodes incrementing a counter that has just expired merge their
+ * increments: at the expiry time (or just after the old epoch), with the empty node id, which orders
+ * it before any write made with a real node id at that millisecond.
+ */
+export function epochAfterExpiry(s: RecordState): Version {
+  const at = s.expiry?.at ?? 0;
+  if (at > s.epoch.wall) return { wall: at, counter: 0, node: '' };
+  return { wall: s.epoch.wall + 1, counter: 0, node: '' };
+}
+
+const EMPTY = Buffer.alloc(0);

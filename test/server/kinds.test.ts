@@ -1,0 +1,136 @@
+import { describe, expect, it } from 'vitest';
+import type { RunningNode } from '../../src/node.js';
+import { decodeCounter } from '../../src/store/counter.js';
+import { KIND, kindFlags } from '../../src/store/record.js';
+import { stateOf } from '../../src/store/state.js';
+import { LineClient, startTestNode } from '../helpers.js';
+
+async function node(flags: Record<string, string> = {}): Promise<[RunningNode, LineClient]> {
+  const n = await startTestNode(flags);
+  return [n, await LineClient.connect(n.address.port)];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('counters', () => {
+  it('are PN-counters that GET, EXISTS, SCAN and DBSIZE see as decimal values', async () => {
+    const [n, c] = await node();
+    expect(await c.call('INC hits')).toBe('VALUE 1');
+    expect(await c.call('INCR hits 9')).toBe('VALUE 10');
+    expect(await c.call('DEC hits 3')).toBe('VALUE 7');
+    expect(await c.call('GET hits')).toBe('VALUE 7');
+    expect(await c.call('MGET hits none')).toBe('VALUES 1');
+    expect(await c.lines(2)).toEqual(['hits 7', 'none NOT_FOUND']);
+    expect(await c.call('EXISTS hits')).toBe('EXISTS 1');
+    expect(await c.call('DBSIZE')).toBe('DBSIZE 1');
+    expect(await c.call('SCAN h')).toBe('KEYS 1');
+    expect(await c.lines(1)).toEqual(['hits']);
+    const state = stateOf(n.store.read(Buffer.from('hits')) as Buffer);
+    expect(state.flags).toBe(kindFlags(KIND.counter));
+    // One entry for this node, whatever the number of increments.
+    expect(decodeCounter(state.payload)).toMatchObject({ base: 0n, entries: [{ node: n.store.nodeId, p: 10n, n: 3n }] });
+    expect(state.payload.length).toBe(10 + 1 + Buffer.byteLength(n.store.nodeId) + 24);
+  });
+
+  it('grow out of a plain integer, keeping its epoch; SET, DEL and APPEND make them plain again', async () => {
+    const [n, c] = await node();
+    expect(await c.call('SET n 5')).toBe('OK');
+    const epoch = stateOf(n.store.read(Buffer.from('n')) as Buffer).epoch;
+    expect(await c.call('INC n 2')).toBe('VALUE 7');
+    expect(stateOf(n.store.read(Buffer.from('n')) as Buffer).epoch).toEqual(epoch);
+    expect(await c.call('APPEND n 0')).toBe('VALUE 70');
+    expect(stateOf(n.store.read(Buffer.from('n')) as Buffer).flags).toBe(0);
+    expect(await c.call('INC n')).toBe('VALUE 71');
+    expect(await c.call('SET n 1')).toBe('OK');
+    expect(await c.call('INC n')).toBe('VALUE 2');
+    expect(await c.call('DEL n')).toBe('DELETED');
+    expect(await c.call('GET n')).toBe('NOT_FOUND');
+    expect(await c.call('INC n')).toBe('VALUE 1');
+    expect(await c.call('PREPEND n -')).toBe('VALUE -1');
+    expect(await c.call('DEC n')).toBe('VALUE -2');
+  });
+
+  it('refuse to leave the signed 64-bit range, and non-numbers', async () => {
+    const [, c] = await node();
+    expect(await c.call('INC c 9223372036854775807')).toBe('VALUE 9223372036854775807');
+    expect(await c.call('INC c')).toBe('ERROR increment or decrement would overflow');
+    expect(await c.call('DEC d 9223372036854775807')).toBe('VALUE -9223372036854775807');
+    expect(await c.call('DEC d 2')).toBe('ERROR increment or decrement would overflow');
+    expect(await c.call('GET c')).toBe('VALUE 9223372036854775807');
+    expect(await c.call('SET w hello')).toBe('OK');
+    expect(await c.call('INC w')).toBe("ERROR Value for key 'w' is not a valid number");
+    expect(await c.call('INC c 9223372036854775808')).toMatch(/^ERROR INC command requires/);
+  });
+});
+
+describe('expiry', () => {
+  it('SETEX, TTL, EXPIRE and PERSIST answer as DESIGN section 2 says', async () => {
+    const [, c] = await node();
+    expect(await c.call('SETEX s 100 a value')).toBe('OK');
+    expect(await c.call('GET s')).toBe('VALUE a value');
+    expect(await c.call('TTL s')).toBe('TTL 100');
+    expect(await c.call('TTL none')).toBe('NOT_FOUND');
+    expect(await c.call('SET p v')).toBe('OK');
+    expect(await c.call('TTL p')).toBe('TTL -1');
+    expect(await c.call('EXPIRE p 50')).toBe('OK');
+    expect(await c.call('TTL p')).toBe('TTL 50');
+    expect(await c.call('PERSIST p')).toBe('OK');
+    expect(await c.call('TTL p')).toBe('TTL -1');
+    expect(await c.call('PERSIST p')).toBe('OK');
+    expect(await c.call('PERSIST none')).toBe('NOT_FOUND');
+    expect(await c.call('EXPIRE none 5')).toBe('NOT_FOUND');
+    // SET clears a TTL, as in Redis; INC keeps it.
+    expect(await c.call('SET s other')).toBe('OK');
+    expect(await c.call('TTL s')).toBe('TTL -1');
+    expect(await c.call('SETEX n 30 4')).toBe('OK');
+    expect(await c.call('INC n')).toBe('VALUE 5');
+    expect(await c.call('TTL n')).toBe('TTL 30');
+    // A TTL already over deletes the key.
+    expect(await c.call('EXPIRE n 0')).toBe('OK');
+    expect(await c.call('GET n')).toBe('NOT_FOUND');
+    expect(await c.call('EXPIRE n -1')).toBe('NOT_FOUND');
+  });
+
+  it('refuses malformed TTLs', async () => {
+    const [, c] = await node();
+    expect(await c.call('SETEX k 0 v')).toBe("ERROR invalid expire time in 'setex' command");
+    expect(await c.call('SETEX k -5 v')).toBe("ERROR invalid expire time in 'setex' command");
+    expect(await c.call('SETEX k 1.5 v')).toBe('ERROR value is not an integer or out of range');
+    expect(await c.call('SETEX k 99999999999 v')).toBe("ERROR invalid expire time in 'setex' command");
+    expect(await c.call('SETEX k 10')).toMatch(/^ERROR SETEX command requires/);
+    expect(await c.call('EXPIRE k')).toMatch(/^ERROR EXPIRE command requires/);
+    expect(await c.call('EXPIRE k ten')).toBe('ERROR value is not an integer or out of range');
+    expect(await c.call('TTL')).toMatch(/^ERROR TTL command requires/);
+    expect(await c.call('PERSIST a b')).toMatch(/^ERROR PERSIST command requires/);
+  });
+
+  it('an expired key reads as absent everywhere at once, leaves DBSIZE, and is purged like a tombstone', async () => {
+    const [n, c] = await node();
+    expect(await c.call('SETEX gone 1 v')).toBe('OK');
+    expect(await c.call('INC count')).toBe('VALUE 1');
+    expect(await c.call('EXPIRE count 1')).toBe('OK');
+    expect(await c.call('SET stays v')).toBe('OK');
+    expect(await c.call('DBSIZE')).toBe('DBSIZE 3');
+    const rootBefore = n.store.rootHash().toString('hex');
+    await sleep(1100);
+    for (const k of ['gone', 'count']) {
+      expect(await c.call(`GET ${k}`)).toBe('NOT_FOUND');
+      expect(await c.call(`TTL ${k}`)).toBe('NOT_FOUND');
+      expect(await c.call(`EXPIRE ${k} 10`)).toBe('NOT_FOUND');
+    }
+    expect(await c.call('EXISTS gone count stays')).toBe('EXISTS 1');
+    expect(await c.call('DBSIZE')).toBe('DBSIZE 1');
+    expect(await c.call('SCAN')).toBe('KEYS 1');
+    expect(await c.lines(1)).toEqual(['stays']);
+    expect(n.store.tombstoneCount).toBe(2);
+    // Nothing was written at expiry: the tree is what it was, the same on every replica.
+    expect(n.store.rootHash().toString('hex')).toBe(rootBefore);
+    // A counter made on an expired key starts again from zero.
+    expect(await c.call('INC count')).toBe('VALUE 1');
+    // The grace period is a day: purge as if it had passed.
+    expect(await n.store.purgeTombstones(Date.now() + 1)).toBe(1);
+    expect(n.store.read(Buffer.from('gone'))).toBeUndefined();
+    expect(n.store.tombstoneCount).toBe(0);
+    expect(await c.call('DBSIZE')).toBe('DBSIZE 2');
+  });
+});
