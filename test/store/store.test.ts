@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { open } from 'lmdb';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { compareHlc } from '../../src/store/hlc.js';
+import { increment } from '../../src/store/operations.js';
 import { decodeRecord, FLAG_TOMBSTONE, isTombstone, recordNode, recordValue } from '../../src/store/record.js';
 import { Store } from '../../src/store/store.js';
 import { applyPlain, silent, tempDir } from '../helpers.js';
@@ -152,6 +153,37 @@ describe('Store', () => {
     await applyPlain(fresh, b('live'), { wall, counter: 1, node: 'n0' }, b('value one'));
     await applyPlain(fresh, b('dead'), { wall, counter: 2, node: 'n0' }, undefined);
     expect(upgraded.rootHash().equals(fresh.rootHash())).toBe(true);
+  });
+
+  it('reads a data directory of the previous release (format 2) unchanged: values, counts, root', async () => {
+    const path = join(tempDir(), 'db');
+    const first = openStore(path);
+    await first.set(b('live'), b('value one'));
+    await first.set(b('n'), b('41'));
+    await first.delete(b('dead'));
+    await first.settled();
+    const root = first.rootHash();
+    await first.close();
+    // Make it what the previous release wrote: every record in format 2, the directory marked so.
+    const env = open<Buffer, Buffer>({ path, keyEncoding: 'binary', encoding: 'binary' });
+    const records = env.openDB<Buffer, Buffer>('records', { keyEncoding: 'binary', encoding: 'binary' });
+    const meta = env.openDB<number, string>('meta', { keyEncoding: 'ordered-binary', encoding: 'msgpack' });
+    for (const { key, value } of [...records.getRange({})].map((e) => ({ key: Buffer.from(e.key), value: Buffer.from(e.value) }))) {
+      value[0] = 2;
+      await records.put(key, value);
+    }
+    await meta.put('record_format', 2);
+    await env.close();
+
+    const store = openStore(path);
+    expect(store.readValue(b('live')).value?.toString()).toBe('value one');
+    expect(store.size).toBe(2);
+    expect(store.tombstoneCount).toBe(1);
+    expect(store.rootHash().equals(root)).toBe(true);
+    // Written anew in format 3; an INC on an old plain integer keeps its epoch.
+    await store.set(b('live'), b('value two'));
+    expect(store.read(b('live'))?.[0]).toBe(3);
+    expect(increment(store, b('n'), 1n)).toMatchObject({ value: 42n });
   });
 
   it('finds records by key-hash range and by key hash, pending writes included', async () => {
