@@ -9,7 +9,7 @@ import { compareHlc, HybridClock, type Hlc } from './hlc.js';
 import { KeyHashIndex } from './keyhash.js';
 import { Overlay, PendingWrite } from './overlay.js';
 import { TombstonePurger } from './purge.js';
-import { ExpiryIndex } from './expiries.js';
+import { RecordCounts } from './counts.js';
 import {
   compareWithRecord,
   encodeKeyedRecord,
@@ -21,7 +21,6 @@ import {
   ITEM_OFFSET,
   KIND,
   keyedRecordOffset,
-  recordExpiry,
   recordFlags,
   recordKeyHash,
   recordKeyHashHi,
@@ -100,10 +99,7 @@ export class Store {
   private lastLocalEnd = 0;
   private flushScheduled = false;
   private readonly listeners: ((writes: AcknowledgedWrite[]) => void)[] = [];
-  private live = 0;
-  private tombstones = 0;
-  /** Live keys with an expiry time: they leave `live` for `tombstones` when it comes. */
-  private readonly expiring = new ExpiryIndex();
+  private readonly counts = new RecordCounts();
   private closed = false;
 
   private readonly root: RootDatabase<Buffer, Buffer>;
@@ -138,7 +134,7 @@ export class Store {
       readAt: (key, k) => this.readAt(key, k),
       unindexed: () => this.overlay.unindexedValues(),
       unindexedCount: () => this.overlay.unindexedCount,
-      recordCount: () => this.live + this.tombstones,
+      recordCount: () => this.counts.total,
     });
     this.purger = new TombstonePurger({
       ...dbs,
@@ -147,7 +143,7 @@ export class Store {
       isPending: (k) => this.overlay.get(k) !== undefined,
       onRemoved: (k, rec) => {
         this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(rec)), rec, ITEM_OFFSET, -1);
-        this.count(k, rec, 0, -1);
+        this.counts.count(k, rec, 0, -1);
       },
     });
     this.purger.start();
@@ -170,45 +166,17 @@ export class Store {
 
   /** Live keys (tombstones and expired keys excluded), pending writes included. */
   get size(): number {
-    this.sweepExpired();
-    return this.live;
+    return this.counts.live;
   }
 
   /** Tombstones and expired records not purged yet. */
   get tombstoneCount(): number {
-    this.sweepExpired();
-    return this.tombstones;
+    return this.counts.tombstones;
   }
 
-  /** Keys that will expire. */
+  /** Live keys that will expire. */
   get expiringCount(): number {
-    this.sweepExpired();
-    return this.expiring.size;
-  }
-
-  private sweepExpired(): void {
-    const due = this.expiring.sweep(Date.now()).length;
-    this.live -= due;
-    this.tombstones += due;
-  }
-
-  /**
-   * Adds (`sign` 1) or takes back (-1) a record's part in the counts: live, or a tombstone (deleted or
-   * expired). A live record that will expire is tracked until its time, when the sweep moves it.
-   */
-  private count(k: string, rec: Buffer, o: number, sign: 1 | -1): void {
-    const flags = recordFlags(rec, o);
-    if (sign < 0 && (flags & FLAG_EXPIRY) !== 0 && this.expiring.remove(k)) {
-      this.live--;
-      return;
-    }
-    const at = (flags & FLAG_EXPIRY) === 0 ? 0 : recordExpiry(rec, o);
-    if ((flags & FLAG_TOMBSTONE) !== 0 || (at !== 0 && (sign < 0 || at <= Date.now()))) {
-      this.tombstones += sign;
-      return;
-    }
-    this.live += sign;
-    if (at !== 0) this.expiring.add(k, at);
+    return this.counts.expiringCount;
   }
 
   /** STATS: the durability mode and how far the disk and LMDB are behind. */
@@ -380,8 +348,8 @@ export class Store {
     );
     this.overlay.add(entry);
     this.unflushed.push(entry);
-    if (before !== undefined) this.count(k, before, at, -1);
-    this.count(k, keyed, recOffset, 1);
+    if (before !== undefined) this.counts.count(k, before, at, -1);
+    this.counts.count(k, keyed, recOffset, 1);
     if (local) this.lastLocalEnd = logEnd;
     if (!this.flushScheduled) {
       // Whoever acknowledges flushes first; this catches writes nobody acknowledges (tests, repairs).
@@ -439,8 +407,8 @@ export class Store {
       // What it replaced: its predecessor, or (once that is in LMDB, or if there was none) LMDB's record.
       const before = e.prev?.rec ?? this.readDurable(e.key);
       this.overlay.undo(e);
-      this.count(e.k, e.body, e.recOffset, -1);
-      if (before !== undefined) this.count(e.k, before, 0, 1);
+      this.counts.count(e.k, e.body, e.recOffset, -1);
+      if (before !== undefined) this.counts.count(e.k, before, 0, 1);
       const item = e.recOffset + ITEM_OFFSET;
       if (before === undefined) this.tree.updateBytes(e.segment, e.body, item, -1);
       else this.tree.replaceBytes(e.segment, e.body, item, before, ITEM_OFFSET);
@@ -511,7 +479,7 @@ export class Store {
   private countRecords(): void {
     let newest: Hlc = { wall: 0, counter: 0 };
     for (const { key, value } of this.db.getRange({})) {
-      this.count((recordFlags(value) & FLAG_EXPIRY) === 0 ? '' : key.toString('latin1'), value, 0, 1);
+      this.counts.count((recordFlags(value) & FLAG_EXPIRY) === 0 ? '' : key.toString('latin1'), value, 0, 1);
       this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(value)), value, ITEM_OFFSET, 1);
       const v = recordVersion(value);
       if (compareHlc(v, newest) > 0) newest = v;

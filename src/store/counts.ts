@@ -1,3 +1,62 @@
+import { FLAG_EXPIRY, FLAG_TOMBSTONE, recordExpiry, recordFlags } from './record.js';
+
+/**
+ * The store's live and tombstone counts (DBSIZE, STATS), adjusted per write. A record counts as live,
+ * or as a tombstone (deleted, or expired). A live record that will expire is tracked until its time
+ * comes, when the next look at the counts moves it to the tombstones: no write happens at expiry.
+ */
+export class RecordCounts {
+  private liveCount = 0;
+  private tombstoneCount = 0;
+  private readonly expiring = new ExpiryIndex();
+
+  get live(): number {
+    this.sweep();
+    return this.liveCount;
+  }
+
+  get tombstones(): number {
+    this.sweep();
+    return this.tombstoneCount;
+  }
+
+  /** Live records that will expire. */
+  get expiringCount(): number {
+    this.sweep();
+    return this.expiring.size;
+  }
+
+  /** Records of either kind, without sweeping (an estimate is enough for its callers). */
+  get total(): number {
+    return this.liveCount + this.tombstoneCount;
+  }
+
+  /**
+   * Adds (`sign` 1) or takes back (-1) the part of the record at `o` of `rec` (key `k`, latin1; only
+   * read for records with an expiry) in the counts.
+   */
+  count(k: string, rec: Buffer, o: number, sign: 1 | -1): void {
+    const flags = recordFlags(rec, o);
+    if (sign < 0 && (flags & FLAG_EXPIRY) !== 0 && this.expiring.remove(k)) {
+      this.liveCount--;
+      return;
+    }
+    const at = (flags & FLAG_EXPIRY) === 0 ? 0 : recordExpiry(rec, o);
+    if ((flags & FLAG_TOMBSTONE) !== 0 || (at !== 0 && (sign < 0 || at <= Date.now()))) {
+      this.tombstoneCount += sign;
+      return;
+    }
+    this.liveCount += sign;
+    if (at !== 0) this.expiring.add(k, at);
+  }
+
+  private sweep(): void {
+    const due = this.expiring.sweep(Date.now()).length;
+    this.liveCount -= due;
+    this.tombstoneCount += due;
+  }
+}
+
 /**
  * The live keys that carry an expiry time, so the store's counts (DBSIZE, STATS) notice a key turning
  * absent when its time comes, with no write: `sweep(now)` reports the keys whose time has come since
@@ -6,7 +65,7 @@
  * A min-heap of (time, key) with lazy deletion: an entry whose key was rewritten or removed since is
  * skipped when it surfaces, and the heap is rebuilt from the map when stale entries outnumber live ones.
  */
-export class ExpiryIndex {
+class ExpiryIndex {
   private readonly at = new Map<string, number>();
   private heap: [number, string][] = [];
 
