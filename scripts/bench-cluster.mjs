@@ -2,11 +2,13 @@
 // broker or a Mosquitto started here, the load generator on the other CPU.
 //
 //   npm run bench:cluster -- [--brokers embedded,mosquitto] [--rounds 3] [--duration 3] [--lag-samples 300]
-//                            [--fsync periodic|always] [--cli dist/cli.js] [--signed off|on|both]
+//                            [--fsync periodic|always] [--cli dist/cli.js] [--signed off|on|both] [--op set|inc]
 //
 // --signed on gives every node a cluster_secret, so replication messages are signed and checked; both
 // runs the cluster both ways in each round (alternating which goes first) for a side-by-side figure.
 // --cli runs another build's nodes (e.g. a worktree of the previous commit) for a comparison.
+// --op inc drives INC on 10k counters instead of SET (replicated as per-node totals, merged on replicas;
+// the replica CPU per applied op is then the merge cost).
 //
 // For each broker it reports, as medians over the rounds:
 //   - SET throughput on node 1 with replication, beside the same node alone (replication off);
@@ -33,6 +35,7 @@ const { values: args } = parseArgs({
     fsync: { type: 'string' },
     cli: { type: 'string', default: join(root, 'dist/cli.js') },
     signed: { type: 'string', default: 'off' },
+    op: { type: 'string', default: 'set' },
   },
 });
 
@@ -185,8 +188,10 @@ async function lag(aPort, bPort, samples) {
   return lags;
 }
 
+if (!['set', 'inc'].includes(args.op)) throw new Error('--op must be set or inc');
+const OP = args.op.toUpperCase();
 const setLoad = (node, conns, depth, preload) =>
-  runLoad({ port: node.port, serverPid: node.pid, protocol: 'merkle', op: 'set', conns, depth, duration: Number(args.duration), warmup: 1, threads: 2, preload }, args['client-cpu']);
+  runLoad({ port: node.port, serverPid: node.pid, protocol: 'merkle', op: args.op, conns, depth, duration: Number(args.duration), warmup: 1, threads: 2, preload }, args['client-cpu']);
 
 /** A replica's CPU and applied writes so far, to take the CPU per applied write over a window. */
 async function replicaSample(node) {
@@ -237,7 +242,7 @@ for (const broker of list(args.brokers)) {
         res.lost.push((await lostWrites(reference, nodes[1].port)) + (await lostWrites(reference, nodes[2].port)));
         for (const n of nodes) await n.stop();
         await mosq?.stop();
-        console.error(`  round ${round + 1} ${broker}${signed ? ' signed' : ''}: alone ${Math.round(alone.alone32.at(-1))} / replicated ${Math.round(res.repl32.at(-1))} SET/s (c=50 p=32), lag p50 ${Math.round(res.lagP50.at(-1))}us p99 ${Math.round(res.lagP99.at(-1))}us, lost ${res.lost.at(-1)}, cpu us/write alone ${alone.cpuAlone.at(-1).toFixed(1)} origin ${res.cpuOrigin.at(-1).toFixed(1)} replica ${res.cpuReplica.at(-1).toFixed(1)}`);
+        console.error(`  round ${round + 1} ${broker}${signed ? ' signed' : ''}: alone ${Math.round(alone.alone32.at(-1))} / replicated ${Math.round(res.repl32.at(-1))} ${OP}/s (c=50 p=32), lag p50 ${Math.round(res.lagP50.at(-1))}us p99 ${Math.round(res.lagP99.at(-1))}us, lost ${res.lost.at(-1)}, cpu us/write alone ${alone.cpuAlone.at(-1).toFixed(1)} origin ${res.cpuOrigin.at(-1).toFixed(1)} replica ${res.cpuReplica.at(-1).toFixed(1)}`);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -248,9 +253,9 @@ for (const broker of list(args.brokers)) {
   }
 }
 
-console.log(`\nmedians of ${args.rounds} rounds; ${args.cli}; fsync = ${args.fsync ?? 'default'}; SET with 100-byte values, 50 connections; lag at light load (${args['lag-samples']} samples)`);
+console.log(`\nmedians of ${args.rounds} rounds; ${args.cli}; fsync = ${args.fsync ?? 'default'}; ${args.op === 'set' ? 'SET with 100-byte values' : 'INC on 10k counters'}, 50 connections; lag at light load (${args['lag-samples']} samples)`);
 console.log('cpu: server CPU us per write at p=32, on the node alone, on the origin with replication on, on a replica per write applied');
-console.log('broker         SET/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us | cpu alone origin replica');
+console.log(`broker         ${OP}/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us | cpu alone origin replica`);
 for (const r of rows) {
   console.log(
     `${r.broker.padEnd(13)} ${Math.round(r.alone1).toString().padStart(12)} ${Math.round(r.repl1).toString().padStart(11)} ${(r.repl1 / r.alone1).toFixed(2).padStart(6)} |` +

@@ -2,7 +2,7 @@
 // scripts/loadgen.mjs pinned to another, alternates the contenders round by round, and prints medians.
 //
 //   npm run bench -- [--targets merkle,merkle-always,memcached,redis,redis-always,ceiling] [--rounds 3]
-//                    [--duration 3] [--warmup 1] [--ops set,get,mix] [--conns 1,50] [--depths 1,32]
+//                    [--duration 3] [--warmup 1] [--ops set,get,mix,inc] [--conns 1,50] [--depths 1,32]
 //                    [--threads 2] [--server-cpu 0] [--client-cpu 1] [--connect host:port]
 //                    [--baseline DIR] [--json file]
 //

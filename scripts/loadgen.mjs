@@ -51,18 +51,22 @@ async function open(cfg) {
 function requests(protocol, keys, value) {
   const set = [];
   const get = [];
+  // Counters live on keys of their own: the preloaded values are not numbers.
+  const inc = [];
   for (let i = 0; i < keys; i++) {
     const key = `key:${i}`;
     if (protocol === 'memcached') {
       set.push(Buffer.from(`set ${key} 0 0 ${value.length}\r\n${value}\r\n`));
       get.push(Buffer.from(`get ${key}\r\n`));
+      inc.push(Buffer.from(`incr ctr:${i} 1\r\n`));
     } else {
       // MerkleKV and Redis (inline commands) share the request shape.
       set.push(Buffer.from(`SET ${key} ${value}\r\n`));
       get.push(Buffer.from(`GET ${key}\r\n`));
+      inc.push(Buffer.from(`${protocol === 'redis' ? 'INCR' : 'INC'} ctr:${i}\r\n`));
     }
   }
-  return { set, get };
+  return { set, get, inc };
 }
 
 /**
@@ -126,6 +130,7 @@ async function runWorker(cfg) {
     const i = Math.floor(Math.random() * cfg.keys);
     if (cfg.op === 'set') return reqs.set[i];
     if (cfg.op === 'get') return reqs.get[i];
+    if (cfg.op === 'inc') return reqs.inc[i];
     return Math.random() < 0.9 ? reqs.get[i] : reqs.set[i]; // 90/10 mix
   };
 

@@ -36,7 +36,7 @@ export interface Message {
 /** The op that publishes a record this node wrote: for a counter, only this node's totals (a delta). */
 export function opOf(key: Buffer, state: RecordState, node: string): Op {
   if (stateKind(state) !== KIND.counter) return { key, state };
-  const c = decodeCounter(state.payload);
+  const c = decodeCounter(state.payload, true);
   return { key, state: { ...state, payload: encodeCounter({ base: c.base, entries: c.entries.filter((e) => e.node === node) }) } };
 }
 
@@ -71,7 +71,7 @@ function wireOp(op: Op, node: string): string {
   const expiry = state.expiry === undefined ? '' : wireExpiry(state.expiry, node);
   if ((state.flags & FLAG_TOMBSTONE) !== 0) return `{"op":"del","key":${key},${version}}`;
   if (stateKind(state) === KIND.counter) {
-    const c = decodeCounter(state.payload);
+    const c = decodeCounter(state.payload, true);
     const totals = c.entries.map((e) => `[${JSON.stringify(e.node)},"${e.p}","${e.n}","${formatHlc(e.at)}"]`).join(',');
     return `{"op":"counter","key":${key},${version},"base":"${c.base}","totals":[${totals}]${expiry}}`;
   }

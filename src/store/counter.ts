@@ -61,8 +61,11 @@ export function increment(c: Counter, node: string, delta: bigint, at: Hlc): Cou
   const entry = delta >= 0n ? { node, p: old.p + delta, n: old.n, at } : { node, p: old.p, n: old.n - delta, at };
   if (entry.p > UINT64_MAX || entry.n > UINT64_MAX) return undefined;
   const entries = [...c.entries];
-  if (i === -1) entries.push(entry);
-  else entries[i] = entry;
+  if (i !== -1) {
+    entries[i] = entry;
+    return { base: c.base, entries };
+  }
+  entries.push(entry);
   return { base: c.base, entries: sortEntries(entries) };
 }
 
@@ -104,8 +107,11 @@ export function encodeCounter(c: Counter): Buffer {
   return buf;
 }
 
-/** Decodes (and checks: the payload may come from a peer) a counter's payload. */
-export function decodeCounter(buf: Buffer): Counter {
+/**
+ * Decodes a counter's payload, checking it unless `trusted` (a record this store wrote and checked
+ * before): a payload from a peer must not make us hold what a client could not write.
+ */
+export function decodeCounter(buf: Buffer, trusted = false): Counter {
   const bad = (): ProtocolError => new ProtocolError('malformed counter record');
   if (buf.length < 10) throw bad();
   const base = buf.readBigInt64BE(0);
@@ -116,19 +122,24 @@ export function decodeCounter(buf: Buffer): Counter {
   for (let i = 0; i < count; i++) {
     const len = buf[o] ?? 0;
     if (o + 1 + len + 24 > buf.length) throw bad();
-    const node = checkNodeId(buf.subarray(o + 1, o + 1 + len));
+    const node = trusted ? buf.toString('utf8', o + 1, o + 1 + len) : checkNodeId(buf.subarray(o + 1, o + 1 + len));
     o += 1 + len;
     entries.push({ node, p: buf.readBigUInt64BE(o), n: buf.readBigUInt64BE(o + 8), at: { wall: buf.readUIntBE(o + 16, 6), counter: buf.readUInt16BE(o + 22) } });
     o += 24;
   }
   if (o !== buf.length) throw bad();
+  if (trusted) return { base, entries };
   const sorted = sortEntries([...entries]);
   if (sorted.some((e, i) => e !== entries[i] || (i > 0 && e.node === sorted[i - 1]?.node))) throw bad();
   return { base, entries };
 }
 
+/** Sorts by node id bytes (the canonical order; JavaScript's string order differs beyond the BMP). */
 function sortEntries(entries: CounterEntry[]): CounterEntry[] {
-  return entries.sort((x, y) => Buffer.compare(Buffer.from(x.node, 'utf8'), Buffer.from(y.node, 'utf8')));
+  if (entries.length < 2) return entries;
+  const keyed = entries.map((e) => ({ bytes: Buffer.from(e.node, 'utf8'), e }));
+  keyed.sort((x, y) => Buffer.compare(x.bytes, y.bytes));
+  return keyed.map((k) => k.e);
 }
 
 function max(a: bigint, b: bigint): bigint {

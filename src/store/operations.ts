@@ -31,7 +31,7 @@ export function increment(store: Store, key: Buffer, delta: bigint): IncrementRe
     expiry = state.expiry;
     const kind = stateKind(state);
     if (kind === KIND.counter) {
-      counter = decodeCounter(state.payload);
+      counter = decodeCounter(state.payload, true);
     } else if (kind === KIND.plain) {
       const base = parseInt64(state.payload.toString('latin1'));
       if (base === undefined) return 'not-a-number';

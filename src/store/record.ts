@@ -175,7 +175,7 @@ export function isAbsent(buf: Buffer, now: number, o = 0): boolean {
 
 /** The record's epoch clock reading, without decoding the rest. */
 export function recordVersion(buf: Buffer): Hlc {
-  return { wall: buf.readUIntBE(2, 6), counter: buf.readUInt16BE(8) };
+  return { wall: buf.readUInt16BE(2) * 2 ** 32 + buf.readUInt32BE(4), counter: buf.readUInt16BE(8) };
 }
 
 /** Where the 16-byte Merkle item hash sits in a record. */
@@ -216,7 +216,7 @@ export function compareWithRecord(v: Version, buf: Buffer): number {
 
 /** The record's epoch: clock reading and node id. */
 export function recordVersionOf(buf: Buffer): Version {
-  return { ...recordVersion(buf), node: recordNode(buf) };
+  return { wall: buf.readUInt16BE(2) * 2 ** 32 + buf.readUInt32BE(4), counter: buf.readUInt16BE(8), node: recordNode(buf) };
 }
 
 /** The id of the node whose write began the record's epoch. */

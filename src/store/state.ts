@@ -41,9 +41,9 @@ export function stateKind(s: RecordState): Kind {
   return ((s.flags >> 4) & 3) as Kind;
 }
 
-/** Decodes a stored record's state (`rec` as record.ts lays it out). */
+/** Decodes a stored record's state (`rec` as record.ts lays it out; checked when it was written). */
 export function stateOf(rec: Buffer): RecordState {
-  return parseBody(recordVersionOf(rec), recordFlags(rec), recordBody(rec));
+  return parseBody(recordVersionOf(rec), recordFlags(rec), recordBody(rec), undefined, true);
 }
 
 /** The flags byte and body (record.ts) of a state. */
@@ -62,10 +62,11 @@ export function encodeState(s: RecordState): { flags: number; body: Buffer } {
 }
 
 /**
- * Reads a body (record.ts) with its epoch and flags, checking everything: for anti-entropy the bytes
- * come from a peer. Throws ProtocolError. `limits` bounds a plain value as a client's would be.
+ * Reads a body (record.ts) with its epoch and flags, checking everything unless `trusted` (a record
+ * of our own store): for anti-entropy the bytes come from a peer. Throws ProtocolError. `limits`
+ * bounds a plain value as a client's would be.
  */
-export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: Limits): RecordState {
+export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: Limits, trusted = false): RecordState {
   const bad = (why: string): ProtocolError => new ProtocolError(`malformed record: ${why}`);
   if ((flags & ~(FLAG_TOMBSTONE | FLAG_EXPIRY | 0x30)) !== 0) throw bad('unknown flags');
   const kind = ((flags >> 4) & 3) as Kind;
@@ -82,7 +83,7 @@ export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: 
   }
   const payload = body.subarray(o);
   if ((flags & FLAG_TOMBSTONE) !== 0 && (payload.length > 0 || expiry !== undefined)) throw bad('a tombstone holds nothing');
-  if (kind === KIND.counter) decodeCounter(payload);
+  if (kind === KIND.counter && !trusted) decodeCounter(payload);
   else if (limits !== undefined && payload.length > limits.maxValueBytes) throw bad('value too large');
   return { epoch, flags: flags & ~FLAG_EXPIRY, expiry, payload };
 }
@@ -101,7 +102,7 @@ export function mergeStates(a: RecordState, b: RecordState): RecordState {
   const kb = stateKind(b);
   let body: RecordState;
   if (ka !== kb) body = ka > kb ? a : b;
-  else if (ka === KIND.counter) body = { ...a, payload: encodeCounter(mergeCounters(decodeCounter(a.payload), decodeCounter(b.payload))) };
+  else if (ka === KIND.counter) body = { ...a, payload: encodeCounter(mergeCounters(decodeCounter(a.payload, true), decodeCounter(b.payload, true))) };
   // Two plain states of one epoch are one write; the comparison only keeps a corrupted copy from
   // making the merge depend on the order.
   else body = Buffer.compare(a.payload, b.payload) >= 0 ? a : b;
@@ -124,7 +125,7 @@ export function sameState(a: RecordState, b: RecordState): boolean {
 /** The latest wall time of anything in the state: how old the newest news it carries is. */
 export function newestWall(s: RecordState): number {
   let wall = Math.max(s.epoch.wall, s.expiry?.version.wall ?? 0);
-  if (stateKind(s) === KIND.counter) wall = Math.max(wall, newestChange(decodeCounter(s.payload)));
+  if (stateKind(s) === KIND.counter) wall = Math.max(wall, newestChange(decodeCounter(s.payload, true)));
   return wall;
 }
 

@@ -257,7 +257,7 @@ export class Store {
   private valueOf(rec: Buffer, end: number, after: Ack): Read<Buffer | undefined> {
     if (isAbsent(rec, Date.now())) return { value: undefined, after };
     const value = recordValue(rec, end);
-    if (recordKind(rec) === KIND.counter) return { value: Buffer.from(counterValue(decodeCounter(value)).toString(), 'latin1'), after };
+    if (recordKind(rec) === KIND.counter) return { value: Buffer.from(counterValue(decodeCounter(value, true)).toString(), 'latin1'), after };
     return { value, after };
   }
 
