@@ -198,7 +198,7 @@ async function treeUpdateCost() {
   const tree = new MerkleTree(Number(args.bits));
   const keys = Array.from({ length: 1024 }, (_, i) => Buffer.from(keyOf(i)));
   const val = Buffer.from(value('v', 0));
-  const items = keys.map((k) => Buffer.from(hasher.item(k, { wall: 1, counter: 0, node: 'node-a' }, false, val), 'latin1'));
+  const items = keys.map((k) => Buffer.from(hasher.item(k, { wall: 1, counter: 0, node: 'node-a' }, 0, val), 'latin1'));
   // As the store does: the new item hash goes into the record, and the tree reads both from bytes.
   const record = Buffer.alloc(16);
   const runs = [];
@@ -207,7 +207,7 @@ async function treeUpdateCost() {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < count; i++) {
       const k = keys[i & 1023];
-      record.write(hasher.item(k, { wall: 2 + i, counter: 0, node: 'node-a' }, false, val), 0, 16, 'latin1');
+      record.write(hasher.item(k, { wall: 2 + i, counter: 0, node: 'node-a' }, 0, val), 0, 16, 'latin1');
       tree.replaceBytes(i & ((1 << Number(args.bits)) - 1), items[i & 1023], 0, record, 0);
     }
     runs.push(Number(process.hrtime.bigint() - t0) / count / 1000);

@@ -1,5 +1,6 @@
 import type { Args } from '../protocol/args.js';
 import { checkValue } from '../rules.js';
+import { expiresAt, setWithExpiry } from '../store/operations.js';
 import type { Output } from '../protocol/output.js';
 import type { Command, Context } from './context.js';
 
@@ -26,7 +27,9 @@ function run(req: AppendRequest, ctx: Context, out: Output): undefined {
   }
   checkValue(next, ctx.limits);
   ctx.stats.writes++;
-  const done = ctx.store.set(req.key, next);
+  // A new value (a new epoch, so a counter becomes plain text); like Redis, it keeps the key's expiry.
+  const at = current === undefined ? 0 : expiresAt(ctx.store, req.key);
+  const done = at === 0 ? ctx.store.set(req.key, next) : setWithExpiry(ctx.store, req.key, next, at);
   out.bytesLine('VALUE ', next);
   out.dependOn(done);
 }

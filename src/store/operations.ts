@@ -62,6 +62,13 @@ export function expire(store: Store, key: Buffer, at: number): Ack | undefined {
   return store.writeState(key, { ...state, expiry: { at, version: { ...store.clock.now(), node: store.nodeId } } });
 }
 
+/** When the live value under `key` expires (ms since the Unix epoch), or 0 if it does not or is absent. */
+export function expiresAt(store: Store, key: Buffer): number {
+  const state = current(store, key);
+  if (state === undefined || isAbsentState(state, Date.now())) return 0;
+  return state.expiry?.at ?? 0;
+}
+
 /** TTL: ms until the key expires, null if it does not, undefined if it is absent. */
 export function timeToLive(store: Store, key: Buffer): Read<number | null | undefined> {
   const { value: rec, after } = store.readRecord(key);

@@ -64,7 +64,7 @@ describe('fuzzing the server', () => {
           fc.oneof(
             fc.uint8Array({ maxLength: 64 }),
             fc
-              .constantFrom('\n', '\r\n', 'SET ', 'GET ', 'MSET ', 'INC ', 'HASH', 'AE.NODES ', 'AE.GET ', 'AE.PUT ', 'x'.repeat(500))
+              .constantFrom('\n', '\r\n', 'SET ', 'GET ', 'MSET ', 'INC ', 'SETEX ', 'EXPIRE ', 'TTL ', 'PERSIST ', 'HASH', 'AE.NODES ', 'AE.GET ', 'AE.PUT ', 'AE.PUT k x ', 'x'.repeat(500))
               .map((s) => Buffer.from(s)),
           ),
           { maxLength: 40 },
@@ -119,10 +119,12 @@ describe('fuzzing the server', () => {
       fc.tuple(fc.constant('EXISTS'), fc.array(key, { minLength: 1, maxLength: 4 })),
       fc.tuple(fc.constantFrom('DBSIZE', 'TRUNCATE')),
       fc.tuple(fc.constant('SCAN'), fc.constantFrom('', 'user:', 'a')),
+      fc.tuple(fc.constant('SETEX'), key, word),
+      fc.tuple(fc.constantFrom('EXPIRE', 'PERSIST', 'TTL'), key),
     );
     await fc.assert(
       fc.asyncProperty(fc.array(command, { maxLength: 40 }), fc.integer({ min: 1, max: 50 }), async (cmds, chunkSize) => {
-        const model = new Map<string, string>();
+        const model: Model = { values: new Map(), expiring: new Set() };
         const lines = ['FLUSHDB'];
         const expected = ['OK'];
         for (const cmd of cmds) {
@@ -134,7 +136,8 @@ describe('fuzzing the server', () => {
         const chunks: Buffer[] = [];
         for (let i = 0; i < bytes.length; i += chunkSize) chunks.push(bytes.subarray(i, i + chunkSize));
         const reply = await exchange(chunks);
-        expect(reply.split('\r\n').slice(0, -1)).toEqual(expected);
+        // TTLs here are 1000 s; a slow run may see 999 left.
+        expect(reply.split('\r\n').slice(0, -1).map((l) => (l === 'TTL 999' ? 'TTL 1000' : l))).toEqual(expected);
       }),
       { numRuns: 100, seed: 42 },
     );
@@ -149,19 +152,43 @@ type ModelCommand =
   | ['MGET' | 'EXISTS', string[]]
   | ['MSET', [string, string][]]
   | ['DBSIZE' | 'TRUNCATE']
-  | ['SCAN', string];
+  | ['SCAN', string]
+  | ['SETEX', string, string]
+  | ['EXPIRE' | 'PERSIST' | 'TTL', string];
 
-/** The request line for `cmd` and the reply lines DESIGN.md section 2 prescribes, applied to `m`. */
-function modelStep(m: Map<string, string>, cmd: ModelCommand): [string, string[]] {
+/** Values, and the keys that have an expiry (always 1000 s, so none expires during a run). */
+interface Model {
+  readonly values: Map<string, string>;
+  readonly expiring: Set<string>;
+}
+
+/** The request line for `cmd` and the reply lines DESIGN.md section 2 prescribes, applied to the model. */
+function modelStep(model: Model, cmd: ModelCommand): [string, string[]] {
+  const m = model.values;
+  const x = model.expiring;
   switch (cmd[0]) {
     case 'SET':
       m.set(cmd[1], cmd[2]);
+      x.delete(cmd[1]);
       return [`SET ${cmd[1]} ${cmd[2]}`, ['OK']];
+    case 'SETEX':
+      m.set(cmd[1], cmd[2]);
+      x.add(cmd[1]);
+      return [`SETEX ${cmd[1]} 1000 ${cmd[2]}`, ['OK']];
+    case 'EXPIRE':
+      if (m.has(cmd[1])) x.add(cmd[1]);
+      return [`EXPIRE ${cmd[1]} 1000`, [m.has(cmd[1]) ? 'OK' : 'NOT_FOUND']];
+    case 'PERSIST':
+      x.delete(cmd[1]);
+      return [`PERSIST ${cmd[1]}`, [m.has(cmd[1]) ? 'OK' : 'NOT_FOUND']];
+    case 'TTL':
+      return [`TTL ${cmd[1]}`, [!m.has(cmd[1]) ? 'NOT_FOUND' : x.has(cmd[1]) ? 'TTL 1000' : 'TTL -1']];
     case 'GET': {
       const v = m.get(cmd[1]);
       return [`GET ${cmd[1]}`, [v === undefined ? 'NOT_FOUND' : `VALUE ${v}`]];
     }
     case 'DEL':
+      x.delete(cmd[1]);
       return [`DEL ${cmd[1]}`, [m.delete(cmd[1]) ? 'DELETED' : 'NOT_FOUND']];
     case 'INC':
     case 'DEC': {
@@ -192,12 +219,16 @@ function modelStep(m: Map<string, string>, cmd: ModelCommand): [string, string[]
     case 'EXISTS':
       return [`EXISTS ${cmd[1].join(' ')}`, [`EXISTS ${cmd[1].filter((k) => m.has(k)).length}`]];
     case 'MSET':
-      for (const [k, v] of cmd[1]) m.set(k, v);
+      for (const [k, v] of cmd[1]) {
+        m.set(k, v);
+        x.delete(k);
+      }
       return [`MSET ${cmd[1].flat().join(' ')}`, ['OK']];
     case 'DBSIZE':
       return ['DBSIZE', [`DBSIZE ${m.size}`]];
     case 'TRUNCATE':
       m.clear();
+      x.clear();
       return ['TRUNCATE', ['OK']];
     case 'SCAN': {
       const found = [...m.keys()].filter((k) => k.startsWith(cmd[1])).sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
