@@ -30,6 +30,7 @@ export function statsLines(ctx: Context): string[] {
     `bytes_out:${s.bytesOut}`,
     `keys:${ctx.store.size}`,
     `tombstones:${ctx.store.tombstoneCount}`,
+    `expiring_keys:${ctx.store.expiringCount}`,
     `memory_rss_bytes:${process.memoryUsage.rss()}`,
     ...ctx.store.statsLines(),
     ...(ctx.extraStats?.() ?? []),

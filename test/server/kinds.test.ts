@@ -113,6 +113,7 @@ describe('expiry', () => {
     expect(await c.call('EXPIRE count 1')).toBe('OK');
     expect(await c.call('SET stays v')).toBe('OK');
     expect(await c.call('DBSIZE')).toBe('DBSIZE 3');
+    expect(await c.stats()).toContain('expiring_keys:2');
     const rootBefore = n.store.rootHash().toString('hex');
     await sleep(1100);
     for (const k of ['gone', 'count']) {
@@ -125,6 +126,7 @@ describe('expiry', () => {
     expect(await c.call('SCAN')).toBe('KEYS 1');
     expect(await c.lines(1)).toEqual(['stays']);
     expect(n.store.tombstoneCount).toBe(2);
+    expect(await c.stats()).toContain('expiring_keys:0');
     // Nothing was written at expiry: the tree is what it was, the same on every replica.
     expect(n.store.rootHash().toString('hex')).toBe(rootBefore);
     // A counter made on an expired key starts again from zero.
