@@ -4,7 +4,7 @@ import type { Args } from '../protocol/args.js';
 import { checkEpochNode, checkNodeId, checkValue } from '../rules.js';
 import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
 import { FLAG_TOMBSTONE } from '../store/record.js';
-import { encodeState, parseBody, plainState, type RecordState } from '../store/state.js';
+import { encodeState, isSimpleState, parseBody, plainState, type RecordState } from '../store/state.js';
 import { MAX_BATCH, Reader, Writer, type WireRecord } from './wire.js';
 
 /*
@@ -82,7 +82,7 @@ export const getLine = (keyHashes: readonly Buffer[]): string => `AE.GET ${Buffe
  */
 export function putLine(rec: WireRecord): Buffer {
   const { state } = rec;
-  if (state.flags > FLAG_TOMBSTONE || state.expiry !== undefined || state.epoch.node === '') {
+  if (!isSimpleState(state) || state.epoch.node === '') {
     const { flags, body } = encodeState(state);
     const node = Buffer.from(state.epoch.node, 'utf8');
     const w = new Writer();

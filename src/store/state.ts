@@ -2,7 +2,7 @@ import { ProtocolError } from '../errors.js';
 import { checkEpochNode, type Limits } from '../rules.js';
 import { decodeCounter, encodeCounter, mergeCounters, newestChange } from './counter.js';
 import { compareVersion, type Version } from './hlc.js';
-import { FLAG_EXPIRY, FLAG_TOMBSTONE, KIND, recordBody, recordFlags, recordVersionOf, type Kind } from './record.js';
+import { compareWithRecord, FLAG_EXPIRY, FLAG_TOMBSTONE, isSimple, KIND, recordBody, recordFlags, recordVersionOf, type Kind } from './record.js';
 
 /*
  * A record's state, and the one merge every path uses (DESIGN.md section 4; docs/ARCHITECTURE.md,
@@ -39,6 +39,11 @@ export const ZERO_EPOCH: Version = { wall: 0, counter: 0, node: '' };
 
 export function stateKind(s: RecordState): Kind {
   return ((s.flags >> 4) & 3) as Kind;
+}
+
+/** A plain value or tombstone without an expiry register: what last writer wins alone decides. */
+export function isSimpleState(s: RecordState): boolean {
+  return s.flags <= FLAG_TOMBSTONE && s.expiry === undefined;
 }
 
 /** Decodes a stored record's state (`rec` as record.ts lays it out; checked when it was written). */
@@ -92,6 +97,21 @@ export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: 
 export function plainState(epoch: Version, value: Buffer | undefined, expiresAt = 0): RecordState {
   if (value === undefined) return { epoch, flags: FLAG_TOMBSTONE, expiry: undefined, payload: EMPTY };
   return { epoch, flags: 0, expiry: expiresAt === 0 ? undefined : { at: expiresAt, version: epoch }, payload: value };
+}
+
+/**
+ * What merging `incoming` into the stored record `current` writes, or undefined if it changes nothing:
+ * the incoming state if its epoch is newer (or nothing is stored), the merge if the epochs are equal.
+ * Plain values of one epoch are one write, decided without decoding.
+ */
+export function mergeInto(current: Buffer | undefined, incoming: RecordState): RecordState | undefined {
+  if (current === undefined) return incoming;
+  const order = compareWithRecord(incoming.epoch, current);
+  if (order > 0) return incoming;
+  if (order < 0 || (isSimpleState(incoming) && isSimple(current))) return undefined;
+  const mine = stateOf(current);
+  const merged = mergeStates(mine, incoming);
+  return sameState(merged, mine) ? undefined : merged;
 }
 
 /** The join of two states of a key (see above). */

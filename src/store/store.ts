@@ -11,7 +11,6 @@ import { Overlay, PendingWrite } from './overlay.js';
 import { TombstonePurger } from './purge.js';
 import { RecordCounts } from './counts.js';
 import {
-  compareWithRecord,
   encodeKeyedRecord,
   FLAG_EXPIRY,
   FLAG_TOMBSTONE,
@@ -29,7 +28,7 @@ import {
   recordVersion,
 } from './record.js';
 import { replayLog } from './replay.js';
-import { encodeState, mergeStates, newestWall, sameState, stateOf, type RecordState } from './state.js';
+import { encodeState, isSimpleState, mergeInto, newestWall, type RecordState } from './state.js';
 import { upgradeDataDirectory } from './upgrade.js';
 import { WriteAheadLog, type FsyncMode } from './wal.js';
 
@@ -223,15 +222,17 @@ export class Store {
    * records included), and what the reply must wait for: with "always", a local write not yet on disk.
    */
   readRecord(key: Buffer): Read<Buffer | undefined> {
-    if (this.overlay.size > 0) {
-      const p = this.overlay.get(key.toString('latin1'));
-      if (p !== undefined) {
-        // A write applied from another node is already durable where it was made, and the broker
-        // redelivers it if we crash first: serving it need not wait for our disk.
-        return { value: p.rec, after: p.local ? this.log.durableAfter(p.logEnd) : null };
-      }
-    }
-    return { value: this.readDurable(key), after: null };
+    return this.readPending(key) ?? { value: this.readDurable(key), after: null };
+  }
+
+  /** The pending write of `key`, if there is one, and what a reply showing it must wait for. */
+  private readPending(key: Buffer): Read<Buffer> | undefined {
+    if (this.overlay.size === 0) return undefined;
+    const p = this.overlay.get(key.toString('latin1'));
+    if (p === undefined) return undefined;
+    // A write applied from another node is already durable where it was made, and the broker
+    // redelivers it if we crash first: serving it need not wait for our disk.
+    return { value: p.rec, after: p.local ? this.log.durableAfter(p.logEnd) : null };
   }
 
   /**
@@ -240,13 +241,8 @@ export class Store {
    * readRecord).
    */
   readValue(key: Buffer): Read<Buffer | undefined> {
-    if (this.overlay.size > 0) {
-      const p = this.overlay.get(key.toString('latin1'));
-      if (p !== undefined) {
-        const after = p.local ? this.log.durableAfter(p.logEnd) : null;
-        return this.valueOf(p.rec, p.rec.length, after);
-      }
-    }
+    const pending = this.readPending(key);
+    if (pending !== undefined) return this.valueOf(pending.value, pending.value.length, pending.after);
     // The hot path of GET: one slice of lmdb's shared buffer (whose length is overridden, see readDurable).
     const shared = this.db.getBinaryFast(key);
     if (shared === undefined) return { value: undefined, after: null };
@@ -288,28 +284,32 @@ export class Store {
   applyRemote(key: Buffer, state: RecordState): Ack | undefined {
     if (this.closed) throw new StorageError('store is closed');
     const hlc = this.clock.observe(state.epoch);
-    const epoch = { wall: hlc.wall, counter: hlc.counter, node: state.epoch.node };
-    const simple = state.flags <= FLAG_TOMBSTONE && state.expiry === undefined;
-    const newest = simple ? hlc.wall : newestWall(state);
-    if (!simple) this.clock.observe({ wall: newest, counter: 0 });
+    // A local EXPIRE after this one must carry a newer version to win within the epoch.
+    if (state.expiry !== undefined) this.clock.observe(state.expiry.version);
+    const clamped = hlc.wall !== state.epoch.wall || hlc.counter !== state.epoch.counter;
+    const incoming = clamped ? { ...state, epoch: { wall: hlc.wall, counter: hlc.counter, node: state.epoch.node } } : state;
     const k = key.toString('latin1');
     const current = this.readAt(key, k);
-    if (current === undefined && (newest < this.purger.purgedBefore || (state.expiry !== undefined && state.expiry.at !== 0 && state.expiry.at < this.purger.purgedBefore))) {
-      // A key we do not hold, last written before our purge horizon (or expired before it): it may be
-      // one whose delete we have forgotten (its tombstone purged). Taking it would resurrect it.
+    if (current === undefined && this.mayBeForgotten(incoming)) {
       this.refusedPurged++;
       return undefined;
     }
-    const order = current === undefined ? 1 : compareWithRecord(epoch, current);
-    if (order < 0 || (order === 0 && simple && isSimple(current as Buffer))) return undefined;
-    let merged: RecordState = epoch === state.epoch ? state : { ...state, epoch };
-    if (order === 0) {
-      const mine = stateOf(current as Buffer);
-      merged = mergeStates(mine, merged);
-      if (sameState(merged, mine)) return undefined;
-    }
+    const merged = mergeInto(current, incoming);
+    if (merged === undefined) return undefined;
     const { flags, body } = encodeState(merged);
     return this.write(key, merged.epoch, merged.epoch.node, flags, body, false, k, current);
+  }
+
+  /**
+   * Whether a state for a key we do not hold was last changed (or expired) before our purge horizon:
+   * it may be one whose delete or expiry we have forgotten (its tombstone purged). Taking it would
+   * resurrect the key.
+   */
+  private mayBeForgotten(state: RecordState): boolean {
+    const horizon = this.purger.purgedBefore;
+    if (horizon === 0) return false;
+    const expiredAt = state.expiry?.at ?? 0;
+    return (expiredAt !== 0 && expiredAt < horizon) || (isSimpleState(state) ? state.epoch.wall : newestWall(state)) < horizon;
   }
 
   /** Told of local writes once they are acknowledged (replication publishes them). */
