@@ -3,6 +3,7 @@ import { ProtocolError } from '../errors.js';
 import type { Args } from '../protocol/args.js';
 import { checkEpochNode, checkNodeId, checkValue } from '../rules.js';
 import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
+import { checkKeyKind, memberKey, memberProblem, splitMemberKey } from '../store/members.js';
 import { FLAG_TOMBSTONE } from '../store/record.js';
 import { encodeState, isSimpleState, parseBody, plainState, type RecordState } from '../store/state.js';
 import { MAX_BATCH, Reader, Writer, type WireRecord } from './wire.js';
@@ -19,6 +20,7 @@ import { MAX_BATCH, Reader, Writer, type WireRecord } from './wire.js';
  *   AE.GET <base64 8-byte key hashes>     -> BIN frame
  *   AE.PUT <key> <hlc> <node> d | r <value> | b <base64>   -> OK    (a plain value or tombstone)
  *   AE.PUT <key> x <base64 record>        -> OK    (any other record: flags, epoch, body as AE.GET sends them)
+ *   AE.PUT <key> m <member> <base64 record> -> OK  (a set member's record, as x)
  */
 
 export interface AeHelloRequest {
@@ -82,7 +84,8 @@ export const getLine = (keyHashes: readonly Buffer[]): string => `AE.GET ${Buffe
  */
 export function putLine(rec: WireRecord): Buffer {
   const { state } = rec;
-  if (!isSimpleState(state) || state.epoch.node === '') {
+  const parts = splitMemberKey(rec.key);
+  if (!isSimpleState(state) || state.epoch.node === '' || parts !== undefined) {
     const { flags, body } = encodeState(state);
     const node = Buffer.from(state.epoch.node, 'utf8');
     const w = new Writer();
@@ -92,7 +95,8 @@ export function putLine(rec: WireRecord): Buffer {
     w.u8(node.length);
     w.bytes(node);
     w.bytes(body);
-    return Buffer.from(`AE.PUT ${rec.key.toString('utf8')} x ${w.result().toString('base64')}\r\n`);
+    const target = parts === undefined ? `${rec.key.toString('utf8')} x` : `${parts.setKey.toString('utf8')} m ${parts.member.toString('utf8')}`;
+    return Buffer.from(`AE.PUT ${target} ${w.result().toString('base64')}\r\n`);
   }
   const head = `AE.PUT ${rec.key.toString('utf8')} ${formatHlc(state.epoch)} ${state.epoch.node} `;
   if (state.flags === FLAG_TOMBSTONE) return Buffer.from(`${head}d\r\n`);
@@ -162,16 +166,25 @@ export function parseGet(args: Args): AeGetRequest {
 }
 
 export function parsePut(args: Args): AePutRequest {
-  const key = args.key();
+  let key = args.key();
   const first = args.word();
-  if (first?.toString('latin1') === 'x') {
+  const form = first?.toString('latin1');
+  if (form === 'x' || form === 'm') {
+    if (form === 'm') {
+      const member = args.key();
+      const problem = memberProblem(key, member, args.limits);
+      if (problem !== undefined) throw new ProtocolError(problem);
+      key = memberKey(key, member);
+    }
     const packed = args.word();
     args.end();
     if (packed === undefined) throw args.usage();
     const r = new Reader(Buffer.from(packed.toString('latin1'), 'base64'));
     const flags = r.u8();
     const epoch = { wall: r.u48(), counter: r.u16(), node: checkEpochNode(r.bytes(r.u8())) };
-    return { kind: 'ae.put', key, state: parseBody(epoch, flags, Buffer.from(r.rest()), args.limits) };
+    const state = parseBody(epoch, flags, Buffer.from(r.rest()), args.limits);
+    checkKeyKind(key, state);
+    return { kind: 'ae.put', key, state };
   }
   const version = parseVersionWord(first, args.word());
   const enc = args.word()?.toString('latin1');

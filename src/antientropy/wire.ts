@@ -2,7 +2,8 @@ import { ProtocolError } from '../errors.js';
 import type { Version } from '../store/hlc.js';
 import { recordBody, recordFlags, recordItem, recordVersionOf } from '../store/record.js';
 import { encodeState, parseBody, stateOf, type RecordState } from '../store/state.js';
-import { checkEpochNode, checkKey, type Limits } from '../rules.js';
+import { checkEpochNode, type Limits } from '../rules.js';
+import { checkKeyKind, checkRecordKey } from '../store/members.js';
 
 /*
  * What anti-entropy puts on the wire (docs/ARCHITECTURE.md, "Anti-entropy"). Replies that carry many
@@ -247,13 +248,15 @@ export function decodeRecords(payload: Buffer, limits: Limits): { served: number
   const served = r.u32();
   const out: WireRecord[] = [];
   while (!r.done) {
-    const key = checkKey(r.bytes(r.u16()), limits);
+    const key = checkRecordKey(r.bytes(r.u16()), limits);
     const flags = r.u8();
     const wall = r.u48();
     const counter = r.u16();
     const node = checkEpochNode(r.bytes(r.u8()));
     const body = Buffer.from(r.bytes(r.u32()));
-    out.push({ key: Buffer.from(key), state: parseBody({ wall, counter, node }, flags, body, limits) });
+    const state = parseBody({ wall, counter, node }, flags, body, limits);
+    checkKeyKind(key, state);
+    out.push({ key: Buffer.from(key), state });
   }
   return { served, records: out };
 }

@@ -1,8 +1,10 @@
+import { ProtocolError } from '../errors.js';
 import type { Args } from '../protocol/args.js';
 import { checkValue } from '../rules.js';
 import { expiresAt, setWithExpiry } from '../store/operations.js';
 import type { Output } from '../protocol/output.js';
 import type { Command, Context } from './context.js';
+import { WRONG_KIND } from './kinds.js';
 
 export interface AppendRequest {
   readonly kind: 'append';
@@ -21,6 +23,7 @@ function parser(prepend: boolean) {
 function run(req: AppendRequest, ctx: Context, out: Output): undefined {
   // A read-modify-write: its reply shows the new value, which waits as the write does.
   const current = ctx.store.readValue(req.key).value;
+  if (current === 'set') throw new ProtocolError(WRONG_KIND);
   let next = req.value;
   if (current !== undefined) {
     next = req.prepend ? Buffer.concat([req.value, current]) : Buffer.concat([current, req.value]);

@@ -1,6 +1,8 @@
+import { ProtocolError } from '../errors.js';
 import type { Args } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
 import type { Command, Context } from './context.js';
+import { WRONG_KIND } from './kinds.js';
 
 export interface GetRequest {
   readonly kind: 'get';
@@ -18,6 +20,7 @@ export default {
   },
   run(req: GetRequest, ctx: Context, out: Output): undefined {
     const { value, after } = ctx.store.readValue(req.key);
+    if (value === 'set') throw new ProtocolError(WRONG_KIND);
     if (value === undefined) {
       ctx.stats.getMisses++;
       out.line('NOT_FOUND');

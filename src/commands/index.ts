@@ -22,6 +22,7 @@ import ping, { type PingRequest } from './ping.js';
 import quit, { type QuitRequest } from './quit.js';
 import scan, { type ScanRequest } from './scan.js';
 import set, { type SetRequest } from './set.js';
+import { sadd, scard, sismember, smembers, srem, type MembersRequest } from './sets.js';
 import setex, { type SetexRequest } from './setex.js';
 import sync, { type SyncRequest } from './sync.js';
 import { info, stats, type StatsRequest } from './stats.js';
@@ -39,6 +40,7 @@ export type Request =
   | TtlRequest
   | DelRequest
   | IncrRequest
+  | MembersRequest
   | AppendRequest
   | MgetRequest
   | MsetRequest
@@ -55,7 +57,7 @@ export type Request =
   | AntiEntropyRequest
   | QuitRequest;
 
-const ALL = [auth, get, set, setex, expire, persist, ttl, del, inc, dec, append, prepend, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeHello, aeProve, aeRoot, aeNodes, aeGet, aePut];
+const ALL = [auth, get, set, setex, expire, persist, ttl, del, inc, dec, append, prepend, sadd, srem, smembers, sismember, scard, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeHello, aeProve, aeRoot, aeNodes, aeGet, aePut];
 
 /** A command word's parser, with what a connection must have proven to run it. */
 export interface CommandParser extends Parser<Request> {
@@ -90,6 +92,16 @@ export function execute(req: Request, ctx: Context, out: Output, session: Sessio
       return inc.run(req, ctx, out);
     case 'append':
       return append.run(req, ctx, out);
+    case 'sadd':
+      return sadd.run(req, ctx, out);
+    case 'srem':
+      return srem.run(req, ctx, out);
+    case 'smembers':
+      return smembers.run(req, ctx, out);
+    case 'sismember':
+      return sismember.run(req, ctx, out);
+    case 'scard':
+      return scard.run(req, ctx, out);
     case 'mget':
       return mget.run(req, ctx, out);
     case 'mset':

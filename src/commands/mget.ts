@@ -21,8 +21,8 @@ export default {
     const waits: Promise<unknown>[] = [];
     for (const key of req.keys) {
       const { value, after } = ctx.store.readValue(key);
-      // Copy: LMDB's buffer is only valid until the next read.
-      values.push(value === undefined ? undefined : Buffer.from(value));
+      // Copy: LMDB's buffer is only valid until the next read. A set has no value to show (as in Redis).
+      values.push(value === undefined || value === 'set' ? undefined : Buffer.from(value));
       if (after !== null) waits.push(after);
     }
     const found = values.filter((v) => v !== undefined).length;

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { isValidKey, isValidNodeId, isValidValue, maxMessageBytes, MAX_OPS_PER_MESSAGE, type Limits } from '../rules.js';
-import { decodeCounter, encodeCounter, MAX_COUNTER_NODES, parseInt64, type Counter, type CounterEntry } from '../store/counter.js';
+import { decodeCounter, encodeCounter, MAX_COUNTER_NODES, parseInt64, sortByNode, type Counter, type CounterEntry } from '../store/counter.js';
+import { decodeMember, encodeMember, MAX_MEMBER_NODES, memberKey, memberProblem, splitMemberKey, type MemberEntry } from '../store/members.js';
 import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
 import { FLAG_TOMBSTONE, KIND, kindFlags } from '../store/record.js';
 import { stateKind, type ExpiryRegister, type RecordState } from '../store/state.js';
@@ -11,7 +12,10 @@ import { stateKind, type ExpiryRegister, type RecordState } from '../store/state
  *   {"v":1,"node":"node-1","ops":[{"op":"set","key":"user:1","val":"alice","hlc":"0193a0b1c2d3-0000"},
  *                                  {"op":"del","key":"user:2","hlc":"0193a0b1c2d3-0001"},
  *                                  {"op":"counter","key":"hits","hlc":"0193a0b1c2d3-0001","base":"0",
- *                                   "totals":[["node-1","17","2","0193a0b1c2d9-0000"]]}]}
+ *                                   "totals":[["node-1","17","2","0193a0b1c2d9-0000"]]},
+ *                                  {"op":"newset","key":"tags","hlc":"0000000000000-0000","by":""},
+ *                                  {"op":"member","key":"tags","member":"red","hlc":"0000000000000-0000","by":"",
+ *                                   "adds":[["node-1","0193a0b1c2da-0000",""]]}]}
  *
  * Each op is a state (store/state.ts) the receiver merges into its own. "hlc" is the op's epoch; its node
  * is the message's unless "by" names another (a counter incremented here may descend from another
@@ -19,7 +23,9 @@ import { stateKind, type ExpiryRegister, type RecordState } from '../store/state
  * A counter op carries only the sending node's totals ("totals": node, added, subtracted, clock reading
  * of its last change; numbers as decimal strings, they are 64-bit): a delta, which merges like the
  * whole. An expiry register travels as "exp" (ms since the Unix epoch, 0 for none) with "xhlc" and, if
- * not the message's node, "xby".
+ * not the message's node, "xby". A set travels as its parts (store/members.ts): "newset" makes the set
+ * (its header: epoch and expiry), and "member" carries one member's record, per node that added it: its
+ * latest add's clock reading and when that add was removed ("" if it was not).
  */
 export const MESSAGE_VERSION = 1;
 
@@ -70,7 +76,14 @@ function wireOp(op: Op, node: string): string {
   const version = `"hlc":"${formatHlc(state.epoch)}"${state.epoch.node === node ? '' : `,"by":${JSON.stringify(state.epoch.node)}`}`;
   const expiry = state.expiry === undefined ? '' : wireExpiry(state.expiry, node);
   if ((state.flags & FLAG_TOMBSTONE) !== 0) return `{"op":"del","key":${key},${version}}`;
-  if (stateKind(state) === KIND.counter) {
+  const kind = stateKind(state);
+  if (kind === KIND.set) return `{"op":"newset","key":${key},${version}${expiry}}`;
+  if (kind === KIND.member) {
+    const parts = splitMemberKey(op.key) as { setKey: Buffer; member: Buffer };
+    const adds = decodeMember(state.payload, true).map((e) => `[${JSON.stringify(e.node)},"${formatHlc(e.dot)}","${e.removed === undefined ? '' : formatHlc(e.removed)}"]`);
+    return `{"op":"member","key":${JSON.stringify(parts.setKey.toString('utf8'))},"member":${JSON.stringify(parts.member.toString('utf8'))},${version},"adds":[${adds.join(',')}]}`;
+  }
+  if (kind === KIND.counter) {
     const c = decodeCounter(state.payload, true);
     const totals = c.entries.map((e) => `[${JSON.stringify(e.node)},"${e.p}","${e.n}","${formatHlc(e.at)}"]`).join(',');
     return `{"op":"counter","key":${key},${version},"base":"${c.base}","totals":[${totals}]${expiry}}`;
@@ -117,6 +130,13 @@ function decodeOp(raw: unknown, limits: Limits, node: string): Op | undefined {
   const key = Buffer.from(raw.key, 'utf8');
   const epoch = version(raw.hlc, raw.by, node);
   if (epoch === undefined || !isValidKey(key, limits)) return undefined;
+  if (raw.op === 'member') {
+    if (typeof raw.member !== 'string' || raw.exp !== undefined) return undefined;
+    const member = Buffer.from(raw.member, 'utf8');
+    const adds = decodeAdds(raw.adds);
+    if (memberProblem(key, member, limits) !== undefined || adds === undefined) return undefined;
+    return { key: memberKey(key, member), state: { epoch, flags: kindFlags(KIND.member), expiry: undefined, payload: adds } };
+  }
   let expiry: ExpiryRegister | undefined;
   if (raw.exp !== undefined) {
     const at = raw.exp;
@@ -135,6 +155,9 @@ function decodeOp(raw: unknown, limits: Limits, node: string): Op | undefined {
     else if (raw.enc === undefined) payload = Buffer.from(raw.val, 'utf8');
     else return undefined;
     if (!isValidValue(payload, limits)) return undefined;
+  } else if (raw.op === 'newset') {
+    flags = kindFlags(KIND.set);
+    payload = Buffer.alloc(0);
   } else if (raw.op === 'counter') {
     const c = decodeCounterOp(raw);
     if (c === undefined) return undefined;
@@ -162,6 +185,26 @@ function decodeCounterOp(raw: Record<string, unknown>): Counter | undefined {
   entries.sort((x, y) => Buffer.compare(Buffer.from(x.node, 'utf8'), Buffer.from(y.node, 'utf8')));
   if (entries.some((e, i) => i > 0 && e.node === entries[i - 1]?.node)) return undefined;
   return { base, entries };
+}
+
+/** A member's "adds", encoded and checked as a peer's member record is (members.ts). */
+function decodeAdds(raw: unknown): Buffer | undefined {
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_MEMBER_NODES) return undefined;
+  const entries: MemberEntry[] = [];
+  for (const a of raw as unknown[]) {
+    if (!Array.isArray(a) || a.length !== 3) return undefined;
+    const [node, dot, removed] = a as unknown[];
+    const d = typeof dot === 'string' ? parseHlc(dot) : undefined;
+    const r = removed === '' ? null : typeof removed === 'string' ? parseHlc(removed) : undefined;
+    if (typeof node !== 'string' || !isValidNodeId(node) || d === undefined || r === undefined) return undefined;
+    entries.push({ node, dot: d, removed: r ?? undefined });
+  }
+  try {
+    // Checked as a record from a peer: sorted, unique, well-formed.
+    return encodeMember(decodeMember(encodeMember(sortByNode(entries))));
+  } catch {
+    return undefined;
+  }
 }
 
 function uint64(v: unknown): bigint | undefined {

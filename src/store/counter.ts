@@ -66,7 +66,7 @@ export function increment(c: Counter, node: string, delta: bigint, at: Hlc): Cou
     return { base: c.base, entries };
   }
   entries.push(entry);
-  return { base: c.base, entries: sortEntries(entries) };
+  return { base: c.base, entries: sortByNode(entries) };
 }
 
 /** The join of two states of one epoch: each node's greater totals (and later reading). */
@@ -79,7 +79,7 @@ export function mergeCounters(a: Counter, b: Counter): Counter {
     else byNode.set(e.node, { node: e.node, p: max(o.p, e.p), n: max(o.n, e.n), at: compareHlc(o.at, e.at) >= 0 ? o.at : e.at });
   }
   // Both states of one epoch started from the same base; the larger keeps the merge deterministic anyway.
-  return { base: max(a.base, b.base), entries: sortEntries([...byNode.values()]) };
+  return { base: max(a.base, b.base), entries: sortByNode([...byNode.values()]) };
 }
 
 /** The newest clock reading of any change in the counter (0 for none). */
@@ -129,13 +129,13 @@ export function decodeCounter(buf: Buffer, trusted = false): Counter {
   }
   if (o !== buf.length) throw bad();
   if (trusted) return { base, entries };
-  const sorted = sortEntries([...entries]);
+  const sorted = sortByNode([...entries]);
   if (sorted.some((e, i) => e !== entries[i] || (i > 0 && e.node === sorted[i - 1]?.node))) throw bad();
   return { base, entries };
 }
 
 /** Sorts by node id bytes (the canonical order; JavaScript's string order differs beyond the BMP). */
-function sortEntries(entries: CounterEntry[]): CounterEntry[] {
+export function sortByNode<T extends { readonly node: string }>(entries: T[]): T[] {
   if (entries.length < 2) return entries;
   const keyed = entries.map((e) => ({ bytes: Buffer.from(e.node, 'utf8'), e }));
   keyed.sort((x, y) => Buffer.compare(x.bytes, y.bytes));

@@ -1,14 +1,18 @@
-import { FLAG_EXPIRY, FLAG_TOMBSTONE, recordExpiry, recordFlags } from './record.js';
+import { FLAG_EXPIRY, FLAG_TOMBSTONE, KIND, kindFlags, recordExpiry, recordFlags } from './record.js';
 
 /**
  * The store's live and tombstone counts (DBSIZE, STATS), adjusted per write. A record counts as live,
  * or as a tombstone (deleted, or expired). A live record that will expire is tracked until its time
  * comes, when the next look at the counts moves it to the tombstones: no write happens at expiry.
+ * A set's header counts as a tombstone while the set has no members (`isEmptySet`); the store takes it
+ * back and adds it again when that changes. Member records are not keys and are not counted here.
  */
 export class RecordCounts {
   private liveCount = 0;
   private tombstoneCount = 0;
   private readonly expiring = new ExpiryIndex();
+
+  constructor(private readonly isEmptySet: (k: string, rec: Buffer, o: number) => boolean) {}
 
   get live(): number {
     this.sweep();
@@ -33,10 +37,14 @@ export class RecordCounts {
 
   /**
    * Adds (`sign` 1) or takes back (-1) the part of the record at `o` of `rec` (key `k`, latin1; only
-   * read for records with an expiry) in the counts.
+   * read for records with an expiry and sets' headers) in the counts.
    */
   count(k: string, rec: Buffer, o: number, sign: 1 | -1): void {
     const flags = recordFlags(rec, o);
+    if ((flags & SET_MASK) === SET_FLAGS && this.isEmptySet(k, rec, o)) {
+      this.tombstoneCount += sign;
+      return;
+    }
     if (sign < 0 && (flags & FLAG_EXPIRY) !== 0 && this.expiring.remove(k)) {
       this.liveCount--;
       return;
@@ -56,6 +64,9 @@ export class RecordCounts {
     this.tombstoneCount += due;
   }
 }
+
+const SET_MASK = kindFlags(KIND.member);
+const SET_FLAGS = kindFlags(KIND.set);
 
 /**
  * The live keys that carry an expiry time, so the store's counts (DBSIZE, STATS) notice a key turning

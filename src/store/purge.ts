@@ -1,13 +1,17 @@
 import type { Logger } from 'pino';
 import type { Databases } from './databases.js';
 import { indexKey } from './keyhash.js';
-import { isTombstone, recordExpiry, recordVersion } from './record.js';
+import { decodeMember, isPresent, newestMemberChange } from './members.js';
+import { isTombstone, KIND, payloadOffset, recordExpiry, recordKind, recordVersion, recordVersionOf } from './record.js';
+import { isDead } from './sets.js';
 
 export interface PurgeOptions extends Databases {
   readonly logger: Logger;
   readonly graceSeconds: number;
   /** Whether a write to this key (latin1) is pending: its stored tombstone is about to be replaced. */
   readonly isPending: (k: string) => boolean;
+  /** The record of the set a member key (latin1) belongs to, pending writes first. */
+  readonly headerOf: (k: string) => Buffer | undefined;
   /** Told of each record removed (key in latin1), inside the transaction that removes it (tree and counts). */
   readonly onRemoved: (k: string, rec: Buffer) => void;
 }
@@ -18,7 +22,9 @@ const PURGE_CHUNK = 1000;
 /**
  * Removes tombstones older than the grace period, never earlier (DESIGN.md section 4), on a timer; and
  * records that expired longer than the grace period ago, which every node reads as absent (an expired
- * record is a tombstone whose time is its expiry).
+ * record is a tombstone whose time is its expiry); and set members (members.ts) whose adds were all
+ * removed longer than the grace period ago, that belong to an older epoch than their set's header, or
+ * whose set has been gone longer than the grace period.
  * The check runs again inside the write transaction, so a key rewritten meanwhile is left alone.
  *
  * It remembers how far it has purged (`purgedBefore`, persisted): a remote write older than that for a
@@ -60,7 +66,8 @@ export class TombstonePurger {
     const { db, index, meta } = this.opts;
     const expired: [Buffer, Buffer][] = [];
     for (const { key, value } of db.getRange({})) {
-      if (purgeable(value, olderThan) && !this.opts.isPending(key.toString('latin1'))) {
+      const k = key.toString('latin1');
+      if (this.purgeable(k, value, olderThan) && !this.opts.isPending(k)) {
         expired.push([Buffer.from(key), Buffer.from(value.subarray(0, value.length))]);
       }
     }
@@ -90,11 +97,17 @@ export class TombstonePurger {
     if (removed > 0) this.opts.logger.info({ removed }, 'purged expired tombstones');
     return removed;
   }
-}
 
-/** A tombstone written, or a record that expired, before `olderThan`. */
-function purgeable(rec: Buffer, olderThan: number): boolean {
-  if (isTombstone(rec)) return recordVersion(rec).wall < olderThan;
-  const at = recordExpiry(rec);
-  return at !== 0 && at < olderThan;
+  /** A tombstone written, or a record that expired, before `olderThan`; or a dead member (see above). */
+  private purgeable(k: string, rec: Buffer, olderThan: number): boolean {
+    if (isTombstone(rec)) return recordVersion(rec).wall < olderThan;
+    if (recordKind(rec) === KIND.member) {
+      const header = this.opts.headerOf(k);
+      if (isDead(recordVersionOf(rec), header)) return true;
+      const m = decodeMember(rec.subarray(payloadOffset(rec)), true);
+      return (header === undefined || !isPresent(m)) && newestMemberChange(m) < olderThan;
+    }
+    const at = recordExpiry(rec);
+    return at !== 0 && at < olderThan;
+  }
 }

@@ -6,7 +6,7 @@ import type { Hlc, Version } from './hlc.js';
  *
  *   0       format (3; 2 is read as well)
  *   1       flags: bit 0 tombstone; bit 1 an expiry register follows the node id; bits 4-5 the kind
- *           (KIND: plain bytes, PN-counter, add-wins set)
+ *           (KIND: plain bytes, PN-counter, add-wins set's header, set member)
  *   2..7    epoch HLC wall milliseconds, 48-bit big-endian
  *   8..9    epoch HLC counter, big-endian
  *   10..25  Merkle item hash (16 bytes), so start-up rebuilds the tree without rehashing values
@@ -15,7 +15,8 @@ import type { Hlc, Version } from './hlc.js';
  *   35..    node id (UTF-8, n bytes), then the body:
  *             with bit 1: the expiry register, at (6: ms since the epoch, 0 = none), then its version:
  *               wall (6), counter (2), node id length (1), node id
- *             then the payload: a plain value's bytes, or a counter's encoding (counter.ts)
+ *             then the payload: a plain value's bytes, a counter's encoding (counter.ts), nothing for
+ *             a set's header, a member's encoding (members.ts, under the member's internal key)
  *
  * The epoch is the version of the last-writer-wins write (SET, DEL, ...) the record descends from; for a
  * plain record it is simply its version. Counters and sets keep their epoch while they change (state.ts).
@@ -32,7 +33,7 @@ export const FLAG_EXPIRY = 0x02;
 const KIND_SHIFT = 4;
 
 /** What a record holds: its merge rule (state.ts). */
-export const KIND = { plain: 0, counter: 1, set: 2 } as const;
+export const KIND = { plain: 0, counter: 1, set: 2, member: 3 } as const;
 export type Kind = (typeof KIND)[keyof typeof KIND];
 
 const ITEM = 10;
@@ -219,6 +220,11 @@ export function recordVersionOf(buf: Buffer): Version {
   return { wall: buf.readUInt16BE(2) * 2 ** 32 + buf.readUInt32BE(4), counter: buf.readUInt16BE(8), node: recordNode(buf) };
 }
 
+/** The record's epoch (at `o` of `buf`) as a string that equals another record's exactly when the epochs do. */
+export function recordEpochId(buf: Buffer, o = 0): string {
+  return buf.toString('latin1', o + 2, o + 10) + buf.toString('latin1', o + HEADER, o + HEADER + (buf[o + NODE_LEN] ?? 0));
+}
+
 /** The id of the node whose write began the record's epoch. */
 export function recordNode(buf: Buffer): string {
   return buf.toString('utf8', HEADER, HEADER + (buf[NODE_LEN] ?? 0));
@@ -230,7 +236,7 @@ export function recordBody(buf: Buffer, end = buf.length): Buffer {
 }
 
 /** Where the payload starts: after the node id and, if there is one, the expiry register. */
-function payloadOffset(buf: Buffer): number {
+export function payloadOffset(buf: Buffer): number {
   const body = HEADER + (buf[NODE_LEN] ?? 0);
   if (((buf[1] ?? 0) & FLAG_EXPIRY) === 0) return body;
   return body + REGISTER_FIXED + (buf[body + REGISTER_FIXED - 1] ?? 0);

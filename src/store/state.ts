@@ -2,6 +2,7 @@ import { ProtocolError } from '../errors.js';
 import { checkEpochNode, type Limits } from '../rules.js';
 import { decodeCounter, encodeCounter, mergeCounters, newestChange } from './counter.js';
 import { compareVersion, type Version } from './hlc.js';
+import { decodeMember, encodeMember, mergeMembers, newestMemberChange } from './members.js';
 import { compareWithRecord, FLAG_EXPIRY, FLAG_TOMBSTONE, isSimple, KIND, recordBody, recordFlags, recordVersionOf, type Kind } from './record.js';
 
 /*
@@ -13,6 +14,9 @@ import { compareWithRecord, FLAG_EXPIRY, FLAG_TOMBSTONE, isSimple, KIND, recordB
  * - Within one epoch, states merge: a counter or set that grew out of the epoch's plain value or
  *   tombstone wins over it (INC on "5" keeps the epoch of the SET that wrote "5", so two nodes that
  *   both increment it merge instead of overwriting each other); two counters merge by per-node maxima.
+ * - A set is a header record (the epoch, an expiry register, no payload) and one record per member
+ *   (members.ts), whose epoch is the set's: a member of an older epoch is dead, one of the same epoch
+ *   merges entry by entry.
  * - The expiry register (when the record expires, and the version of the SETEX/EXPIRE/PERSIST that
  *   said so) belongs to the epoch: within one, the newer register wins; a new epoch starts without
  *   one (SET clears a TTL, as in Redis).
@@ -30,7 +34,7 @@ export interface RecordState {
   /** FLAG_TOMBSTONE and the kind (FLAG_EXPIRY follows from `expiry`). */
   readonly flags: number;
   readonly expiry: ExpiryRegister | undefined;
-  /** A plain value's bytes, or a counter's encoding (counter.ts). */
+  /** A plain value's bytes, a counter's encoding (counter.ts), nothing (a set's header), a member's (members.ts). */
   readonly payload: Buffer;
 }
 
@@ -75,8 +79,8 @@ export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: 
   const bad = (why: string): ProtocolError => new ProtocolError(`malformed record: ${why}`);
   if ((flags & ~(FLAG_TOMBSTONE | FLAG_EXPIRY | 0x30)) !== 0) throw bad('unknown flags');
   const kind = ((flags >> 4) & 3) as Kind;
-  if (kind === KIND.set) throw bad('sets are not supported by this release');
   if (kind !== KIND.plain && (flags & FLAG_TOMBSTONE) !== 0) throw bad('a tombstone has no kind');
+  if (kind === KIND.member && (flags & FLAG_EXPIRY) !== 0) throw bad('a set member has no expiry of its own');
   let expiry: ExpiryRegister | undefined;
   let o = 0;
   if ((flags & FLAG_EXPIRY) !== 0) {
@@ -89,6 +93,8 @@ export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: 
   const payload = body.subarray(o);
   if ((flags & FLAG_TOMBSTONE) !== 0 && (payload.length > 0 || expiry !== undefined)) throw bad('a tombstone holds nothing');
   if (kind === KIND.counter && !trusted) decodeCounter(payload);
+  else if (kind === KIND.member && !trusted) decodeMember(payload);
+  else if (kind === KIND.set && payload.length > 0) throw bad('a set header holds nothing');
   else if (limits !== undefined && payload.length > limits.maxValueBytes) throw bad('value too large');
   return { epoch, flags: flags & ~FLAG_EXPIRY, expiry, payload };
 }
@@ -123,6 +129,7 @@ export function mergeStates(a: RecordState, b: RecordState): RecordState {
   let body: RecordState;
   if (ka !== kb) body = ka > kb ? a : b;
   else if (ka === KIND.counter) body = { ...a, payload: encodeCounter(mergeCounters(decodeCounter(a.payload, true), decodeCounter(b.payload, true))) };
+  else if (ka === KIND.member) body = { ...a, payload: encodeMember(mergeMembers(decodeMember(a.payload, true), decodeMember(b.payload, true))) };
   // Two plain states of one epoch are one write; the comparison only keeps a corrupted copy from
   // making the merge depend on the order.
   else body = Buffer.compare(a.payload, b.payload) >= 0 ? a : b;
@@ -146,6 +153,7 @@ export function sameState(a: RecordState, b: RecordState): boolean {
 export function newestWall(s: RecordState): number {
   let wall = Math.max(s.epoch.wall, s.expiry?.version.wall ?? 0);
   if (stateKind(s) === KIND.counter) wall = Math.max(wall, newestChange(decodeCounter(s.payload, true)));
+  if (stateKind(s) === KIND.member) wall = Math.max(wall, newestMemberChange(decodeMember(s.payload, true)));
   return wall;
 }
 

@@ -23,11 +23,14 @@ import {
   recordFlags,
   recordKeyHash,
   recordKeyHashHi,
+  recordEpochId,
   recordKind,
   recordValue,
   recordVersion,
 } from './record.js';
 import { replayLog } from './replay.js';
+import { checkKeyKind, isMemberKey, setKeyOf } from './members.js';
+import { isDead, isSetHeader, SetIndex } from './sets.js';
 import { encodeState, isSimpleState, mergeInto, newestWall, type RecordState } from './state.js';
 import { upgradeDataDirectory } from './upgrade.js';
 import { WriteAheadLog, type FsyncMode } from './wal.js';
@@ -59,6 +62,9 @@ export interface Read<T> {
   readonly value: T;
   readonly after: Ack;
 }
+
+/** What a key holds, as GET sees it: a value (a counter's in decimal), a set, or nothing. */
+export type Held = Buffer | 'set' | undefined;
 
 /** A write this node acknowledged to its client, as replication publishes it. */
 export interface AcknowledgedWrite {
@@ -98,7 +104,8 @@ export class Store {
   private lastLocalEnd = 0;
   private flushScheduled = false;
   private readonly listeners: ((writes: AcknowledgedWrite[]) => void)[] = [];
-  private readonly counts = new RecordCounts();
+  private readonly counts: RecordCounts;
+  private readonly sets: SetIndex;
   private closed = false;
 
   private readonly root: RootDatabase<Buffer, Buffer>;
@@ -118,6 +125,15 @@ export class Store {
     this.tree = new MerkleTree(opts.treeBits ?? 16);
     this.hasher = new TreeHasher(opts.clusterSecret ?? '');
     upgradeDataDirectory({ ...dbs, hasher: this.hasher, logger });
+    this.sets = new SetIndex({
+      ...dbs,
+      logger,
+      readAt: (key, k) => this.readAt(key, k),
+      isPending: (k) => this.overlay.get(k) !== undefined,
+      pending: () => this.overlay.values(),
+      onRemoved: (k, rec) => this.forgotten(k, rec),
+    });
+    this.counts = new RecordCounts((k, rec, o) => this.sets.card(k, rec, o) === 0);
     const maxEntryBytes = 4096 + (opts.maxValueBytes ?? 64 * 1024 * 1024);
     const { nextSeq } = replayLog({ ...dbs, dir: opts.path, logger, maxEntryBytes });
     this.countRecords();
@@ -140,10 +156,8 @@ export class Store {
       logger,
       graceSeconds: opts.tombstoneGraceSeconds,
       isPending: (k) => this.overlay.get(k) !== undefined,
-      onRemoved: (k, rec) => {
-        this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(rec)), rec, ITEM_OFFSET, -1);
-        this.counts.count(k, rec, 0, -1);
-      },
+      headerOf: (k) => this.headerOf(k),
+      onRemoved: (k, rec) => this.forgotten(k, rec),
     });
     this.purger.start();
   }
@@ -161,6 +175,37 @@ export class Store {
   /** This node's id: the version of its writes names it. */
   get nodeId(): string {
     return this.opts.nodeId;
+  }
+
+  /** A record removed from LMDB (purged, or a member of an old set epoch): out of the tree and the counts. */
+  private forgotten(k: string, rec: Buffer): void {
+    this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(rec)), rec, ITEM_OFFSET, -1);
+    this.account(k, rec, 0, -1);
+  }
+
+  /**
+   * Adds (`sign` 1) or takes back (-1) the record at `o` of `rec` (key `k`, latin1) in the counts. A
+   * member record counts towards its set's cardinality; when that crosses 0, the set's header (which
+   * counts as a tombstone while the set is empty) is counted again.
+   */
+  private account(k: string, rec: Buffer, o: number, sign: 1 | -1): void {
+    if (recordKind(rec, o) !== KIND.member) {
+      this.counts.count(k, rec, o, sign);
+      return;
+    }
+    const setK = this.sets.crossing(k, rec, o, sign);
+    const header = setK === undefined ? undefined : this.headerOf(k);
+    const recount = header !== undefined && isSetHeader(header) && recordEpochId(header) === recordEpochId(rec, o);
+    // Taken back under the cardinality it was counted with, added again under the new one.
+    if (recount) this.counts.count(setK as string, header, 0, -1);
+    this.sets.count(k, rec, o, sign);
+    if (recount) this.counts.count(setK as string, header, 0, 1);
+  }
+
+  /** The record of the set that the member key `k` (latin1) belongs to. */
+  private headerOf(k: string): Buffer | undefined {
+    const setK = setKeyOf(k);
+    return this.readAt(Buffer.from(setK, 'latin1'), setK);
   }
 
   /** Live keys (tombstones and expired keys excluded), pending writes included. */
@@ -237,24 +282,36 @@ export class Store {
 
   /**
    * The value under `key` as GET shows it (a view; copy what you keep; undefined for missing, deleted
-   * and expired keys; a counter as its decimal value), and what a reply showing it must wait for (see
-   * readRecord).
+   * and expired keys and empty sets; a counter as its decimal value; 'set' for a set), and what a
+   * reply showing it must wait for (see readRecord).
    */
-  readValue(key: Buffer): Read<Buffer | undefined> {
+  readValue(key: Buffer): Read<Held> {
     const pending = this.readPending(key);
-    if (pending !== undefined) return this.valueOf(pending.value, pending.value.length, pending.after);
+    if (pending !== undefined) return this.valueOf(key, pending.value, pending.value.length, pending.after);
     // The hot path of GET: one slice of lmdb's shared buffer (whose length is overridden, see readDurable).
     const shared = this.db.getBinaryFast(key);
     if (shared === undefined) return { value: undefined, after: null };
     if (isSimple(shared)) return { value: isTombstone(shared) ? undefined : recordValue(shared, shared.length), after: null };
-    return this.valueOf(shared.subarray(0, shared.length), shared.length, null);
+    return this.valueOf(key, shared.subarray(0, shared.length), shared.length, null);
   }
 
-  private valueOf(rec: Buffer, end: number, after: Ack): Read<Buffer | undefined> {
+  private valueOf(key: Buffer, rec: Buffer, end: number, after: Ack): Read<Held> {
     if (isAbsent(rec, Date.now())) return { value: undefined, after };
     const value = recordValue(rec, end);
-    if (recordKind(rec) === KIND.counter) return { value: Buffer.from(counterValue(decodeCounter(value, true)).toString(), 'latin1'), after };
+    const kind = recordKind(rec);
+    if (kind === KIND.counter) return { value: Buffer.from(counterValue(decodeCounter(value, true)).toString(), 'latin1'), after };
+    if (kind === KIND.set) return { value: this.sets.card(key.toString('latin1'), rec) === 0 ? undefined : 'set', after };
     return { value, after };
+  }
+
+  /** The members of the set whose stored header is `header`, in byte order (setops.ts). */
+  members(key: Buffer, header: Buffer): Buffer[] {
+    return this.sets.members(key, header);
+  }
+
+  /** How many members the set whose stored header is `header` has. */
+  cardinality(key: Buffer, header: Buffer): number {
+    return this.sets.card(key.toString('latin1'), header);
   }
 
   /** Writes a value, versioned by this node's clock. */
@@ -289,6 +346,10 @@ export class Store {
     const clamped = hlc.wall !== state.epoch.wall || hlc.counter !== state.epoch.counter;
     const incoming = clamped ? { ...state, epoch: { wall: hlc.wall, counter: hlc.counter, node: state.epoch.node } } : state;
     const k = key.toString('latin1');
+    const member = isMemberKey(key);
+    checkKeyKind(key, state);
+    // A member of an older epoch than its set's header is dead (sets.ts): nothing to merge.
+    if (member && isDead(incoming.epoch, this.headerOf(k))) return undefined;
     const current = this.readAt(key, k);
     if (current === undefined && this.mayBeForgotten(incoming)) {
       this.refusedPurged++;
@@ -348,8 +409,10 @@ export class Store {
     );
     this.overlay.add(entry);
     this.unflushed.push(entry);
-    if (before !== undefined) this.counts.count(k, before, at, -1);
-    this.counts.count(k, keyed, recOffset, 1);
+    if (before !== undefined) this.account(k, before, at, -1);
+    this.account(k, keyed, recOffset, 1);
+    // A new epoch of a key that had a set leaves the old epoch's members dead: remove them soon.
+    if (this.sets.hasMembers(k) && before !== undefined && recordEpochId(before, at) !== recordEpochId(keyed, recOffset)) this.sets.sweepLater(k);
     if (local) this.lastLocalEnd = logEnd;
     if (!this.flushScheduled) {
       // Whoever acknowledges flushes first; this catches writes nobody acknowledges (tests, repairs).
@@ -407,8 +470,8 @@ export class Store {
       // What it replaced: its predecessor, or (once that is in LMDB, or if there was none) LMDB's record.
       const before = e.prev?.rec ?? this.readDurable(e.key);
       this.overlay.undo(e);
-      this.counts.count(e.k, e.body, e.recOffset, -1);
-      if (before !== undefined) this.counts.count(e.k, before, 0, 1);
+      this.account(e.k, e.body, e.recOffset, -1);
+      if (before !== undefined) this.account(e.k, before, 0, 1);
       const item = e.recOffset + ITEM_OFFSET;
       if (before === undefined) this.tree.updateBytes(e.segment, e.body, item, -1);
       else this.tree.replaceBytes(e.segment, e.body, item, before, ITEM_OFFSET);
@@ -424,16 +487,22 @@ export class Store {
   scan(prefix: Buffer): Buffer[] {
     const found = new Map<string, Buffer>();
     const now = Date.now();
-    for (const { key, value } of this.db.getRange({ start: prefix })) {
+    for (const { key, value } of this.db.getRange({ start: prefix.length === 0 ? FIRST_CLIENT_KEY : prefix })) {
       if (!startsWith(key, prefix)) break;
-      if (!isAbsent(value, now)) found.set(key.toString('latin1'), Buffer.from(key));
+      const k = key.toString('latin1');
+      if (!this.isAbsentAt(k, value, now)) found.set(k, Buffer.from(key));
     }
     for (const p of this.overlay.values()) {
-      if (!startsWith(p.key, prefix)) continue;
-      if (isAbsent(p.rec, now)) found.delete(p.k);
+      if (!startsWith(p.key, prefix) || isMemberKey(p.key)) continue;
+      if (this.isAbsentAt(p.k, p.rec, now)) found.delete(p.k);
       else found.set(p.k, p.key);
     }
     return [...found.values()].sort((a, b) => Buffer.compare(a, b));
+  }
+
+  /** Whether a key's record reads as absent: a tombstone, expired, or a set without members. */
+  private isAbsentAt(k: string, rec: Buffer, now: number): boolean {
+    return isAbsent(rec, now) || (isSetHeader(rec) && this.sets.card(k, rec) === 0);
   }
 
   /** Deletes every live key (as tombstones, so the deletes replicate). */
@@ -459,6 +528,7 @@ export class Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.purger.stop();
+    this.sets.stop();
     this.overlay.stop();
     try {
       this.flush();
@@ -479,7 +549,9 @@ export class Store {
   private countRecords(): void {
     let newest: Hlc = { wall: 0, counter: 0 };
     for (const { key, value } of this.db.getRange({})) {
-      this.counts.count((recordFlags(value) & FLAG_EXPIRY) === 0 ? '' : key.toString('latin1'), value, 0, 1);
+      // Member keys sort first (they start with 0x00): every set's cardinality is known before its header is counted.
+      if (recordKind(value) === KIND.member) this.sets.count(key.toString('latin1'), value, 0, 1);
+      else this.counts.count((recordFlags(value) & (FLAG_EXPIRY | KIND_BITS)) === 0 ? '' : key.toString('latin1'), value, 0, 1);
       this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(value)), value, ITEM_OFFSET, 1);
       const v = recordVersion(value);
       if (compareHlc(v, newest) > 0) newest = v;
@@ -489,6 +561,10 @@ export class Store {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** The flag bits of a record's kind. */
+const KIND_BITS = 0x30;
+/** Client keys start at 0x21 (rules.ts): member keys (0x00...) sort before them. */
+const FIRST_CLIENT_KEY = Buffer.from([0x21]);
 
 function startsWith(key: Buffer, prefix: Buffer): boolean {
   return key.length >= prefix.length && key.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
