@@ -106,6 +106,13 @@ export class LineClient {
     return reply as string;
   }
 
+  /** SMEMBERS `key`: the reply's lines (`MEMBERS <n>` then the members) joined by newlines, or its ERROR line. */
+  async members(key: string): Promise<string> {
+    const head = await this.call(`SMEMBERS ${key}`);
+    const n = /^MEMBERS (\d+)$/.exec(head)?.[1];
+    return n === undefined ? head : [head, ...(await this.lines(Number(n)))].join('\n');
+  }
+
   /** Sends `word` (STATS or INFO) and returns the block: the header line, then the name:value lines. */
   async stats(word = 'STATS'): Promise<string[]> {
     this.send(`${word}\r\n`);

@@ -183,7 +183,8 @@ export function encodeMember(m: MemberState): Buffer {
 
 /**
  * Decodes a member's payload, checking it unless `trusted` (a record this store wrote and checked
- * before): sorted unique node ids, at least one entry, no add at time 0 and no removal before its add.
+ * before): sorted unique node ids, at least one entry, no add at time 0. (A removal may carry an
+ * earlier clock reading than its add: the remover's clock may be behind the adder's.)
  */
 export function decodeMember(buf: Buffer, trusted = false): MemberState {
   const bad = (): ProtocolError => new ProtocolError('malformed set member record');
@@ -205,8 +206,7 @@ export function decodeMember(buf: Buffer, trusted = false): MemberState {
   if (o !== buf.length) throw bad();
   if (trusted) return out;
   const sorted = sortByNode([...out]);
-  const wrong = (e: MemberEntry, i: number): boolean =>
-    e !== out[i] || (i > 0 && e.node === sorted[i - 1]?.node) || e.dot.wall === 0 || (e.removed !== undefined && compareHlc(e.removed, e.dot) < 0);
+  const wrong = (e: MemberEntry, i: number): boolean => e !== out[i] || (i > 0 && e.node === sorted[i - 1]?.node) || e.dot.wall === 0;
   if (sorted.some(wrong)) throw bad();
   return out;
 }

@@ -108,6 +108,13 @@ export class SetIndex {
     this.timer.unref();
   }
 
+  /** Runs a queued sweep now (its pending member records, if any, are retried later). */
+  sweepNow(): void {
+    if (this.queued.size === 0) return;
+    clearTimeout(this.timer);
+    this.sweep();
+  }
+
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
@@ -125,7 +132,9 @@ export class SetIndex {
     let removed = 0;
     for (const setK of sets) {
       const setKey = Buffer.from(setK, 'latin1');
-      const header = this.opts.readAt(setKey, setK);
+      // A copy: LMDB's buffer is reused by the reads below.
+      const stored = this.opts.readAt(setKey, setK);
+      const header = stored === undefined ? undefined : Buffer.from(stored);
       const prefix = memberPrefix(setKey);
       let retry = false;
       root.transactionSync(() => {
@@ -145,6 +154,8 @@ export class SetIndex {
           removed++;
         }
       });
+      // Dead members still on their way to LMDB: removed once they are there.
+      if (!retry) for (const p of this.opts.pending()) if (startsWith(p.key, prefix) && isDead(recordVersionOf(p.rec), header)) retry = true;
       if (retry) this.queued.add(setK);
     }
     if (removed > 0) this.opts.logger.debug({ removed }, 'removed members of old set epochs');

@@ -19,6 +19,7 @@ import {
   isTombstone,
   ITEM_OFFSET,
   KIND,
+  kindFlags,
   keyedRecordOffset,
   recordFlags,
   recordKeyHash,
@@ -355,6 +356,18 @@ export class Store {
       this.refusedPurged++;
       return undefined;
     }
+    const done = this.merge(key, k, current, incoming);
+    if (!member) return done;
+    // A member implies its set's header of its epoch, which replication may deliver later, or not at
+    // all if the set grew from an epoch this node already holds: merge it in (a join, like any other).
+    const setK = setKeyOf(k);
+    const setKey = Buffer.from(setK, 'latin1');
+    const header = this.merge(setKey, setK, this.readAt(setKey, setK), { epoch: incoming.epoch, flags: kindFlags(KIND.set), expiry: undefined, payload: EMPTY });
+    return header ?? done;
+  }
+
+  /** Merges `incoming` into `current`, the record under `key` (latin1 `k`); undefined if nothing changed. */
+  private merge(key: Buffer, k: string, current: Buffer | undefined, incoming: RecordState): Ack | undefined {
     const merged = mergeInto(current, incoming);
     if (merged === undefined) return undefined;
     const { flags, body } = encodeState(merged);
@@ -518,10 +531,14 @@ export class Store {
     return this.purger.purge(olderThan);
   }
 
-  /** Resolves once every write so far is in LMDB, committed and synced. */
+  /**
+   * Resolves once every write so far is in LMDB, committed and synced, and the members of old set
+   * epochs are removed.
+   */
   async settled(): Promise<void> {
     this.flush();
     await this.overlay.settle();
+    this.sets.sweepNow();
   }
 
   /** Applies what is pending to LMDB, syncs, deletes the log and closes. */
