@@ -18,8 +18,9 @@ function parser(kind: MembersRequest['kind'], min: number, max: number) {
   return (args: Args): MembersRequest => {
     const key = args.key();
     const members: Buffer[] = [];
-    while (!args.done && members.length < max) {
-      const member = args.key();
+    while (members.length < max) {
+      const member = args.word();
+      if (member === undefined) break;
       const problem = memberProblem(key, member, args.limits);
       if (problem !== undefined) throw new ProtocolError(problem);
       members.push(member);

@@ -75,7 +75,8 @@ export function timeToLive(store: Store, key: Buffer): Read<number | null | unde
   const now = Date.now();
   if (rec === undefined) return { value: undefined, after };
   const state = stateOf(rec);
-  if (isAbsentState(state, now)) return { value: undefined, after };
+  // A set whose members were all removed is gone, as in Redis.
+  if (isAbsentState(state, now) || (stateKind(state) === KIND.set && store.cardinality(key, rec) === 0)) return { value: undefined, after };
   const at = state.expiry?.at ?? 0;
   return { value: at === 0 ? null : at - now, after };
 }

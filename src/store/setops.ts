@@ -20,7 +20,10 @@ interface SetView {
   readonly state: RecordState | undefined;
 }
 
-/** SADD: adds the members not in the set; makes the set if the key holds none. Returns how many were added. */
+/**
+ * SADD: adds the members (a new add of each, present or not); makes the set if the key holds none.
+ * Returns how many were not in the set before, as Redis counts.
+ */
 export function addMembers(store: Store, key: Buffer, members: readonly Buffer[]): SetResult<number> {
   const view = viewOf(store, key);
   if (view === 'wrongtype') return view;
@@ -44,10 +47,10 @@ export function addMembers(store: Store, key: Buffer, members: readonly Buffer[]
   for (const member of members) {
     const mk = memberKey(key, member);
     const current = memberOf(store, mk, epoch);
-    if (isPresent(current)) continue;
-    const next = addMember(current, store.nodeId, store.clock.now());
-    last = store.writeState(mk, memberState(epoch, next)) ?? last;
-    added++;
+    if (!isPresent(current)) added++;
+    // A new add even of a member already there: a remove made elsewhere at the same time saw only
+    // the older adds, so the member survives it (add wins).
+    last = store.writeState(mk, memberState(epoch, addMember(current, store.nodeId, store.clock.now()))) ?? last;
   }
   return { value: added, after: last };
 }
@@ -56,7 +59,7 @@ export function addMembers(store: Store, key: Buffer, members: readonly Buffer[]
 export function removeMembers(store: Store, key: Buffer, members: readonly Buffer[]): SetResult<number> {
   const view = viewOf(store, key);
   if (view === 'wrongtype') return view;
-  if (view.state === undefined) return { value: 0, after: store.readRecord(key).after };
+  if (view.header === undefined || view.state === undefined) return { value: 0, after: store.readRecord(key).after };
   const epoch = view.state.epoch;
   let last: Ack = null;
   let removed = 0;
@@ -83,7 +86,7 @@ export function listMembers(store: Store, key: Buffer): SetResult<Buffer[]> {
 export function hasMember(store: Store, key: Buffer, member: Buffer): SetResult<boolean> {
   const view = viewOf(store, key);
   if (view === 'wrongtype') return view;
-  if (view.state === undefined) return { value: false, after: store.readRecord(key).after };
+  if (view.header === undefined || view.state === undefined) return { value: false, after: store.readRecord(key).after };
   const mk = memberKey(key, member);
   return { value: isPresent(memberOf(store, mk, view.state.epoch)), after: store.readRecord(mk).after };
 }

@@ -6,7 +6,7 @@ import { hasMosquitto, startMosquitto } from './mosquitto.js';
 // With CI=true these run even if mosquitto is missing, and fail: CI must install it.
 const skip = !hasMosquitto && process.env.CI !== 'true';
 
-describe.skipIf(skip)('counters and expiry through Mosquitto', () => {
+describe.skipIf(skip)('counters, sets and expiry through Mosquitto', () => {
   it('concurrent INC on 3 nodes ends at the exact total on every node', async () => {
     const broker = await startMosquitto();
     const nodes = await startCluster(3, broker.url);
@@ -53,5 +53,41 @@ describe.skipIf(skip)('counters and expiry through Mosquitto', () => {
     expect(await clients[2]?.call(`SYNC 127.0.0.1 ${ports[0]}`)).toBe('OK');
     for (const c of clients) expect(await c.call('GET session')).toBe('NOT_FOUND');
     expect(new Set(nodes.map((m) => m.node.store.rootHash().toString('hex'))).size).toBe(1);
+  });
+
+  it('sets: members added at once on 3 nodes all count, and an add concurrent with a remove survives everywhere', async () => {
+    const broker = await startMosquitto();
+    const nodes = await startCluster(3, broker.url);
+    const clients = await Promise.all(nodes.map((m) => LineClient.connect(m.node.address.port)));
+    // Three nodes make the same fresh set at once, each with its own members.
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let j = 0; j < 100; j++) c.send(`SADD tags n${i}-${j} shared\r\n`);
+        const replies = await c.lines(100);
+        expect(replies.every((r) => /^SADD [12]$/.test(r))).toBe(true);
+      }),
+    );
+    const card = async (c: LineClient, key: string): Promise<string> => c.call(`SCARD ${key}`);
+    await waitFor('301 members everywhere', async () => (await Promise.all(clients.map((c) => card(c, 'tags')))).every((r) => r === 'SCARD 301'));
+    // A remove on one node and an add of the same member on another, at the same moment: the
+    // remove saw only the older adds, so the member stays, everywhere.
+    const [a, b, c] = clients as [LineClient, LineClient, LineClient];
+    b.send('SREM tags shared n0-0\r\n');
+    c.send('SADD tags shared\r\n');
+    expect(await b.lines(1)).toEqual(['SREM 2']);
+    // (SADD 1 if the remove reached c first: then the add simply follows it.)
+    expect((await c.lines(1))[0]).toMatch(/^SADD [01]$/);
+    await waitFor('n0-0 removed everywhere', async () => (await Promise.all(clients.map((x) => card(x, 'tags')))).every((r) => r === 'SCARD 300'));
+    for (const x of clients) expect(await x.call('SISMEMBER tags shared')).toBe('1');
+    // A remove that has seen every add removes the member everywhere.
+    await waitFor('the same root everywhere', () => new Set(nodes.map((m) => m.node.store.rootHash().toString('hex'))).size === 1);
+    expect(await a.call('SREM tags shared')).toBe('SREM 1');
+    await waitFor('shared removed everywhere', async () => (await Promise.all(clients.map((x) => x.call('SISMEMBER tags shared')))).every((r) => r === '0'));
+    expect(new Set(await Promise.all(clients.map((x) => x.members('tags')))).size).toBe(1);
+    // DEL removes the set everywhere; a set made after it starts empty.
+    expect(await b.call('DEL tags')).toBe('DELETED');
+    await waitFor('tags deleted everywhere', async () => (await Promise.all(clients.map((x) => card(x, 'tags')))).every((r) => r === 'SCARD 0'));
+    expect(await c.call('SADD tags fresh')).toBe('SADD 1');
+    await waitFor('the new set everywhere', async () => (await Promise.all(clients.map((x) => x.members('tags')))).every((r) => r === 'MEMBERS 1\nfresh'));
   });
 });

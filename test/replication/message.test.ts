@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeMessage, encodeMessages, opOf, type Op } from '../../src/replication/message.js';
 import { encodeCounter } from '../../src/store/counter.js';
+import { encodeMember, memberKey } from '../../src/store/members.js';
 import type { Hlc } from '../../src/store/hlc.js';
 import { KIND, kindFlags } from '../../src/store/record.js';
 import { plainState } from '../../src/store/state.js';
@@ -123,6 +124,45 @@ describe('replication messages', () => {
       { ...good, exp: -1, xhlc: '0193a0b1c2d3-0000' },
       { ...good, exp: 5 },
       { op: 'del', key: 'd', hlc: '0193a0b1c2d3-0000', exp: 5, xhlc: '0193a0b1c2d3-0000' },
+    ];
+    const decoded = decodeMessage(Buffer.from(JSON.stringify({ v: 1, node: 'n', ops: [good, ...bad] })), limits);
+    expect(decoded?.message.ops).toHaveLength(1);
+    expect(decoded?.invalidOps).toBe(bad.length);
+  });
+
+  it('carry a set as its header and one member record per op, readably', () => {
+    const epoch = { wall: 0, counter: 0, node: '' };
+    const dot = { wall: 0x0193a0b1c2da, counter: 0 };
+    const removedAt = { wall: 0x0193a0b1c2db, counter: 2 };
+    const header = { key: Buffer.from('tags'), state: { epoch, flags: kindFlags(KIND.set), expiry: undefined, payload: Buffer.alloc(0) } };
+    const entries = [
+      { node: 'node-1', dot, removed: undefined },
+      { node: 'node-2', dot, removed: removedAt },
+    ];
+    const member = { key: memberKey(Buffer.from('tags'), Buffer.from('red')), state: { epoch, flags: kindFlags(KIND.member), expiry: undefined, payload: encodeMember(entries) } };
+    const [payload] = encodeMessages('node-1', [header, member], 1 << 20);
+    const json = JSON.parse((payload as Buffer).toString()) as { ops: unknown[] };
+    expect(json.ops).toEqual([
+      { op: 'newset', key: 'tags', hlc: '000000000000-0000', by: '' },
+      { op: 'member', key: 'tags', member: 'red', hlc: '000000000000-0000', by: '', adds: [['node-1', '0193a0b1c2da-0000', ''], ['node-2', '0193a0b1c2da-0000', '0193a0b1c2db-0002']] },
+    ]);
+    expect(decodeMessage(payload as Buffer, limits)?.message.ops).toEqual([header, member]);
+  });
+
+  it('drops set member ops that are malformed', () => {
+    const good = { op: 'member', key: 's', member: 'm', hlc: '0193a0b1c2d3-0000', adds: [['n', '0193a0b1c2d3-0000', '']] };
+    const bad = [
+      { ...good, member: 'two words' },
+      { ...good, member: '' },
+      { ...good, member: 'x'.repeat(33) },
+      { ...good, adds: [] },
+      { ...good, adds: [['n', '0193a0b1c2d3-0000']] },
+      { ...good, adds: [['n', '000000000000-0000', '']] },
+      { ...good, adds: [['n', '0193a0b1c2d3-0000', 'later']] },
+      { ...good, adds: [['n', '0193a0b1c2d3-0000', ''], ['n', '0193a0b1c2d4-0000', '']] },
+      { ...good, adds: [['bad node', '0193a0b1c2d3-0000', '']] },
+      { ...good, exp: 5, xhlc: '0193a0b1c2d3-0000' },
+      { op: 'newset', key: 'bad key', hlc: '0193a0b1c2d3-0000' },
     ];
     const decoded = decodeMessage(Buffer.from(JSON.stringify({ v: 1, node: 'n', ops: [good, ...bad] })), limits);
     expect(decoded?.message.ops).toHaveLength(1);

@@ -3,7 +3,7 @@ import type { RunningNode } from '../../src/node.js';
 import { decodeCounter } from '../../src/store/counter.js';
 import { KIND, kindFlags } from '../../src/store/record.js';
 import { stateOf } from '../../src/store/state.js';
-import { LineClient, startTestNode } from '../helpers.js';
+import { LineClient, startTestNode, tempDir } from '../helpers.js';
 
 async function node(flags: Record<string, string> = {}): Promise<[RunningNode, LineClient]> {
   const n = await startTestNode(flags);
@@ -140,5 +140,111 @@ describe('expiry', () => {
     expect(n.store.refusedPurged).toBe(1);
     expect(n.store.tombstoneCount).toBe(0);
     expect(await c.call('DBSIZE')).toBe('DBSIZE 2');
+  });
+});
+
+describe('sets', () => {
+  it('answer SADD, SREM, SMEMBERS, SISMEMBER and SCARD as DESIGN section 2 says', async () => {
+    const [, c] = await node();
+    expect(await c.call('SADD tags red green red blue')).toBe('SADD 3');
+    expect(await c.call('SADD tags green')).toBe('SADD 0');
+    expect(await c.members('tags')).toBe('MEMBERS 3\nblue\ngreen\nred');
+    expect(await c.call('SISMEMBER tags red')).toBe('1');
+    expect(await c.call('SISMEMBER tags pink')).toBe('0');
+    expect(await c.call('SCARD tags')).toBe('SCARD 3');
+    expect(await c.call('SREM tags red pink')).toBe('SREM 1');
+    expect(await c.members('tags')).toBe('MEMBERS 2\nblue\ngreen');
+    // A missing key is an empty set.
+    expect(await c.members('none')).toBe('MEMBERS 0');
+    expect(await c.call('SCARD none')).toBe('SCARD 0');
+    expect(await c.call('SISMEMBER none x')).toBe('0');
+    expect(await c.call('SREM none x')).toBe('SREM 0');
+  });
+
+  it('refuse the wrong kind both ways, and members that break the key rules', async () => {
+    const [, c] = await node({ 'storage.max_key_bytes': '16' });
+    const wrong = 'ERROR WRONGTYPE Operation against a key holding the wrong kind of value';
+    await c.call('SET s v');
+    await c.call('INC n');
+    await c.call('SADD tags a');
+    for (const line of ['SADD s x', 'SREM s x', 'SMEMBERS s', 'SISMEMBER s x', 'SCARD s', 'SADD n x', 'GET tags', 'APPEND tags x', 'INC tags']) {
+      expect(await c.call(line), line).toBe(wrong);
+    }
+    expect(await c.call('MGET tags s')).toBe('VALUES 1');
+    expect(await c.lines(2)).toEqual(['tags NOT_FOUND', 's v']);
+    expect(await c.call('SADD tags')).toMatch(/^ERROR SADD command requires a key and at least one member/);
+    expect(await c.call('SCARD tags x')).toMatch(/^ERROR SCARD command requires exactly one key/);
+    expect(await c.call(`SADD tags ${'m'.repeat(17)}`)).toMatch(/^ERROR member: key too long/);
+    expect(await c.call('SADD tags a\u0001b')).toMatch(/^ERROR member: invalid key/);
+    // SET and DEL replace a set whatever it holds.
+    expect(await c.call('SET tags plain')).toBe('OK');
+    expect(await c.call('GET tags')).toBe('VALUE plain');
+    expect(await c.call('SADD s2 a b')).toBe('SADD 2');
+    expect(await c.call('DEL s2')).toBe('DELETED');
+    expect(await c.members('s2')).toBe('MEMBERS 0');
+    expect(await c.call('SADD s2 c')).toBe('SADD 1');
+    expect(await c.members('s2')).toBe('MEMBERS 1\nc');
+  });
+
+  it('are keys to EXISTS, SCAN, DBSIZE and TTL while they have members, and absent once emptied', async () => {
+    const [n, c] = await node();
+    await c.call('SADD tags a b');
+    await c.call('SET k v');
+    expect(await c.call('EXISTS tags k')).toBe('EXISTS 2');
+    expect(await c.call('DBSIZE')).toBe('DBSIZE 2');
+    expect(await c.call('SCAN')).toBe('KEYS 2');
+    expect(await c.lines(2)).toEqual(['k', 'tags']);
+    expect(await c.call('EXPIRE tags 100')).toBe('OK');
+    expect(await c.call('TTL tags')).toBe('TTL 100');
+    expect(await c.call('SREM tags a b')).toBe('SREM 2');
+    expect(await c.call('EXISTS tags')).toBe('EXISTS 0');
+    expect(await c.call('DBSIZE')).toBe('DBSIZE 1');
+    expect(await c.call('SCAN')).toBe('KEYS 1');
+    expect(await c.lines(1)).toEqual(['k']);
+    expect(await c.call('TTL tags')).toBe('NOT_FOUND');
+    // Made again, it is a new set: the emptied one's TTL went with it, as in Redis.
+    expect(await c.call('SADD tags z')).toBe('SADD 1');
+    expect(await c.call('TTL tags')).toBe('TTL -1');
+    expect(await c.call('DBSIZE')).toBe('DBSIZE 2');
+    expect(n.store.tombstoneCount).toBe(0);
+  });
+
+  it('expire with their members, and old members are swept from LMDB and the tree after DEL', async () => {
+    const [n, c] = await node();
+    await c.call('SADD s a b c');
+    await c.call('SADD t x');
+    await c.call('DEL t');
+    await n.store.settled();
+    // DEL leaves t's tombstone; its member record is gone.
+    const records = n.store.keyHashes.recordsUnder(0, 0).map((e) => e.key.toString('latin1'));
+    expect(records.filter((k) => k.startsWith('\0'))).toHaveLength(3);
+    expect(records).toContain('t');
+    expect(await c.call('EXPIRE s 1')).toBe('OK');
+    await sleep(1100);
+    expect(await c.members('s')).toBe('MEMBERS 0');
+    expect(await c.call('SISMEMBER s a')).toBe('0');
+    expect(await c.call('EXISTS s')).toBe('EXISTS 0');
+    // A set made after the expiry starts empty, in a new epoch.
+    expect(await c.call('SADD s d')).toBe('SADD 1');
+    expect(await c.members('s')).toBe('MEMBERS 1\nd');
+    await n.store.settled();
+    expect(n.store.keyHashes.recordsUnder(0, 0).filter((e) => e.key[0] === 0)).toHaveLength(1);
+  });
+
+  it('keep their members and counts across a restart (log replay and LMDB)', async () => {
+    const dir = tempDir();
+    const [n1, c1] = await node({ 'storage.path': dir, node_id: 'n1' });
+    await c1.call('SADD big ' + Array.from({ length: 50 }, (_, i) => `m${i}`).join(' '));
+    await c1.call('SREM big m0 m1');
+    await c1.call('SADD empty x');
+    await c1.call('SREM empty x');
+    const root = n1.store.rootHash().toString('hex');
+    await n1.stop();
+    const [n2, c2] = await node({ 'storage.path': dir, node_id: 'n1' });
+    expect(n2.store.rootHash().toString('hex')).toBe(root);
+    expect(await c2.call('SCARD big')).toBe('SCARD 48');
+    expect(await c2.call('DBSIZE')).toBe('DBSIZE 1');
+    expect(await c2.call('EXISTS empty')).toBe('EXISTS 0');
+    expect((await c2.members('big')).split('\n')).toHaveLength(49);
   });
 });
