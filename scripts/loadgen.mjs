@@ -6,6 +6,9 @@
 // MerkleKV only: "tlsCa": "<PEM>" connects over TLS trusting that CA; "auth": "<password>" sends
 // `AUTH <password>` on each connection (and waits for its OK) before the load starts.
 //
+// Set ops (MerkleKV and Redis): "sadd:N" adds a random one of N members to the set set:N, "saddrem:N"
+// adds or removes one (half each); the set is first filled with all N members.
+//
 // Each connection keeps `depth` requests outstanding; after every read it sends as many new requests as
 // were answered, in one write. Latency is measured per request, send to reply, in microseconds.
 import { readFileSync } from 'node:fs';
@@ -121,6 +124,8 @@ function cpuSecondsOf(pid) {
 async function runWorker(cfg) {
   const value = 'x'.repeat(cfg.valueSize);
   const reqs = requests(cfg.protocol, cfg.keys, value);
+  const setOp = parseSetOp(cfg.op);
+  const members = setOp === undefined ? undefined : memberNames(setOp.size);
   const hist = new Float64Array(BUCKETS);
   let ops = 0;
   let errors = 0;
@@ -131,6 +136,10 @@ async function runWorker(cfg) {
     if (cfg.op === 'set') return reqs.set[i];
     if (cfg.op === 'get') return reqs.get[i];
     if (cfg.op === 'inc') return reqs.inc[i];
+    if (members !== undefined) {
+      const m = members[Math.floor(Math.random() * members.length)];
+      return Buffer.from(`${setOp.remove && Math.random() < 0.5 ? 'SREM' : 'SADD'} set:${setOp.size} ${m}\r\n`);
+    }
     return Math.random() < 0.9 ? reqs.get[i] : reqs.set[i]; // 90/10 mix
   };
 
@@ -195,10 +204,26 @@ async function runWorker(cfg) {
   return { ops, elapsed, errors, serverCpuSeconds, hist: Array.from(hist) };
 }
 
-/** Writes every key once (pipelined) so GETs hit. */
+/** "sadd:N" / "saddrem:N": the set's size, and whether half the requests remove. */
+function parseSetOp(op) {
+  const m = /^(sadd|saddrem):(\d+)$/.exec(op);
+  return m === null ? undefined : { size: Number(m[2]), remove: m[1] === 'saddrem' };
+}
+
+function memberNames(n) {
+  return Array.from({ length: n }, (_, i) => `member:${i}`);
+}
+
+/** Writes every key once (pipelined) so GETs hit; fills the set of a set op with all its members. */
 async function preload(cfg) {
   const value = 'x'.repeat(cfg.valueSize);
-  const { set } = requests(cfg.protocol, cfg.keys, value);
+  let { set } = requests(cfg.protocol, cfg.keys, value);
+  const setOp = parseSetOp(cfg.op);
+  if (setOp !== undefined) {
+    const names = memberNames(setOp.size);
+    set = [];
+    for (let i = 0; i < names.length; i += 100) set.push(Buffer.from(`SADD set:${setOp.size} ${names.slice(i, i + 100).join(' ')}\r\n`));
+  }
   const socket = await open(cfg);
   const count = replyCounter(cfg.protocol);
   for (let i = 0; i < set.length; i += 256) {
@@ -234,7 +259,7 @@ async function main() {
     preload: true,
     ...JSON.parse(process.argv[2] ?? '{}'),
   };
-  if (cfg.preload) await preload(cfg);
+  if (cfg.preload || parseSetOp(cfg.op) !== undefined) await preload(cfg);
   const threads = Math.max(1, Math.min(cfg.threads, cfg.conns));
   const self = fileURLToPath(import.meta.url);
   const results = await Promise.all(
