@@ -199,12 +199,14 @@ function decodeAdds(raw: unknown): Buffer | undefined {
     if (typeof node !== 'string' || !isValidNodeId(node) || d === undefined || r === undefined) return undefined;
     entries.push({ node, dot: d, removed: r ?? undefined });
   }
+  const payload = encodeMember(sortByNode(entries));
   try {
-    // Checked as a record from a peer: sorted, unique, well-formed.
-    return encodeMember(decodeMember(encodeMember(sortByNode(entries))));
+    // Checked as a record from a peer is: unique node ids, adds after time 0.
+    decodeMember(payload);
   } catch {
     return undefined;
   }
+  return payload;
 }
 
 function uint64(v: unknown): bigint | undefined {

@@ -1,4 +1,4 @@
-import { FLAG_EXPIRY, FLAG_TOMBSTONE, KIND, kindFlags, recordExpiry, recordFlags } from './record.js';
+import { FLAG_EXPIRY, FLAG_TOMBSTONE, KIND, kindOf, recordExpiry, recordFlags } from './record.js';
 
 /**
  * The store's live and tombstone counts (DBSIZE, STATS), adjusted per write. A record counts as live,
@@ -41,7 +41,7 @@ export class RecordCounts {
    */
   count(k: string, rec: Buffer, o: number, sign: 1 | -1): void {
     const flags = recordFlags(rec, o);
-    if ((flags & SET_MASK) === SET_FLAGS && this.isEmptySet(k, rec, o)) {
+    if (kindOf(flags) === KIND.set && this.isEmptySet(k, rec, o)) {
       this.tombstoneCount += sign;
       return;
     }
@@ -64,9 +64,6 @@ export class RecordCounts {
     this.tombstoneCount += due;
   }
 }
-
-const SET_MASK = kindFlags(KIND.member);
-const SET_FLAGS = kindFlags(KIND.set);
 
 /**
  * The live keys that carry an expiry time, so the store's counts (DBSIZE, STATS) notice a key turning

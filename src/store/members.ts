@@ -2,6 +2,7 @@ import { ProtocolError } from '../errors.js';
 import { checkKey, checkNodeId, type Limits } from '../rules.js';
 import { sortByNode } from './counter.js';
 import { compareHlc, type Hlc } from './hlc.js';
+import { KIND, kindOf } from './record.js';
 
 /*
  * An add-wins set's members (DESIGN.md section 4; docs/ARCHITECTURE.md, "Kinds of record").
@@ -108,7 +109,7 @@ export function checkRecordKey(key: Buffer, limits: Limits): Buffer {
 
 /** Throws unless a member record is under a member key and every other record under a client key. */
 export function checkKeyKind(key: Buffer, state: { readonly flags: number }): void {
-  if (isMemberKey(key) !== ((state.flags & 0x30) === 0x30)) throw new ProtocolError('a set member record must be under a member key, and only one');
+  if (isMemberKey(key) !== (kindOf(state.flags) === KIND.member)) throw new ProtocolError('a set member record must be under a member key, and only one');
 }
 
 export function isPresent(m: MemberState): boolean {

@@ -1,6 +1,7 @@
 import { counterValue, decodeCounter, encodeCounter, increment as add, parseInt64, type Counter } from './counter.js';
-import { FLAG_TOMBSTONE, KIND, kindFlags } from './record.js';
-import { epochAfterExpiry, isAbsentState, plainState, stateKind, stateOf, ZERO_EPOCH, type ExpiryRegister, type RecordState } from './state.js';
+import type { Version } from './hlc.js';
+import { KIND, kindFlags } from './record.js';
+import { epochOfAbsent, isAbsentState, plainState, stateKind, stateOf, type ExpiryRegister, type RecordState } from './state.js';
 import type { Ack, Read, Store } from './store.js';
 
 /*
@@ -19,14 +20,12 @@ export type IncrementResult = { readonly value: bigint; readonly after: Ack } | 
 export function increment(store: Store, key: Buffer, delta: bigint): IncrementResult {
   const state = current(store, key);
   const now = Date.now();
-  let epoch = ZERO_EPOCH;
+  let epoch: Version;
   let counter: Counter = { base: 0n, entries: [] };
   let expiry: ExpiryRegister | undefined;
-  if (state !== undefined && isAbsentState(state, now)) {
-    // After a delete, increments from every node share the tombstone's epoch; after an expiry, the
-    // epoch every node derives from the expired record.
-    epoch = (state.flags & FLAG_TOMBSTONE) !== 0 ? state.epoch : epochAfterExpiry(state);
-  } else if (state !== undefined) {
+  if (state === undefined || isAbsentState(state, now)) {
+    epoch = epochOfAbsent(state);
+  } else {
     epoch = state.epoch;
     expiry = state.expiry;
     const kind = stateKind(state);

@@ -59,6 +59,14 @@ export function kindFlags(kind: Kind): number {
   return kind << KIND_SHIFT;
 }
 
+/** The kind a flags byte names. */
+export function kindOf(flags: number): Kind {
+  return ((flags >> KIND_SHIFT) & 3) as Kind;
+}
+
+/** Every bit a flags byte may have set. */
+export const KNOWN_FLAGS = FLAG_TOMBSTONE | FLAG_EXPIRY | (3 << KIND_SHIFT);
+
 // Every record carries its epoch's node id, one of a few: keep their bytes at hand.
 const nodeIds = new Map<string, Buffer>();
 
@@ -148,7 +156,7 @@ export function isTombstone(buf: Buffer, o = 0): boolean {
 
 /** The kind of record: plain, counter or set. */
 export function recordKind(buf: Buffer, o = 0): Kind {
-  return (((buf[o + 1] ?? 0) >> KIND_SHIFT) & 3) as Kind;
+  return kindOf(buf[o + 1] ?? 0);
 }
 
 /** Whether the record is a plain value or tombstone with no expiry register: the common case. */

@@ -1,7 +1,7 @@
 import type { Version } from './hlc.js';
 import { addMember, decodeMember, encodeMember, isPresent, memberKey, removeMember, type MemberState } from './members.js';
-import { compareWithRecord, FLAG_TOMBSTONE, KIND, kindFlags, payloadOffset } from './record.js';
-import { epochAfterExpiry, isAbsentState, stateKind, stateOf, ZERO_EPOCH, type RecordState } from './state.js';
+import { compareWithRecord, KIND, kindFlags, payloadOffset } from './record.js';
+import { epochOfAbsent, isAbsentState, stateKind, stateOf, type RecordState } from './state.js';
 import type { Ack, Read, Store } from './store.js';
 
 /*
@@ -37,10 +37,8 @@ export function addMembers(store: Store, key: Buffer, members: readonly Buffer[]
       last = store.writeState(key, { ...state, expiry: { at: 0, version: { ...store.clock.now(), node: store.nodeId } } });
     }
   } else {
-    // A new set keeps the epoch of what it grows from, so that nodes making it at once merge their
-    // members (as counters do, state.ts): a tombstone's, the one every node derives from an expired
-    // record, or the zero epoch.
-    epoch = state === undefined ? ZERO_EPOCH : (state.flags & FLAG_TOMBSTONE) !== 0 ? state.epoch : epochAfterExpiry(state);
+    // The epoch of what it grows from, so that nodes making it at once merge their members (state.ts).
+    epoch = epochOfAbsent(state);
     last = store.writeState(key, { epoch, flags: kindFlags(KIND.set), expiry: undefined, payload: EMPTY });
   }
   let added = 0;

@@ -79,8 +79,8 @@ export class SetIndex {
   }
 
   /**
-   * The members of `setKey` whose epoch is the header's (`header`), pending writes included, in byte
-   * order (copies). `present`: only those in the set.
+   * The members in the set `setKey` (those of the header's epoch, `header`, not removed), pending
+   * writes included, in byte order (copies).
    */
   members(setKey: Buffer, header: Buffer): Buffer[] {
     const prefix = memberPrefix(setKey);

@@ -3,7 +3,7 @@ import { checkEpochNode, type Limits } from '../rules.js';
 import { decodeCounter, encodeCounter, mergeCounters, newestChange } from './counter.js';
 import { compareVersion, type Version } from './hlc.js';
 import { decodeMember, encodeMember, mergeMembers, newestMemberChange } from './members.js';
-import { compareWithRecord, FLAG_EXPIRY, FLAG_TOMBSTONE, isSimple, KIND, recordBody, recordFlags, recordVersionOf, type Kind } from './record.js';
+import { compareWithRecord, FLAG_EXPIRY, FLAG_TOMBSTONE, isSimple, KIND, kindOf, KNOWN_FLAGS, recordBody, recordFlags, recordVersionOf, type Kind } from './record.js';
 
 /*
  * A record's state, and the one merge every path uses (DESIGN.md section 4; docs/ARCHITECTURE.md,
@@ -42,7 +42,7 @@ export interface RecordState {
 export const ZERO_EPOCH: Version = { wall: 0, counter: 0, node: '' };
 
 export function stateKind(s: RecordState): Kind {
-  return ((s.flags >> 4) & 3) as Kind;
+  return kindOf(s.flags);
 }
 
 /** A plain value or tombstone without an expiry register: what last writer wins alone decides. */
@@ -77,8 +77,8 @@ export function encodeState(s: RecordState): { flags: number; body: Buffer } {
  */
 export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: Limits, trusted = false): RecordState {
   const bad = (why: string): ProtocolError => new ProtocolError(`malformed record: ${why}`);
-  if ((flags & ~(FLAG_TOMBSTONE | FLAG_EXPIRY | 0x30)) !== 0) throw bad('unknown flags');
-  const kind = ((flags >> 4) & 3) as Kind;
+  if ((flags & ~KNOWN_FLAGS) !== 0) throw bad('unknown flags');
+  const kind = kindOf(flags);
   if (kind !== KIND.plain && (flags & FLAG_TOMBSTONE) !== 0) throw bad('a tombstone has no kind');
   if (kind === KIND.member && (flags & FLAG_EXPIRY) !== 0) throw bad('a set member has no expiry of its own');
   let expiry: ExpiryRegister | undefined;
@@ -163,12 +163,22 @@ export function isAbsentState(s: RecordState, now: number): boolean {
 }
 
 /**
+ * The epoch a counter or set made on an absent key takes: the zero epoch for a key never seen (or
+ * purged), a tombstone's own, or after an expiry the one every node derives from the expired record.
+ * So nodes that make the same thing at once share an epoch, and merge.
+ */
+export function epochOfAbsent(s: RecordState | undefined): Version {
+  if (s === undefined) return ZERO_EPOCH;
+  return (s.flags & FLAG_TOMBSTONE) !== 0 ? s.epoch : epochAfterExpiry(s);
+}
+
+/**
  * The epoch of whatever is made on a key after its record expired. Every node derives the same one
  * from the expired record, so two nodes incrementing a counter that has just expired merge their
  * increments: at the expiry time (or just after the old epoch), with the empty node id, which orders
  * it before any write made with a real node id at that millisecond.
  */
-export function epochAfterExpiry(s: RecordState): Version {
+function epochAfterExpiry(s: RecordState): Version {
   const at = s.expiry?.at ?? 0;
   if (at > s.epoch.wall) return { wall: at, counter: 0, node: '' };
   return { wall: s.epoch.wall + 1, counter: 0, node: '' };

@@ -12,7 +12,6 @@ import { TombstonePurger } from './purge.js';
 import { RecordCounts } from './counts.js';
 import {
   encodeKeyedRecord,
-  FLAG_EXPIRY,
   FLAG_TOMBSTONE,
   isAbsent,
   isSimple,
@@ -21,7 +20,6 @@ import {
   KIND,
   kindFlags,
   keyedRecordOffset,
-  recordFlags,
   recordKeyHash,
   recordKeyHashHi,
   recordEpochId,
@@ -568,7 +566,8 @@ export class Store {
     for (const { key, value } of this.db.getRange({})) {
       // Member keys sort first (they start with 0x00): every set's cardinality is known before its header is counted.
       if (recordKind(value) === KIND.member) this.sets.count(key.toString('latin1'), value, 0, 1);
-      else this.counts.count((recordFlags(value) & (FLAG_EXPIRY | KIND_BITS)) === 0 ? '' : key.toString('latin1'), value, 0, 1);
+      // The key is only read for records with an expiry and sets' headers.
+      else this.counts.count(isSimple(value) ? '' : key.toString('latin1'), value, 0, 1);
       this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(value)), value, ITEM_OFFSET, 1);
       const v = recordVersion(value);
       if (compareHlc(v, newest) > 0) newest = v;
@@ -578,8 +577,6 @@ export class Store {
 }
 
 const EMPTY = Buffer.alloc(0);
-/** The flag bits of a record's kind. */
-const KIND_BITS = 0x30;
 /** Client keys start at 0x21 (rules.ts): member keys (0x00...) sort before them. */
 const FIRST_CLIENT_KEY = Buffer.from([0x21]);
 
