@@ -2,13 +2,15 @@
 // broker or a Mosquitto started here, the load generator on the other CPU.
 //
 //   npm run bench:cluster -- [--brokers embedded,mosquitto] [--rounds 3] [--duration 3] [--lag-samples 300]
-//                            [--fsync periodic|always] [--cli dist/cli.js] [--signed off|on|both] [--op set|inc]
+//                            [--fsync periodic|always] [--cli dist/cli.js] [--signed off|on|both]
+//                            [--op set|inc|sadd:N|saddrem:N]
 //
 // --signed on gives every node a cluster_secret, so replication messages are signed and checked; both
 // runs the cluster both ways in each round (alternating which goes first) for a side-by-side figure.
 // --cli runs another build's nodes (e.g. a worktree of the previous commit) for a comparison.
 // --op inc drives INC on 10k counters instead of SET (replicated as per-node totals, merged on replicas;
-// the replica CPU per applied op is then the merge cost).
+// the replica CPU per applied op is then the merge cost). --op sadd:100000 drives SADD of random members of
+// one set of 100,000 members (saddrem:N: half SADD, half SREM); each is replicated as one member record.
 //
 // For each broker it reports, as medians over the rounds:
 //   - SET throughput on node 1 with replication, beside the same node alone (replication off);
@@ -149,8 +151,16 @@ async function contents(port) {
       if (value !== 'NOT_FOUND') map.set(line.slice(0, sp), value);
     }
   }
+  if (SET_OP !== undefined) map.set(`set:${SET_OP}`, (await members(c, `set:${SET_OP}`)).join(','));
   c.close();
   return map;
+}
+
+async function members(c, key) {
+  const header = await c.call(`SMEMBERS ${key}`);
+  const list = [];
+  for (let n = Number(header.split(' ')[1]); n > 0; n--) list.push(await c.readLine());
+  return list;
 }
 
 /** Keys whose value on `port` differs from `reference`, after waiting up to 15 s for them to agree. */
@@ -188,8 +198,11 @@ async function lag(aPort, bPort, samples) {
   return lags;
 }
 
-if (!['set', 'inc'].includes(args.op)) throw new Error('--op must be set or inc');
-const OP = args.op.toUpperCase();
+const opMatch = /^(set|inc|sadd|saddrem)(?::(\d+))?$/.exec(args.op);
+if (opMatch === null || (opMatch[1].startsWith('sadd') !== (opMatch[2] !== undefined))) throw new Error('--op must be set, inc, sadd:N or saddrem:N');
+const OP = opMatch[1] === 'saddrem' ? 'SADD/SREM' : opMatch[1].toUpperCase();
+/** The set size of a set op. */
+const SET_OP = opMatch[2];
 const setLoad = (node, conns, depth, preload) =>
   runLoad({ port: node.port, serverPid: node.pid, protocol: 'merkle', op: args.op, conns, depth, duration: Number(args.duration), warmup: 1, threads: 2, preload }, args['client-cpu']);
 
@@ -253,7 +266,7 @@ for (const broker of list(args.brokers)) {
   }
 }
 
-console.log(`\nmedians of ${args.rounds} rounds; ${args.cli}; fsync = ${args.fsync ?? 'default'}; ${args.op === 'set' ? 'SET with 100-byte values' : 'INC on 10k counters'}, 50 connections; lag at light load (${args['lag-samples']} samples)`);
+console.log(`\nmedians of ${args.rounds} rounds; ${args.cli}; fsync = ${args.fsync ?? 'default'}; ${{ set: 'SET with 100-byte values', inc: 'INC on 10k counters' }[args.op] ?? `${OP} on a set of ${SET_OP} members`}, 50 connections; lag at light load (${args['lag-samples']} samples)`);
 console.log('cpu: server CPU us per write at p=32, on the node alone, on the origin with replication on, on a replica per write applied');
 console.log(`broker         ${OP}/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us | cpu alone origin replica`);
 for (const r of rows) {

@@ -2,7 +2,7 @@
 // scripts/loadgen.mjs pinned to another, alternates the contenders round by round, and prints medians.
 //
 //   npm run bench -- [--targets merkle,merkle-always,memcached,redis,redis-always,ceiling] [--rounds 3]
-//                    [--duration 3] [--warmup 1] [--ops set,get,mix,inc,sadd:10,saddrem:100000] [--conns 1,50] [--depths 1,32]
+//                    [--duration 3] [--warmup 1] [--ops set,get,mix,inc,set:100000,sadd:10,saddrem:100000] [--conns 1,50] [--depths 1,32]
 //                    [--threads 2] [--server-cpu 0] [--client-cpu 1] [--connect host:port]
 //                    [--baseline DIR] [--json file]
 //
@@ -16,6 +16,8 @@
 //   redis-always    `appendonly yes`, `appendfsync always` (the comparison for "always")
 //   ceiling         scripts/ceiling-server.mjs: a minimal Node.js line server with fixed replies
 //   base            the build in `--baseline DIR` (DIR/dist/cli.js, e.g. a worktree of the previous commit)
+// Ops: set, get, mix and inc pick one of 10,000 keys at random; `set:100000` (or get:, mix:, inc:) one of
+// N keys. sadd:N and saddrem:N add (or add and remove) random members of a set of N members.
 // Beside ops/s and p50/p99 latency, it prints the server's CPU per operation (user + system, all threads,
 // from /proc). With --connect, the single target named by --targets is not started: the generator is
 // pointed at that address instead (no CPU figure then).
@@ -107,12 +109,19 @@ async function startServer(target) {
   };
 }
 
+/** `set:100000` is SET over 100,000 keys (the default is 10,000); `sadd:N` is the generator's own. */
+function keyspaceOf(op) {
+  const m = /^(set|get|mix|inc):(\d+)$/.exec(op);
+  return m === null ? { op, keys: DEFAULT_KEYS } : { op: m[1], keys: Number(m[2]) };
+}
+const DEFAULT_KEYS = 10_000;
+
 function runLoad(server, target, op, conns, depth, preload) {
   const cfg = {
     port: server.port,
     serverPid: server.pid,
     protocol: target.startsWith('redis') ? 'redis' : target === 'memcached' ? 'memcached' : 'merkle',
-    op,
+    ...keyspaceOf(op),
     conns,
     depth,
     duration: Number(args.duration),
@@ -139,12 +148,14 @@ for (let round = 0; round < rounds; round++) {
   for (const target of order) {
     const server = await startServer(target);
     try {
-      let loaded = false;
+      // Each key space is filled once per server, before its first scenario.
+      const loaded = new Set();
       for (const s of scenarios) {
         if (!runs(target, s.op)) continue;
         const key = `${s.op} c=${s.conns} p=${s.depth}`;
-        const r = await runLoad(server, target, s.op, s.conns, s.depth, !loaded);
-        loaded = true;
+        const { keys } = keyspaceOf(s.op);
+        const r = await runLoad(server, target, s.op, s.conns, s.depth, !loaded.has(keys));
+        loaded.add(keys);
         ((results[key] ??= {})[target] ??= []).push(r);
         console.error(`  round ${round + 1} ${target.padEnd(9)} ${key.padEnd(16)} ${Math.round(r.opsPerSec).toString().padStart(8)} ops/s  p50 ${r.p50us.toFixed(0)}us  p99 ${r.p99us.toFixed(0)}us  cpu/op ${fmtCpu(r.serverCpuUsPerOp)}us  gen-cpu ${r.generatorCpuSeconds.toFixed(1)}s${r.errors ? `  errors ${r.errors}` : ''}`);
       }
@@ -156,7 +167,7 @@ for (let round = 0; round < rounds; round++) {
 
 const baseline = targets.includes('memcached') ? 'memcached' : targets[0];
 const rows = [];
-console.log(`\nmedians of ${rounds} rounds, ${args.duration}s each; 100-byte values, 10k keys; cpu = server CPU us per op; ratio = ops/s vs ${baseline}`);
+console.log(`\nmedians of ${rounds} rounds, ${args.duration}s each; 100-byte values, 10k keys unless op:N says N; cpu = server CPU us per op; ratio = ops/s vs ${baseline}`);
 console.log(['scenario'.padEnd(18), ...targets.map((t) => `${t}: ops/s  p50us  p99us  cpu  ratio`.padStart(46))].join(''));
 for (const [key, byTarget] of Object.entries(results)) {
   const base = median((byTarget[baseline] ?? []).map((r) => r.opsPerSec));
