@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { AntiEntropy } from './antientropy/antientropy.js';
 import { PeerProof } from './antientropy/handshake.js';
 import { Stats, type Context } from './commands/context.js';
+import { COMMAND_NAMES } from './commands/index.js';
 import type { Config } from './config/schema.js';
 import { startBroker, type EmbeddedBroker } from './replication/broker.js';
 import { Replicator } from './replication/replicator.js';
@@ -90,11 +91,13 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
   });
   const ctx: Context = {
     store,
-    stats: new Stats(),
+    stats: new Stats(COMMAND_NAMES),
     limits,
     nodeId: config.node_id,
     version: VERSION,
     currentConnections: () => server.connectionCount,
+    clients: () => server.clients(),
+    replication: replicator,
     antiEntropy,
     peerProof,
     auth: new Authenticator({ password: config.security.password, users: config.security.users }),

@@ -52,11 +52,10 @@ describe('merkle-kv command line', () => {
     const nodeIdOf = async (args: string[], env: Record<string, string>): Promise<string> => {
       const node = await spawnNode(['--config', file, ...args], { env });
       const c = await LineClient.connect(node.port);
-      c.send('INFO\r\n');
-      const lines = await c.lines(2);
+      const lines = await c.stats('INFO');
       node.child.kill('SIGTERM');
       expect(await node.exited).toBe(0);
-      return (lines[1] as string).replace('node_id:', '');
+      return (lines.find((l) => l.startsWith('node_id:')) ?? '').replace('node_id:', '');
     };
     expect(await nodeIdOf([], {})).toBe('from-file');
     expect(await nodeIdOf([], { MERKLE_KV_NODE_ID: 'from-env' })).toBe('from-env');

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { duplexPair, type Duplex } from 'node:stream';
 import { AntiEntropy } from '../src/antientropy/antientropy.js';
 import { Stats, type Context } from '../src/commands/context.js';
+import { COMMAND_NAMES } from '../src/commands/index.js';
 import type { Limits } from '../src/rules.js';
 import { Authenticator } from '../src/security/auth.js';
 import { PeerProof } from '../src/antientropy/handshake.js';
@@ -24,11 +25,13 @@ export function streamServer(limits: Limits, overrides: Partial<ServerOptions> =
   const store = Store.open({ path: join(dir, 'db'), nodeId: 't', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 86_400, logger: silent });
   const ctx: Context = {
     store,
-    stats: new Stats(),
+    stats: new Stats(COMMAND_NAMES),
     limits,
     nodeId: 't',
     version: '0.0.0',
     currentConnections: () => server.connectionCount,
+    clients: () => server.clients(),
+    replication: undefined,
     antiEntropy: new AntiEntropy({
       store,
       nodeId: 't',

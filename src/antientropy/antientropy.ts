@@ -87,8 +87,11 @@ export class AntiEntropy {
     for (const c of this.clients) c.close();
   }
 
-  /** One exchange with `host:port` now. Rejects with a ProtocolError saying why it failed. */
-  async syncWith(host: string, port: number): Promise<ExchangeResult> {
+  /**
+   * One exchange with `host:port` now; `full` walks the whole tree, equal hashes or not (SYNC --full).
+   * Rejects with a ProtocolError saying why it failed.
+   */
+  async syncWith(host: string, port: number, full = false): Promise<ExchangeResult> {
     const where = `${host}:${port}`;
     // Clients can ask for exchanges (SYNC) on many connections at once: each holds a connection and
     // its replies in memory, so their number is bounded.
@@ -103,7 +106,7 @@ export class AntiEntropy {
       client = await PeerClient.open(host, port, this.opts.timeoutMs ?? 30_000, this.opts.tls);
       this.clients.add(client);
       const { accepted } = await provePeer(client, this.opts.proof);
-      const exchanged = exchange(this.opts.store, client, this.opts.nodeId, this.opts.limits);
+      const exchanged = exchange(this.opts.store, client, this.opts.nodeId, this.opts.limits, full);
       // The proof's answer comes first: if it was refused, say so rather than what followed from it.
       await accepted;
       const result = await exchanged;

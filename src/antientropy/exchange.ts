@@ -20,7 +20,7 @@ import {
 export interface ExchangeResult {
   /** The peer's node id. */
   readonly peer: string;
-  /** The roots were equal at the first comparison: nothing else was sent. */
+  /** The roots were equal at the first comparison: nothing else was sent (unless the exchange was full). */
   readonly equal: boolean;
   readonly roundTrips: number;
   /** Tree nodes whose children were compared. */
@@ -49,11 +49,12 @@ const MAX_PASSES = 3;
  * last-writer-wins path, so an exchange is idempotent. If the roots still differ (writes meanwhile,
  * or a window that hid a difference) another pass runs, at most MAX_PASSES in all.
  */
-export async function exchange(store: Store, peer: PeerClient, nodeId: string, limits: Limits): Promise<ExchangeResult> {
+export async function exchange(store: Store, peer: PeerClient, nodeId: string, limits: Limits, full = false): Promise<ExchangeResult> {
   const ask = rootLine(store.hasher.secretFingerprint, store.tree.bits);
   let theirs = parseRoot(await peer.line(ask), nodeId);
   const result = { peer: theirs.peer, equal: false, roundTrips: 1, nodesCompared: 0, keysSent: 0, keysReceived: 0, passes: 0 };
-  if (theirs.root === store.rootHash().toString('hex')) return { ...result, equal: true, converged: true };
+  const equalRoots = theirs.root === store.rootHash().toString('hex');
+  if (equalRoots && !full) return { ...result, equal: true, converged: true };
   /**
    * Sends what `repairs` holds and empties it; `then` sends one more request behind them, in the same
    * round trip (the root check must see the peer after the pushes).
@@ -76,16 +77,17 @@ export async function exchange(store: Store, peer: PeerClient, nodeId: string, l
     result.keysReceived += received;
     return await other;
   };
-  while (result.passes < MAX_PASSES && theirs.root !== store.rootHash().toString('hex')) {
+  // Full (SYNC --full): one pass at least, through every node of the tree, equal hashes or not.
+  while (result.passes < MAX_PASSES && ((full && result.passes === 0) || theirs.root !== store.rootHash().toString('hex'))) {
     result.passes++;
     const repairs: Repairs = { pulls: new Map(), pushes: new Map() };
     // A store far behind its peer must not hold every repair in memory: send them as they add up.
-    const diff = await descend(store, peer, repairs, () => apply(repairs, () => Promise.resolve()));
+    const diff = await descend(store, peer, repairs, () => apply(repairs, () => Promise.resolve()), full && result.passes === 1);
     result.roundTrips += diff.levels;
     result.nodesCompared += diff.nodesCompared;
     theirs = parseRoot(await apply(repairs, () => peer.line(ask)), nodeId);
   }
-  return { ...result, converged: theirs.root === store.rootHash().toString('hex') };
+  return { ...result, equal: equalRoots, converged: theirs.root === store.rootHash().toString('hex') };
 }
 
 function parseRoot(line: string, nodeId: string): { root: string; peer: string } {
@@ -104,14 +106,15 @@ interface Repairs {
 const REPAIR_BATCH = 4096;
 
 /**
- * Walks down from the root through the nodes whose windows differ, down to listings, collecting into
- * `repairs`; calls `flush` whenever REPAIR_BATCH of them are waiting.
+ * Walks down from the root through the nodes whose windows differ (every node, if `all`), down to
+ * listings, collecting into `repairs`; calls `flush` whenever REPAIR_BATCH of them are waiting.
  */
 async function descend(
   store: Store,
   peer: PeerClient,
   repairs: Repairs,
   flush: () => Promise<void>,
+  all: boolean,
 ): Promise<{ levels: number; nodesCompared: number }> {
   // A different window of the 16-byte sums each pass: one that hid a difference is not used twice.
   const offset = randomInt(0, 16 - HASH_WINDOW + 1);
@@ -135,7 +138,7 @@ async function descend(
         if (depth === MAX_DEPTH) throw new ProtocolError('peer split a node at the deepest level');
         nodesCompared++;
         const mine = childSums(store, depth, index, below?.[i]);
-        for (let c = 0; c < 16; c++) if (windowDiffers(mine, reply.windows, c, offset)) next.push(index * 16 + c);
+        for (let c = 0; c < 16; c++) if (all || windowDiffers(mine, reply.windows, c, offset)) next.push(index * 16 + c);
       });
       if (repairs.pulls.size + repairs.pushes.size >= REPAIR_BATCH) await flush();
     }

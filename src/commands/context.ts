@@ -10,6 +10,9 @@ import type { Store } from '../store/store.js';
 /** Counters shown by STATS/INFO. Plain fields: incremented on the hot path. */
 export class Stats {
   readonly startedAt = Date.now();
+  /** Requests of each command (by CommandParser.id), and how many of them were answered ERROR at once. */
+  readonly calls: Float64Array;
+  readonly failures: Float64Array;
   connectionsTotal = 0;
   connectionsRejected = 0;
   commands = 0;
@@ -26,6 +29,35 @@ export class Stats {
   authFailures = 0;
   /** TLS handshakes that failed (no or untrusted client certificate, not TLS at all, ...). */
   tlsHandshakeFailures = 0;
+
+  /** `commands`: each command's name by its id (COMMAND_NAMES). */
+  constructor(readonly commandNames: readonly string[]) {
+    this.calls = new Float64Array(commandNames.length);
+    this.failures = new Float64Array(commandNames.length);
+  }
+
+  /** Requests of the command named (its first name), 0 for a name that is not a command. */
+  callsOf(name: string): number {
+    return this.calls[this.commandNames.indexOf(name)] ?? 0;
+  }
+}
+
+/** A client connection, as CLIENT LIST shows it. */
+export interface ClientInfo {
+  readonly id: number;
+  /** `host:port` of the client. */
+  readonly address: string;
+  readonly openedAt: number;
+  /** When its last bytes came in (ms since the epoch). */
+  readonly lastActivity: number;
+  /** Its last command's name (`NULL` before the first). */
+  readonly lastCommand: string;
+}
+
+/** Replication switched at run time (REPLICATE). */
+export interface ReplicationSwitch {
+  readonly enabled: boolean;
+  setEnabled(on: boolean): void;
 }
 
 /** What a command may touch. */
@@ -36,6 +68,10 @@ export interface Context {
   readonly nodeId: string;
   readonly version: string;
   readonly currentConnections: () => number;
+  /** The open client connections (CLIENT LIST). */
+  readonly clients: () => Iterable<ClientInfo>;
+  /** Present when `[mqtt] enabled`. */
+  readonly replication: ReplicationSwitch | undefined;
   /** Runs SYNC's exchanges (and the periodic ones). */
   readonly antiEntropy: Pick<AntiEntropy, 'syncWith'>;
   /** Proves and checks anti-entropy peers (antientropy/handshake.ts). */

@@ -3,6 +3,7 @@ import type { Parser } from '../protocol/decode.js';
 import type { Output } from '../protocol/output.js';
 import type { Access, Session } from '../security/auth.js';
 import type { AntiEntropyRequest } from '../antientropy/requests.js';
+import { client, memory, replicate, type ClientListRequest, type MemoryRequest, type ReplicateRequest } from './admin.js';
 import { aeGet, aeNodes, aePut, aeRoot } from './antientropy.js';
 import { append, prepend, type AppendRequest } from './append.js';
 import auth, { type AuthRequest } from './auth.js';
@@ -54,20 +55,28 @@ export type Request =
   | TruncateRequest
   | HashRequest
   | SyncRequest
+  | MemoryRequest
+  | ClientListRequest
+  | ReplicateRequest
   | AntiEntropyRequest
   | QuitRequest;
 
-const ALL = [auth, get, set, setex, expire, persist, ttl, del, inc, dec, append, prepend, sadd, srem, smembers, sismember, scard, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, quit, aeHello, aeProve, aeRoot, aeNodes, aeGet, aePut];
+const ALL = [auth, get, set, setex, expire, persist, ttl, del, inc, dec, append, prepend, sadd, srem, smembers, sismember, scard, mget, mset, exists, scan, dbsize, ping, echo, stats, info, version, truncate, hash, sync, memory, client, replicate, quit, aeHello, aeProve, aeRoot, aeNodes, aeGet, aePut];
 
 /** A command word's parser, with what a connection must have proven to run it. */
 export interface CommandParser extends Parser<Request> {
   readonly access: Access;
+  /** The command's index in COMMAND_NAMES (aliases share it): where Stats counts it. */
+  readonly id: number;
 }
+
+/** Each command's first name, indexed by CommandParser.id. */
+export const COMMAND_NAMES: readonly string[] = ALL.map((cmd) => cmd.names[0] as string);
 
 /** Command word (upper case) -> its parser. */
 export const PARSERS: ReadonlyMap<string, CommandParser> = new Map(
-  ALL.flatMap((cmd) =>
-    cmd.names.map((name) => [name, { requires: cmd.requires, access: cmd.access, parse: (args: Args) => cmd.parse(args) }] as const),
+  ALL.flatMap((cmd, id) =>
+    cmd.names.map((name) => [name, { requires: cmd.requires, access: cmd.access, id, parse: (args: Args) => cmd.parse(args) }] as const),
   ),
 );
 
@@ -138,6 +147,12 @@ export function execute(req: Request, ctx: Context, out: Output, session: Sessio
       return aeGet.run(req, ctx, out);
     case 'ae.put':
       return aePut.run(req, ctx, out);
+    case 'memory':
+      return memory.run(req, ctx, out);
+    case 'client list':
+      return client.run(req, ctx, out);
+    case 'replicate':
+      return replicate.run(req, ctx, out);
     case 'quit':
       return quit.run();
     default:

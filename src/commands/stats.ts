@@ -8,13 +8,30 @@ export interface StatsRequest {
   readonly header: 'STATS' | 'INFO';
 }
 
-/** `name:value` pairs; kept under 1 KiB (DESIGN.md section 2). */
+/**
+ * The MerkleKV reference project's command counters (its STATS), by the commands each one counts.
+ * Commands it did not have (sets, expiry, AUTH, ...) count only in `total_commands`.
+ */
+export const REFERENCE_GROUPS: readonly (readonly [string, readonly string[]])[] = [
+  ['get_commands', ['GET']],
+  ['scan_commands', ['SCAN']],
+  ['set_commands', ['SET', 'SETEX']],
+  ['delete_commands', ['DEL']],
+  ['numeric_commands', ['INC', 'DEC']],
+  ['string_commands', ['APPEND', 'PREPEND']],
+  ['bulk_commands', ['MGET', 'MSET', 'TRUNCATE']],
+  ['stat_commands', ['STATS', 'INFO', 'PING']],
+  ['management_commands', ['VERSION']],
+];
+
+/** `name:value` pairs: ours, then the reference's names; kept under 1 KiB (DESIGN.md section 2). */
 export function statsLines(ctx: Context): string[] {
   const s = ctx.stats;
+  const uptime = uptimeSeconds(ctx);
   return [
     `node_id:${ctx.nodeId}`,
     `version:${ctx.version}`,
-    `uptime_seconds:${Math.floor((Date.now() - s.startedAt) / 1000)}`,
+    `uptime_seconds:${uptime}`,
     `connections_current:${ctx.currentConnections()}`,
     `connections_total:${s.connectionsTotal}`,
     `connections_rejected:${s.connectionsRejected}`,
@@ -34,7 +51,45 @@ export function statsLines(ctx: Context): string[] {
     `memory_rss_bytes:${process.memoryUsage.rss()}`,
     ...ctx.store.statsLines(),
     ...(ctx.extraStats?.() ?? []),
+    // The reference's names for what it counts.
+    `uptime:${humanUptime(uptime)}`,
+    `total_connections:${s.connectionsTotal}`,
+    `active_connections:${ctx.currentConnections()}`,
+    `total_commands:${s.commands}`,
+    ...REFERENCE_GROUPS.map(([name, commands]) => `${name}:${commands.reduce((n, c) => n + s.callsOf(c), 0)}`),
+    `used_memory_kb:${Math.round(process.memoryUsage.rss() / 1024)}`,
   ];
+}
+
+/** INFO: the reference's layout (version, uptimes, server time, key count), then who this node is. */
+export function infoLines(ctx: Context): string[] {
+  const uptime = uptimeSeconds(ctx);
+  return [
+    `version:${ctx.version}`,
+    `uptime_seconds:${uptime}`,
+    `uptime:${humanUptime(uptime)}`,
+    `server_time_unix:${Math.floor(Date.now() / 1000)}`,
+    `db_keys:${ctx.store.size}`,
+    `node_id:${ctx.nodeId}`,
+    `tombstones:${ctx.store.tombstoneCount}`,
+    `connections_current:${ctx.currentConnections()}`,
+    `memory_rss_bytes:${process.memoryUsage.rss()}`,
+  ];
+}
+
+function uptimeSeconds(ctx: Context): number {
+  return Math.floor((Date.now() - ctx.stats.startedAt) / 1000);
+}
+
+/** As the reference writes it: `1d 2h 3m 4s`. */
+export function humanUptime(seconds: number): string {
+  return `${Math.floor(seconds / 86_400)}d ${Math.floor((seconds % 86_400) / 3600)}h ${Math.floor((seconds % 3600) / 60)}m ${seconds % 60}s`;
+}
+
+function run(req: StatsRequest, ctx: Context, out: Output): undefined {
+  out.line(req.header);
+  for (const line of req.header === 'STATS' ? statsLines(ctx) : infoLines(ctx)) out.utf8Line(line);
+  out.line('END');
 }
 
 function parser(header: 'STATS' | 'INFO') {
@@ -42,12 +97,6 @@ function parser(header: 'STATS' | 'INFO') {
     args.end();
     return { kind: 'stats', header };
   };
-}
-
-function run(req: StatsRequest, ctx: Context, out: Output): undefined {
-  out.line(req.header);
-  for (const line of statsLines(ctx)) out.utf8Line(line);
-  out.line('END');
 }
 
 export const stats = {

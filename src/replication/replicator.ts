@@ -32,6 +32,8 @@ export class ReplicationStats {
   publishedOps = 0;
   publishedMessages = 0;
   publishFailures = 0;
+  /** Writes not published because replication was disabled (REPLICATE disable). */
+  unpublished = 0;
   receivedMessages = 0;
   appliedOps = 0;
   ignoredOps = 0;
@@ -70,6 +72,7 @@ export class Replicator {
   private stopped = false;
   private retryingOlderProtocol = false;
   private rejectWarnedAt = -Infinity;
+  private on = true;
 
   constructor(private readonly opts: ReplicatorOptions) {
     const prefix = opts.mqtt.topic_prefix;
@@ -113,11 +116,13 @@ export class Replicator {
   statsLines(): string[] {
     const s = this.stats;
     return [
+      `replication_enabled:${this.on ? 1 : 0}`,
       `replication_connected:${s.connected ? 1 : 0}`,
       `replication_subscribed:${s.subscribed ? 1 : 0}`,
       `replication_published_ops:${s.publishedOps}`,
       `replication_published_messages:${s.publishedMessages}`,
       `replication_publish_failures:${s.publishFailures}`,
+      `replication_unpublished:${s.unpublished}`,
       `replication_received_messages:${s.receivedMessages}`,
       `replication_applied_ops:${s.appliedOps}`,
       `replication_ignored_ops:${s.ignoredOps}`,
@@ -126,6 +131,29 @@ export class Replicator {
       `replication_signed:${this.signer ? 1 : 0}`,
       `replication_lag_ms:${s.lagMs}`,
     ];
+  }
+
+  /** False after REPLICATE disable. */
+  get enabled(): boolean {
+    return this.on;
+  }
+
+  /**
+   * REPLICATE enable|disable: while disabled the node publishes none of its writes and takes no
+   * messages (it unsubscribes, so the broker keeps none for it either); anti-entropy repairs what
+   * either side missed meanwhile.
+   */
+  setEnabled(on: boolean): void {
+    if (on === this.on) return;
+    this.on = on;
+    this.opts.logger.info({ enabled: on }, on ? 'replication enabled' : 'replication disabled');
+    if (!this.client.connected) return; // onConnect subscribes, or not
+    if (on) {
+      this.subscribe();
+    } else {
+      this.stats.subscribed = false;
+      this.client.unsubscribe(this.subscription);
+    }
   }
 
   /** Publishes what is queued, then disconnects. */
@@ -146,15 +174,24 @@ export class Replicator {
     const sock = this.client.stream as Partial<Socket>;
     sock.setNoDelay?.(true);
     this.opts.logger.info({ broker: this.opts.mqtt.broker_address, sessionPresent }, 'replication connected');
+    if (!this.enabled) {
+      // REPLICATE disable while away: a persistent session may still hold our subscription.
+      if (sessionPresent) this.client.unsubscribe(this.subscription);
+      return;
+    }
     if (sessionPresent) {
       this.stats.subscribed = true;
       return;
     }
+    this.subscribe();
+  }
+
+  private subscribe(): void {
     // No-local (MQTT 5) keeps our own messages from coming back; with 3.1.1 the topic check does it.
     const nl = this.client.options.protocolVersion === 5;
     this.client.subscribe(this.subscription, { qos: 1, nl }, (err) => {
       if (err) this.opts.logger.error({ err }, 'replication subscribe failed');
-      else this.stats.subscribed = true;
+      else this.stats.subscribed = this.enabled;
     });
   }
 
@@ -187,6 +224,10 @@ export class Replicator {
   }
 
   private enqueue(writes: AcknowledgedWrite[]): void {
+    if (!this.on) {
+      this.stats.unpublished += writes.length;
+      return;
+    }
     if (!this.client.connected) {
       // Not queued in memory: the broker may stay away for long. Anti-entropy repairs these.
       this.stats.publishFailures += writes.length;
@@ -222,7 +263,8 @@ export class Replicator {
   /** Applies one message; the broker gets its PUBACK only once the writes are as durable as an OK. */
   private onPublish(packet: IPublishPacket, done: (err?: Error) => void): void {
     const own = packet.topic === this.topic;
-    if (own || !packet.topic.startsWith(this.subscription.slice(0, -1))) return done();
+    // Disabled: what was already on its way is left to anti-entropy too.
+    if (own || !this.on || !packet.topic.startsWith(this.subscription.slice(0, -1))) return done();
     this.stats.receivedMessages++;
     const now = Date.now();
     let payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;

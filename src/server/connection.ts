@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { execute, PARSERS, type CommandParser } from '../commands/index.js';
-import type { Context, Outcome } from '../commands/context.js';
+import { COMMAND_NAMES, execute, PARSERS, type CommandParser } from '../commands/index.js';
+import type { ClientInfo, Context, Outcome } from '../commands/context.js';
 import { ErrorCode, ProtocolError, StorageError } from '../errors.js';
 import { decodeRequest } from '../protocol/decode.js';
 import { LINE_TOO_LONG, LineReader } from '../protocol/lines.js';
@@ -10,6 +10,10 @@ import { roleAllows, Session } from '../security/auth.js';
 
 export interface ConnectionOptions {
   readonly ctx: Context;
+  /** Numbers the server's connections (CLIENT LIST). */
+  readonly id: number;
+  /** The client's `host:port`. */
+  readonly address: string;
   /** Shared by all connections: a batch is built and taken synchronously, so one scratch buffer serves. */
   readonly out: Output;
   readonly logger: Logger;
@@ -28,18 +32,21 @@ export interface ConnectionOptions {
  * in request order with one write. While replies wait for a commit or for the client to read, the
  * stream is paused: a connection never has more than one batch of requests in hand.
  */
-export class Connection {
+export class Connection implements ClientInfo {
+  readonly openedAt = Date.now();
   private readonly reader: LineReader;
   /** What this client has proven (AUTH, the anti-entropy handshake). */
   private readonly session: Session;
   private idle: NodeJS.Timeout | undefined;
   /** When the last bytes came in; the idle timer checks this rather than being re-armed per read. */
-  private lastActivity = Date.now();
+  lastActivity = Date.now();
   private busy = false;
   private peerEnded = false;
   private closing = false;
   private closed = false;
   private ending = false;
+  /** The command of the request being run (CommandParser.id; -1: not known yet), for its counters. */
+  private command = -1;
 
   constructor(
     private readonly stream: Duplex,
@@ -61,6 +68,18 @@ export class Connection {
     });
     stream.on('error', (err) => this.opts.logger.debug({ err }, 'connection error'));
     stream.on('close', () => this.onClosed());
+  }
+
+  get id(): number {
+    return this.opts.id;
+  }
+
+  get address(): string {
+    return this.opts.address;
+  }
+
+  get lastCommand(): string {
+    return COMMAND_NAMES[this.command] ?? 'NULL';
   }
 
   /** Stops reading, answers what was already received, then closes (graceful shutdown). */
@@ -149,19 +168,26 @@ export class Connection {
   private runLine(line: Buffer, out: Output): Outcome {
     const ctx = this.opts.ctx;
     ctx.stats.commands++;
+    this.command = -1;
     out.begin();
     try {
       return execute(decodeRequest(line, PARSERS, ctx.limits, this.guard), ctx, out, this.session);
     } catch (err) {
       out.rollback();
+      if (this.command !== -1) (ctx.stats.failures[this.command] as number)++;
       this.reply(out, err);
       return undefined;
     }
   }
 
-  /** Refuses a command this connection may not run (DESIGN.md section 7), before its arguments are parsed. */
+  /**
+   * Counts the command, and refuses it if this connection may not run it (DESIGN.md section 7), before
+   * its arguments are parsed.
+   */
   private readonly guard = (parser: CommandParser, word: string): void => {
-    const { access } = parser;
+    const { access, id } = parser;
+    this.command = id;
+    (this.opts.ctx.stats.calls[id] as number)++;
     if (access === 'public') return;
     if (access === 'peer') {
       // Peers prove the cluster secret instead of a password (AE.HELLO); a client's role does not reach AE.*.

@@ -2,7 +2,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
-import type { Context } from '../commands/context.js';
+import type { ClientInfo, Context } from '../commands/context.js';
 import { errorReply, Output } from '../protocol/output.js';
 import { Connection } from './connection.js';
 
@@ -26,11 +26,17 @@ export class KvServer {
   private readonly connections = new Set<Connection>();
   private readonly out = new Output();
   private tcp: Server | undefined;
+  private nextId = 1;
 
   constructor(private readonly opts: ServerOptions) {}
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** The open connections (CLIENT LIST). */
+  clients(): Iterable<ClientInfo> {
+    return this.connections.values();
   }
 
   /** Serves one client stream; refuses it with an ERROR line when `maxConnections` are open. */
@@ -46,8 +52,11 @@ export class KvServer {
     }
     ctx.stats.connectionsTotal++;
     logger.debug({ connections: this.connections.size + 1 }, 'connection opened');
+    const socket = stream as Partial<Socket>;
     const conn = new Connection(stream, {
       ctx,
+      id: this.nextId++,
+      address: socket.remoteAddress === undefined ? 'local' : `${socket.remoteAddress}:${socket.remotePort}`,
       out: this.out,
       logger,
       maxLineBytes: this.opts.maxLineBytes,

@@ -132,8 +132,8 @@ describe('anti-entropy with no broker', () => {
     const closed = await freePort();
     expect(await ca.call(`SYNC 127.0.0.1 ${closed}`)).toMatch(/^ERROR sync with 127\.0\.0\.1:\d+ failed: .*ECONNREFUSED/);
     expect(await ca.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe(`ERROR sync with 127.0.0.1:${a.address.port} failed: the peer is this node`);
-    expect(await ca.call('SYNC 127.0.0.1')).toBe('ERROR SYNC command requires a host and a port');
-    expect(await ca.call('SYNC 127.0.0.1 99999')).toBe('ERROR SYNC command requires a host and a port');
+    expect(await ca.call('SYNC 127.0.0.1')).toBe('ERROR SYNC command requires a host and a port (then --full, --verify)');
+    expect(await ca.call('SYNC 127.0.0.1 99999')).toBe('ERROR SYNC command requires a host and a port (then --full, --verify)');
     const other = await startTestNode({ node_id: 'other', cluster_secret: 'another secret' });
     expect(await ca.call(`SYNC 127.0.0.1 ${other.address.port}`)).toMatch(/peer could not prove it holds the cluster secret/);
     const bits = await startTestNode({ node_id: 'bits', 'anti_entropy.segment_bits': '12' });
