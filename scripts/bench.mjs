@@ -11,6 +11,7 @@
 //   merkle-always   MerkleKV, `fsync = "always"` (OK once the write is on disk)
 //   merkle-tls      MerkleKV with `[network.tls]` (a certificate made with openssl for the run)
 //   merkle-auth     MerkleKV with `[security] password`; each connection sends AUTH first
+//   merkle-metrics  MerkleKV with `[metrics] enabled`, /metrics scraped every second during the run
 //   memcached       `memcached -t 1`
 //   redis           `appendonly yes`, `appendfsync everysec` (the comparison for the periodic mode)
 //   redis-always    `appendonly yes`, `appendfsync always` (the comparison for "always")
@@ -63,6 +64,7 @@ async function startServer(target) {
   const merkle = (cli, fsync) => [cli, '--node-id', 'bench', '--port', String(port), '--data-dir', join(dir, 'db'), '--log-level', 'warn', ...(fsync ? ['--fsync', fsync] : [])];
   let client = {};
   let env = {};
+  let metricsPort;
   if (target === 'merkle') {
     cmdArgs = merkle(join(root, 'dist/cli.js'), 'periodic');
   } else if (target === 'merkle-tls') {
@@ -79,6 +81,10 @@ async function startServer(target) {
     client = { auth: 'bench-password' };
   } else if (target === 'merkle-always') {
     cmdArgs = merkle(join(root, 'dist/cli.js'), 'always');
+  } else if (target === 'merkle-metrics') {
+    cmdArgs = merkle(join(root, 'dist/cli.js'), 'periodic');
+    metricsPort = await freePort();
+    env = { MERKLE_KV_METRICS_ENABLED: 'true', MERKLE_KV_METRICS_PORT: String(metricsPort) };
   } else if (target === 'base') {
     if (!args.baseline) throw new Error('target base needs --baseline DIR');
     cmdArgs = merkle(join(args.baseline, 'dist/cli.js'));
@@ -98,11 +104,16 @@ async function startServer(target) {
   }
   const proc = startProcess(args['server-cpu'], cmd, cmdArgs, { MERKLE_KV_MQTT_ENABLED: 'false', ...env });
   await waitReady(port);
+  // merkle-metrics is scraped every second, as a busy Prometheus would.
+  const scraper = metricsPort === undefined ? undefined : setInterval(() => {
+    fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text(), () => {});
+  }, 1000);
   return {
     port,
     pid: proc.child.pid,
     client,
     async stop() {
+      clearInterval(scraper);
       await proc.stop();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -5,6 +5,8 @@ import { PeerProof } from './antientropy/handshake.js';
 import { Stats, type Context } from './commands/context.js';
 import { COMMAND_NAMES } from './commands/index.js';
 import type { Config } from './config/schema.js';
+import { MetricsServer } from './metrics/http.js';
+import { createRegistry } from './metrics/metrics.js';
 import { startBroker, type EmbeddedBroker } from './replication/broker.js';
 import { Replicator } from './replication/replicator.js';
 import { Authenticator, isLoopbackAddress } from './security/auth.js';
@@ -22,6 +24,8 @@ export interface RunningNode {
   /** Present when `[mqtt.embedded] enabled`. */
   readonly broker: EmbeddedBroker | undefined;
   readonly antiEntropy: AntiEntropy;
+  /** Where /metrics, /health and /ready are served, when `[metrics] enabled`. */
+  readonly metricsAddress: AddressInfo | undefined;
   /** Stops accepting, answers what is in flight, closes LMDB. */
   stop(): Promise<void>;
 }
@@ -113,15 +117,33 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     idleTimeoutMs: config.network.connection_timeout * 1000,
     tls: tls?.server,
   });
+  let stopping = false;
+  const metrics = config.metrics.enabled
+    ? new MetricsServer(
+        createRegistry({ stats: ctx.stats, store, antiEntropy, replicator, connections: () => server.connectionCount }),
+        {
+          health: () => [
+            ...(stopping ? ['stopping'] : []),
+            ...(replicator !== undefined && !replicator.stats.connected ? ['not connected to the replication broker'] : []),
+          ],
+          ready: () => (stopping ? ['stopping'] : []),
+        },
+        logger,
+      )
+    : undefined;
   let address: AddressInfo;
+  let metricsAddress: AddressInfo | undefined;
   try {
     address = await server.listen(config.network.bind_port, config.network.bind_address);
+    metricsAddress = await metrics?.listen(config.metrics.port, config.metrics.bind_address);
   } catch (err) {
+    await server.close();
     await replicator?.stop();
     await store.close();
     await broker?.close();
     throw err;
   }
+  if (metricsAddress !== undefined) logger.info({ address: metricsAddress.address, port: metricsAddress.port }, 'metrics listening (/metrics, /health, /ready)');
   logger.info(
     { address: address.address, port: address.port, tls: tls !== undefined, path: config.storage.path, keys: store.size },
     'node listening',
@@ -140,7 +162,9 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     replicator,
     broker,
     antiEntropy,
+    metricsAddress,
     async stop() {
+      stopping = true;
       antiEntropy.stop();
       await server.close();
       // Writes acknowledged so far are published before the client disconnects.
@@ -148,6 +172,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
       await replicator?.stop();
       await store.close();
       await broker?.close();
+      await metrics?.close();
       logger.info('node stopped');
     },
   };

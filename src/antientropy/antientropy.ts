@@ -40,6 +40,22 @@ interface PeerState {
   self: boolean;
 }
 
+/** What exchanges with one peer came to (metrics). */
+export interface PeerTotals {
+  syncs: number;
+  failures: number;
+  keysSent: number;
+  keysReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Seconds spent in exchanges, failed ones included. */
+  seconds: number;
+}
+
+/** Peers tracked one by one; SYNC with further addresses counts under OTHER_PEERS. */
+const MAX_TRACKED_PEERS = 64;
+const OTHER_PEERS = 'other';
+
 const MAX_BACKOFF_FACTOR = 10;
 /** Exchanges that may run at once beyond `max_concurrent_syncs` (for SYNC). */
 const EXTRA_EXCHANGES = 8;
@@ -58,6 +74,7 @@ export class AntiEntropy {
   bytesReceived = 0;
   roundTrips = 0;
   private readonly peers: PeerState[];
+  private readonly totals = new Map<string, PeerTotals>();
   private readonly clients = new Set<PeerClient>();
   private timer: NodeJS.Timeout | undefined;
   private running = 0;
@@ -102,6 +119,8 @@ export class AntiEntropy {
     this.active++;
     const started = Date.now();
     let client: PeerClient | undefined;
+    /** Set once the exchange succeeded or failed (not for this node itself). */
+    let totals: PeerTotals | undefined;
     try {
       client = await PeerClient.open(host, port, this.opts.timeoutMs ?? 30_000, this.opts.tls);
       this.clients.add(client);
@@ -114,24 +133,51 @@ export class AntiEntropy {
       this.roundTrips += result.roundTrips;
       this.keysSent += result.keysSent;
       this.keysReceived += result.keysReceived;
+      totals = this.totalsOf(where);
+      totals.syncs++;
+      totals.keysSent += result.keysSent;
+      totals.keysReceived += result.keysReceived;
       const fields = { address: where, ...result, bytesSent: client.bytesSent, bytesReceived: client.bytesReceived, ms: Date.now() - started };
       if (result.equal) this.opts.logger.debug(fields, 'anti-entropy: replicas equal');
       else this.opts.logger.info(fields, 'anti-entropy: exchange done');
       return result;
     } catch (err) {
       const self = err instanceof SelfPeerError;
-      if (!self) this.syncsFailed++;
+      if (!self) {
+        this.syncsFailed++;
+        totals = this.totalsOf(where);
+        totals.failures++;
+      }
       const why = (err instanceof Error ? err.message : String(err)).replace(/[\r\n]+/g, ' ');
       throw new SyncError(`sync with ${where} failed: ${why}`, self, { cause: err });
     } finally {
       this.active--;
+      if (totals !== undefined) totals.seconds += (Date.now() - started) / 1000;
       if (client !== undefined) {
         this.bytesSent += client.bytesSent;
         this.bytesReceived += client.bytesReceived;
+        if (totals !== undefined) {
+          totals.bytesSent += client.bytesSent;
+          totals.bytesReceived += client.bytesReceived;
+        }
         client.close();
         this.clients.delete(client);
       }
     }
+  }
+
+  /** Per peer (`host:port`, or 'other' beyond MAX_TRACKED_PEERS): what its exchanges came to. */
+  peerTotals(): ReadonlyMap<string, Readonly<PeerTotals>> {
+    return this.totals;
+  }
+
+  private totalsOf(where: string): PeerTotals {
+    let t = this.totals.get(where) ?? (this.totals.size < MAX_TRACKED_PEERS ? undefined : this.totals.get(OTHER_PEERS));
+    if (t === undefined) {
+      t = { syncs: 0, failures: 0, keysSent: 0, keysReceived: 0, bytesSent: 0, bytesReceived: 0, seconds: 0 };
+      this.totals.set(this.totals.size < MAX_TRACKED_PEERS ? where : OTHER_PEERS, t);
+    }
+    return t;
   }
 
   statsLines(): string[] {

@@ -7,6 +7,9 @@ import type { PeerProof } from '../antientropy/handshake.js';
 import type { Access, Authenticator, Session } from '../security/auth.js';
 import type { Store } from '../store/store.js';
 
+/** Upper bounds (seconds) of the request latency histogram's buckets (metrics/metrics.ts). */
+export const LATENCY_BOUNDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] as const;
+
 /** Counters shown by STATS/INFO. Plain fields: incremented on the hot path. */
 export class Stats {
   readonly startedAt = Date.now();
@@ -30,10 +33,25 @@ export class Stats {
   /** TLS handshakes that failed (no or untrusted client certificate, not TLS at all, ...). */
   tlsHandshakeFailures = 0;
 
+  /**
+   * Requests by latency: how many took at most LATENCY_BOUNDS[i] (not cumulative; the last slot counts
+   * the slower ones), and the sum of their latencies in seconds.
+   */
+  readonly latency = new Float64Array(LATENCY_BOUNDS.length + 1);
+  latencySum = 0;
+
   /** `commands`: each command's name by its id (COMMAND_NAMES). */
   constructor(readonly commandNames: readonly string[]) {
     this.calls = new Float64Array(commandNames.length);
     this.failures = new Float64Array(commandNames.length);
+  }
+
+  /** Counts `requests` requests answered `seconds` after they were read (one batch of a connection). */
+  observeLatency(seconds: number, requests: number): void {
+    let i = 0;
+    while (i < LATENCY_BOUNDS.length && seconds > (LATENCY_BOUNDS[i] as number)) i++;
+    (this.latency[i] as number) += requests;
+    this.latencySum += seconds * requests;
   }
 
   /** Requests of the command named (its first name), 0 for a name that is not a command. */

@@ -43,6 +43,11 @@ export interface Config {
     fsync: FsyncMode;
     fsync_period_ms: number;
   };
+  metrics: {
+    enabled: boolean;
+    bind_address: string;
+    port: number;
+  };
   logging: {
     level: LogLevel;
     format: 'json' | 'text';
@@ -134,6 +139,10 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   // "periodic": OK once the write is in the OS, fdatasync every fsync_period_ms; "always": OK once on disk.
   'storage.fsync': { type: 'enum', default: 'periodic', values: FSYNC_MODES },
   'storage.fsync_period_ms': int(100, 1, 60_000),
+  // Prometheus /metrics, /health and /ready over HTTP (metrics/http.ts).
+  'metrics.enabled': bool(false),
+  'metrics.bind_address': str('127.0.0.1', true),
+  'metrics.port': int(9178, 0, 65535),
   'logging.level': { type: 'enum', default: 'info', values: LOG_LEVELS },
   'logging.format': { type: 'enum', default: 'json', values: ['json', 'text'] },
   'logging.file_path': str(''),

@@ -97,6 +97,7 @@ export class Connection implements ClientInfo {
   private pump(): void {
     if (this.busy || this.closed || this.ending) return;
     const out = this.opts.out;
+    const started = performance.now();
     let count = 0;
     let outcome: Outcome;
     while (count < this.opts.maxBatch && outcome === undefined) {
@@ -123,6 +124,7 @@ export class Connection implements ClientInfo {
     let waiting: Promise<void>;
     if (parts.every(isBuffer)) {
       // Nothing waits for a commit: write now; wait only if the client is slow to read.
+      if (count > 0) this.opts.ctx.stats.observeLatency((performance.now() - started) / 1000, count);
       if (this.write(parts)) {
         if (!finished && !more && outcome !== 'barrier') return;
         waiting = Promise.resolve();
@@ -130,7 +132,7 @@ export class Connection implements ClientInfo {
         waiting = this.drained();
       }
     } else {
-      waiting = this.send(parts);
+      waiting = this.send(parts).then(() => this.opts.ctx.stats.observeLatency((performance.now() - started) / 1000, count));
     }
     this.busy = true;
     this.stream.pause();

@@ -1,3 +1,5 @@
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { StorageError } from '../errors.js';
@@ -64,6 +66,18 @@ export interface Read<T> {
 
 /** What a key holds, as GET sees it: a value (a counter's in decimal), a set, or nothing. */
 export type Held = Buffer | 'set' | undefined;
+
+/** See Store.storageFigures. */
+export interface StorageFigures {
+  readonly fsync: FsyncMode;
+  readonly syncLagMs: number;
+  readonly syncs: number;
+  readonly pendingWrites: number;
+  readonly pendingBytes: number;
+  readonly lmdbLagMs: number;
+  readonly lmdbBatches: number;
+  readonly lmdbFailures: number;
+}
 
 /** A write this node acknowledged to its client, as replication publishes it. */
 export interface AcknowledgedWrite {
@@ -223,17 +237,41 @@ export class Store {
   }
 
   /** STATS: the durability mode and how far the disk and LMDB are behind. */
+  /** The write path's state, for STATS and metrics. */
+  storageFigures(): StorageFigures {
+    return {
+      fsync: this.log.mode,
+      syncLagMs: this.log.syncLagMs,
+      syncs: this.log.syncs,
+      pendingWrites: this.overlay.size,
+      pendingBytes: this.overlay.pendingBytes,
+      lmdbLagMs: this.overlay.lagMs,
+      lmdbBatches: this.overlay.batchesApplied,
+      lmdbFailures: this.overlay.applyFailures,
+    };
+  }
+
   statsLines(): string[] {
+    const f = this.storageFigures();
     return [
-      `storage_fsync:${this.log.mode}`,
-      `storage_sync_lag_ms:${this.log.syncLagMs}`,
-      `storage_syncs:${this.log.syncs}`,
-      `storage_pending_writes:${this.overlay.size}`,
-      `storage_pending_bytes:${this.overlay.pendingBytes}`,
-      `storage_lmdb_lag_ms:${this.overlay.lagMs}`,
-      `storage_lmdb_batches:${this.overlay.batchesApplied}`,
-      `storage_lmdb_failures:${this.overlay.applyFailures}`,
+      `storage_fsync:${f.fsync}`,
+      `storage_sync_lag_ms:${f.syncLagMs}`,
+      `storage_syncs:${f.syncs}`,
+      `storage_pending_writes:${f.pendingWrites}`,
+      `storage_pending_bytes:${f.pendingBytes}`,
+      `storage_lmdb_lag_ms:${f.lmdbLagMs}`,
+      `storage_lmdb_batches:${f.lmdbBatches}`,
+      `storage_lmdb_failures:${f.lmdbFailures}`,
     ];
+  }
+
+  /** The size of LMDB's data file (0 if it cannot be read). */
+  lmdbBytes(): number {
+    try {
+      return statSync(join(this.opts.path, 'data.mdb')).size;
+    } catch {
+      return 0;
+    }
   }
 
   /** What a reply that reflects every write so far (DBSIZE, SCAN, HASH) must wait for. */
