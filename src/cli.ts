@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
+import { effectiveConfig } from './cli/check.js';
+import { DEFAULT_HISTORY, runInteractive, runOnce, type ClientOptions } from './cli/client.js';
 import { loadConfig } from './config/load.js';
 import { FSYNC_MODES, LOG_LEVELS } from './config/schema.js';
 import { ConfigError } from './errors.js';
@@ -10,10 +12,19 @@ import { VERSION } from './version.js';
 /** Exit code of every start-up error the user can fix (DESIGN.md section 3). */
 const EXIT_USAGE = 2;
 
+/** What the command line asked for, once parsed. */
+type Action =
+  | { readonly kind: 'serve' }
+  | { readonly kind: 'cli'; readonly words: string[]; readonly opts: CliFlags }
+  | { readonly kind: 'check-config'; readonly file: string };
+let action: Action = { kind: 'serve' };
+
 const program = new Command()
   .name('merkle-kv')
   .description('A replicated key-value server: line protocol over TCP, LMDB storage.')
   .version(VERSION, '-V, --version')
+  // Options after a subcommand's name are that subcommand's (cli has its own --port).
+  .enablePositionalOptions()
   .option('-c, --config <file>', 'TOML configuration file')
   .option('--node-id <id>', 'node id, unique in the cluster (node_id)')
   .option('--bind <address>', 'address to listen on (network.bind_address)')
@@ -26,9 +37,54 @@ const program = new Command()
   .addHelpText(
     'after',
     '\nPrecedence: built-in defaults < config file < MERKLE_KV_* environment < flags.\n' +
-      'Example: merkle-kv --config configs/node1.toml --port 7900',
+      'Example: merkle-kv --config configs/node1.toml --port 7900\n' +
+      '         merkle-kv cli GET user:1\n' +
+      '         merkle-kv check-config configs/node1.toml',
   )
-  .exitOverride();
+  .exitOverride()
+  .action(() => {
+    action = { kind: 'serve' };
+  });
+
+program
+  .command('cli')
+  .description('talk to a node: an interactive prompt, or the one command given (exit code 1 on ERROR)')
+  .argument('[command...]', 'a command to run, e.g. GET user:1')
+  .option('--host <host>', 'node address', '127.0.0.1')
+  .option('-p, --port <port>', 'node client port', '7878')
+  .option('--user <name>', 'AUTH as this user (with --password)')
+  .option('-a, --password <password>', 'AUTH with this password first')
+  .option('--tls', 'connect over TLS')
+  .option('--cacert <file>', 'with --tls: trust this CA bundle instead of the system roots')
+  .option('--raw', 'print replies as the protocol sends them')
+  .option('--history <file>', 'history of the interactive prompt', DEFAULT_HISTORY)
+  .option('--no-history', 'keep no history')
+  // Everything after the command word is the command's: `cli SYNC h p --verify`.
+  .passThroughOptions()
+  .exitOverride()
+  .action((words: string[], opts: CliFlags) => {
+    action = { kind: 'cli', words, opts };
+  });
+
+program
+  .command('check-config')
+  .description('validate a configuration file; print the effective configuration, secrets masked')
+  .argument('<file>', 'TOML configuration file')
+  .exitOverride()
+  .action((file: string) => {
+    action = { kind: 'check-config', file };
+  });
+
+interface CliFlags {
+  host: string;
+  port: string;
+  user?: string;
+  password?: string;
+  tls?: boolean;
+  cacert?: string;
+  raw?: boolean;
+  history: string | false;
+}
 
 interface Flags {
   config?: string;
@@ -51,6 +107,8 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  if (action.kind === 'cli') return process.exit(await runClient(action.words, action.opts));
+  if (action.kind === 'check-config') return checkConfig(action.file);
   const flags = program.opts<Flags>();
   let config;
   try {
@@ -121,6 +179,39 @@ async function main(): Promise<void> {
     process.exit(e.code === 'EADDRINUSE' || e.code === 'EACCES' ? EXIT_USAGE : 1);
   }
   if (stopSignal !== undefined) shutDown(node, stopSignal);
+}
+
+/** `merkle-kv cli ...`: its exit code. */
+async function runClient(words: string[], f: CliFlags): Promise<number> {
+  const port = /^[0-9]{1,5}$/.test(f.port) ? Number(f.port) : 0;
+  if (port < 1 || port > 65535) {
+    process.stderr.write(`merkle-kv cli: --port must be in 1..65535\n`);
+    return EXIT_USAGE;
+  }
+  const opts: ClientOptions = {
+    host: f.host,
+    port,
+    user: f.user,
+    password: f.password,
+    tls: f.tls === true,
+    cacert: f.cacert,
+    raw: f.raw === true,
+    history: f.history === false ? '' : f.history,
+  };
+  return words.length > 0 ? runOnce(opts, words) : runInteractive(opts);
+}
+
+/** `merkle-kv check-config f.toml`: exit 0 and the effective configuration, or 2 and why not. */
+function checkConfig(file: string): void {
+  try {
+    const text = effectiveConfig(file, process.env);
+    process.stdout.write(`# ${file}: valid. Effective configuration (defaults, file, MERKLE_KV_* environment), secrets masked:\n${text}\n`);
+    process.exit(0);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`merkle-kv: ${err.message}\n`);
+    process.exit(EXIT_USAGE);
+  }
 }
 
 await main();
