@@ -9,11 +9,10 @@
 // stops the nodes (each finishes what is in flight), then the broker; the data stays for next time.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { list, root } from './bench-lib.mjs';
+import { list, root, waitReady } from './bench-lib.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -64,23 +63,13 @@ function start(name, cmd, cmdArgs, env = {}) {
   return entry;
 }
 
-async function waitReady(port, what) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const ok = await new Promise((resolve) => {
-      const s = connect({ port, host: '127.0.0.1' }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (stopping) return;
-    if (Date.now() > deadline) {
-      process.stdout.write(`[cluster] ${what} did not open port ${port}\n`);
-      return stopAll(1);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+/** Waits for `what` to open `port`; if it never does, stops everything. */
+async function ready(port, what) {
+  try {
+    await waitReady(port);
+  } catch {
+    process.stdout.write(`[cluster] ${what} did not open port ${port}\n`);
+    await stopAll(1);
   }
 }
 
@@ -129,7 +118,7 @@ if (broker === 'mosquitto') {
     ].join('\n'),
   );
   start('mosquitto', 'mosquitto', ['-c', conf]);
-  await waitReady(mqttPort, 'mosquitto');
+  await ready(mqttPort, 'mosquitto');
 }
 
 for (let i = 0; i < ports.length; i++) {
@@ -146,7 +135,7 @@ for (let i = 0; i < ports.length; i++) {
     ...(broker === 'embedded' && i === 0 ? { MERKLE_KV_MQTT_EMBEDDED_ENABLED: 'true', MERKLE_KV_MQTT_EMBEDDED_PORT: String(mqttPort) } : {}),
   };
   start(id, process.execPath, [join(root, 'dist/cli.js')], env);
-  await waitReady(ports[i], id);
+  await ready(ports[i], id);
 }
 if (!stopping) {
   const lines = [

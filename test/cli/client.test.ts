@@ -5,19 +5,9 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { startTestNode, tempDir } from '../helpers.js';
 import { CLI, runCli } from '../process.js';
 
-/** Runs `merkle-kv cli ...args` with `input` on stdin; resolves with its exit code and output. */
-async function cli(args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, 'cli', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  onTestFinished(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  child.stdin.end(input);
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  return { code, stdout, stderr };
+/** Runs `merkle-kv cli ...args` with `input` on stdin. */
+function cli(args: string[], input = ''): ReturnType<typeof runCli> {
+  return runCli(['cli', ...args], {}, input);
 }
 
 describe('merkle-kv cli', () => {
