@@ -81,9 +81,14 @@ class Client {
     return this.next();
   }
 
+  /** Every STATS section (`STATS all`; a build from before sections answers bare STATS with all of them). */
   async stats() {
-    this.socket.write('STATS\r\n');
+    this.socket.write('STATS all\r\n');
     const out = new Map();
+    if ((await this.next()).startsWith('ERROR')) {
+      this.socket.write('STATS\r\n');
+      await this.next();
+    }
     for (;;) {
       const line = await this.next();
       if (line === 'END') return out;

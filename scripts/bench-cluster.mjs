@@ -122,9 +122,10 @@ async function startNodes(n, dir, brokerUrl, secret = '') {
   return nodes;
 }
 
+/** Every STATS section (`STATS all`; a build from before sections answers bare STATS with all of them). */
 async function statsOf(c) {
   const out = {};
-  await c.call('STATS');
+  if ((await c.call('STATS all')).startsWith('ERROR')) await c.call('STATS');
   for (let line = await c.readLine(); line !== 'END'; line = await c.readLine()) {
     const i = line.indexOf(':');
     out[line.slice(0, i)] = line.slice(i + 1);

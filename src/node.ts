@@ -106,7 +106,10 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     peerProof,
     auth: new Authenticator({ password: config.security.password, users: config.security.users }),
     adminCommands: config.security.admin_commands,
-    extraStats: () => [...(replicator?.statsLines() ?? ['replication_enabled:0']), ...antiEntropy.statsLines()],
+    sectionStats: {
+      replication: () => replicator?.statsLines() ?? ['replication_enabled:0'],
+      antientropy: () => antiEntropy.statsLines(),
+    },
   };
   const server = new KvServer({
     ctx,

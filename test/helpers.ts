@@ -113,8 +113,11 @@ export class LineClient {
     return n === undefined ? head : [head, ...(await this.lines(Number(n)))].join('\n');
   }
 
-  /** Sends `word` (STATS or INFO) and returns the block: the header line, then the name:value lines. */
-  async stats(word = 'STATS'): Promise<string[]> {
+  /**
+   * Sends `word` (STATS with its section, INFO, CLIENT LIST) and returns the block up to END: the header
+   * line, then the name:value lines. By default every section of STATS.
+   */
+  async stats(word = 'STATS all'): Promise<string[]> {
     this.send(`${word}\r\n`);
     const lines: string[] = [];
     for (let line = (await this.lines(1))[0]; line !== 'END'; line = (await this.lines(1))[0]) lines.push(line as string);

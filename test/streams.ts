@@ -32,6 +32,7 @@ export function streamServer(limits: Limits, overrides: Partial<ServerOptions> =
     currentConnections: () => server.connectionCount,
     clients: () => server.clients(),
     replication: undefined,
+    sectionStats: { replication: () => [], antientropy: () => [] },
     antiEntropy: new AntiEntropy({
       store,
       nodeId: 't',

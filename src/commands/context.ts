@@ -98,8 +98,8 @@ export interface Context {
   readonly auth: Authenticator;
   /** `[security] admin_commands`: false refuses admin commands (TRUNCATE, FLUSHDB, SYNC) to everyone. */
   readonly adminCommands: boolean;
-  /** More `name:value` lines for STATS (replication's counters). */
-  readonly extraStats?: () => string[];
+  /** The `name:value` lines of STATS replication and STATS antientropy. */
+  readonly sectionStats: { readonly replication: () => string[]; readonly antientropy: () => string[] };
 }
 
 /**

@@ -6,7 +6,13 @@ export interface StatsRequest {
   readonly kind: 'stats';
   /** The word the client used, echoed as the header line. */
   readonly header: 'STATS' | 'INFO';
+  /** STATS only: which block (DESIGN.md section 2: each block under 1 KiB). */
+  readonly section: StatsSection;
 }
+
+/** `STATS [section]`: the general block (the default), one subsystem's, or all of them. */
+export const STATS_SECTIONS = ['general', 'storage', 'replication', 'antientropy', 'all'] as const;
+export type StatsSection = (typeof STATS_SECTIONS)[number];
 
 /**
  * The MerkleKV reference project's command counters (its STATS), by the commands each one counts.
@@ -24,8 +30,24 @@ export const REFERENCE_GROUPS: readonly (readonly [string, readonly string[]])[]
   ['management_commands', ['VERSION']],
 ];
 
-/** `name:value` pairs: ours, then the reference's names; kept under 1 KiB (DESIGN.md section 2). */
-export function statsLines(ctx: Context): string[] {
+/** The `name:value` lines of a STATS section. */
+export function statsLines(ctx: Context, section: StatsSection): string[] {
+  switch (section) {
+    case 'general':
+      return generalLines(ctx);
+    case 'storage':
+      return ctx.store.statsLines();
+    case 'replication':
+      return ctx.sectionStats.replication();
+    case 'antientropy':
+      return ctx.sectionStats.antientropy();
+    case 'all':
+      return STATS_SECTIONS.filter((s) => s !== 'all').flatMap((s) => statsLines(ctx, s));
+  }
+}
+
+/** Ours, then the reference's names: under 1 KiB, so a client reading 1 KiB at once gets it whole. */
+function generalLines(ctx: Context): string[] {
   const s = ctx.stats;
   const uptime = uptimeSeconds(ctx);
   return [
@@ -49,8 +71,6 @@ export function statsLines(ctx: Context): string[] {
     `tombstones:${ctx.store.tombstoneCount}`,
     `expiring_keys:${ctx.store.expiringCount}`,
     `memory_rss_bytes:${process.memoryUsage.rss()}`,
-    ...ctx.store.statsLines(),
-    ...(ctx.extraStats?.() ?? []),
     // The reference's names for what it counts.
     `uptime:${humanUptime(uptime)}`,
     `total_connections:${s.connectionsTotal}`,
@@ -88,22 +108,21 @@ export function humanUptime(seconds: number): string {
 
 function run(req: StatsRequest, ctx: Context, out: Output): undefined {
   out.line(req.header);
-  for (const line of req.header === 'STATS' ? statsLines(ctx) : infoLines(ctx)) out.utf8Line(line);
+  for (const line of req.header === 'STATS' ? statsLines(ctx, req.section) : infoLines(ctx)) out.utf8Line(line);
   out.line('END');
-}
-
-function parser(header: 'STATS' | 'INFO') {
-  return (args: Args): StatsRequest => {
-    args.end();
-    return { kind: 'stats', header };
-  };
 }
 
 export const stats = {
   names: ['STATS'],
   access: 'read',
-  requires: 'no arguments',
-  parse: parser('STATS'),
+  requires: `at most a section (${STATS_SECTIONS.join(', ')})`,
+  parse(args: Args): StatsRequest {
+    const word = args.word()?.toString('latin1').toLowerCase() ?? 'general';
+    args.end();
+    const section = STATS_SECTIONS.find((s) => s === word);
+    if (section === undefined) throw args.usage();
+    return { kind: 'stats', header: 'STATS', section };
+  },
   run,
 } as const satisfies Command<StatsRequest>;
 
@@ -111,6 +130,9 @@ export const info = {
   names: ['INFO'],
   access: 'read',
   requires: 'no arguments',
-  parse: parser('INFO'),
+  parse(args: Args): StatsRequest {
+    args.end();
+    return { kind: 'stats', header: 'INFO', section: 'general' };
+  },
   run,
 } as const satisfies Command<StatsRequest>;
