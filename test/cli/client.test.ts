@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { makeCerts } from '../certs.js';
 import { startTestNode, tempDir } from '../helpers.js';
 import { CLI, runCli } from '../process.js';
 
@@ -38,6 +39,16 @@ describe('merkle-kv cli', () => {
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toMatch(/AUTH refused: ERROR invalid password/);
     expect(await cli([...p, '-a', 'sesame', 'SET', 'k', 'v'])).toMatchObject({ code: 0, stdout: 'OK\n' });
+  });
+
+  it('talks TLS to a node that serves it, trusting --cacert', async () => {
+    const certs = makeCerts();
+    const node = await startTestNode({ 'network.tls.enabled': 'true', 'network.tls.cert_file': certs.serverCert, 'network.tls.key_file': certs.serverKey });
+    const p = ['-p', String(node.address.port)];
+    expect(await cli([...p, '--tls', '--cacert', certs.caCert, 'PING'])).toMatchObject({ code: 0, stdout: 'PONG\n' });
+    // Without the CA the certificate is not trusted; without TLS the node hangs up.
+    expect((await cli([...p, '--tls', 'PING'])).code).toBe(2);
+    expect((await cli([...p, 'PING'])).code).toBe(2);
   });
 
   it('reads requests from stdin when it is not a terminal, and exits 1 if any was an ERROR', async () => {
