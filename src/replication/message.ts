@@ -89,8 +89,10 @@ function wireOp(op: Op, node: string): string {
     return `{"op":"counter","key":${key},${version},"base":"${c.base}","totals":[${totals}]${expiry}}`;
   }
   const v = state.payload;
-  if (isUtf8(v)) return `{"op":"set","key":${key},"val":${JSON.stringify(v.toString('utf8'))},${version}${expiry}}`;
-  return `{"op":"set","key":${key},"val":"${v.toString('base64')}","enc":"b64",${version}${expiry}}`;
+  // memcached's client flags, when the value has any.
+  const mcf = (state.clientFlags ?? 0) === 0 ? '' : `,"mcf":${state.clientFlags}`;
+  if (isUtf8(v)) return `{"op":"set","key":${key},"val":${JSON.stringify(v.toString('utf8'))}${mcf},${version}${expiry}}`;
+  return `{"op":"set","key":${key},"val":"${v.toString('base64')}","enc":"b64"${mcf},${version}${expiry}}`;
 }
 
 function wireExpiry(x: ExpiryRegister, node: string): string {
@@ -146,6 +148,11 @@ function decodeOp(raw: unknown, limits: Limits, node: string): Op | undefined {
   }
   let flags: number;
   let payload: Buffer;
+  let clientFlags: number | undefined;
+  if (raw.mcf !== undefined) {
+    if (raw.op !== 'set' || typeof raw.mcf !== 'number' || !Number.isInteger(raw.mcf) || raw.mcf < 1 || raw.mcf > 0xffff_ffff) return undefined;
+    clientFlags = raw.mcf;
+  }
   if (raw.op === 'del' && expiry === undefined) {
     flags = FLAG_TOMBSTONE;
     payload = Buffer.alloc(0);
@@ -166,7 +173,7 @@ function decodeOp(raw: unknown, limits: Limits, node: string): Op | undefined {
   } else {
     return undefined;
   }
-  return { key, state: { epoch, flags, expiry, payload } };
+  return { key, state: { epoch, flags, expiry, ...(clientFlags === undefined ? {} : { clientFlags }), payload } };
 }
 
 function decodeCounterOp(raw: Record<string, unknown>): Counter | undefined {

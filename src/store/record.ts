@@ -5,8 +5,9 @@ import type { Hlc, Version } from './hlc.js';
  * One stored record, as LMDB holds it under the client's key (DESIGN.md sections 4 and 6):
  *
  *   0       format (3; 2 is read as well)
- *   1       flags: bit 0 tombstone; bit 1 an expiry register follows the node id; bits 4-5 the kind
- *           (KIND: plain bytes, PN-counter, add-wins set's header, set member)
+ *   1       flags: bit 0 tombstone; bit 1 an expiry register follows the node id; bit 2 client flags
+ *           come before the payload (plain values only); bits 4-5 the kind (KIND: plain bytes,
+ *           PN-counter, add-wins set's header, set member)
  *   2..7    epoch HLC wall milliseconds, 48-bit big-endian
  *   8..9    epoch HLC counter, big-endian
  *   10..25  Merkle item hash (16 bytes), so start-up rebuilds the tree without rehashing values
@@ -15,6 +16,7 @@ import type { Hlc, Version } from './hlc.js';
  *   35..    node id (UTF-8, n bytes), then the body:
  *             with bit 1: the expiry register, at (6: ms since the epoch, 0 = none), then its version:
  *               wall (6), counter (2), node id length (1), node id
+ *             with bit 2: the client's 32-bit flags (memcached's), big-endian; absent means 0
  *             then the payload: a plain value's bytes, a counter's encoding (counter.ts), nothing for
  *             a set's header, a member's encoding (members.ts, under the member's internal key)
  *
@@ -30,6 +32,7 @@ export const RECORD_FORMAT = 3;
 const FORMAT_2 = 2;
 export const FLAG_TOMBSTONE = 0x01;
 export const FLAG_EXPIRY = 0x02;
+export const FLAG_CLIENT_FLAGS = 0x04;
 const KIND_SHIFT = 4;
 
 /** What a record holds: its merge rule (state.ts). */
@@ -65,7 +68,9 @@ export function kindOf(flags: number): Kind {
 }
 
 /** Every bit a flags byte may have set. */
-export const KNOWN_FLAGS = FLAG_TOMBSTONE | FLAG_EXPIRY | (3 << KIND_SHIFT);
+export const KNOWN_FLAGS = FLAG_TOMBSTONE | FLAG_EXPIRY | FLAG_CLIENT_FLAGS | (3 << KIND_SHIFT);
+/** Bytes of the client flags field. */
+export const CLIENT_FLAGS_BYTES = 4;
 
 // Every record carries its epoch's node id, one of a few: keep their bytes at hand.
 const nodeIds = new Map<string, Buffer>();
@@ -141,7 +146,8 @@ export function isKeyedRecord(buf: Buffer): boolean {
   if (keyLen === 0 || rec.length < HEADER || (rec[0] !== RECORD_FORMAT && rec[0] !== FORMAT_2)) return false;
   const body = HEADER + (rec[NODE_LEN] ?? 0);
   if (rec.length < body) return false;
-  return ((rec[1] as number) & FLAG_EXPIRY) === 0 || (rec.length >= body + REGISTER_FIXED && rec.length >= payloadOffset(rec));
+  if (((rec[1] as number) & FLAG_EXPIRY) !== 0 && rec.length < body + REGISTER_FIXED) return false;
+  return rec.length >= payloadOffset(rec);
 }
 
 /** The flags byte: FLAG_* bits and the kind. */
@@ -243,11 +249,18 @@ export function recordBody(buf: Buffer, end = buf.length): Buffer {
   return buf.subarray(HEADER + (buf[NODE_LEN] ?? 0), end);
 }
 
-/** Where the payload starts: after the node id and, if there is one, the expiry register. */
+/** Where the payload starts: after the node id and, if they are there, the expiry register and client flags. */
 export function payloadOffset(buf: Buffer): number {
-  const body = HEADER + (buf[NODE_LEN] ?? 0);
-  if (((buf[1] ?? 0) & FLAG_EXPIRY) === 0) return body;
-  return body + REGISTER_FIXED + (buf[body + REGISTER_FIXED - 1] ?? 0);
+  const flags = buf[1] ?? 0;
+  let o = HEADER + (buf[NODE_LEN] ?? 0);
+  if ((flags & FLAG_EXPIRY) !== 0) o += REGISTER_FIXED + (buf[o + REGISTER_FIXED - 1] ?? 0);
+  return (flags & FLAG_CLIENT_FLAGS) === 0 ? o : o + CLIENT_FLAGS_BYTES;
+}
+
+/** The client flags stored with a plain value (memcached's), 0 when there are none. */
+export function recordClientFlags(buf: Buffer): number {
+  if (((buf[1] ?? 0) & FLAG_CLIENT_FLAGS) === 0) return 0;
+  return buf.readUInt32BE(payloadOffset(buf) - CLIENT_FLAGS_BYTES);
 }
 
 /** The payload (a plain record's value) as a view into `buf` (no copy). */

@@ -3,7 +3,7 @@ import { checkEpochNode, type Limits } from '../rules.js';
 import { decodeCounter, encodeCounter, mergeCounters, newestChange } from './counter.js';
 import { compareVersion, type Version } from './hlc.js';
 import { decodeMember, encodeMember, mergeMembers, newestMemberChange } from './members.js';
-import { compareWithRecord, FLAG_EXPIRY, FLAG_TOMBSTONE, isSimple, KIND, kindOf, KNOWN_FLAGS, recordBody, recordFlags, recordVersionOf, type Kind } from './record.js';
+import { CLIENT_FLAGS_BYTES, compareWithRecord, FLAG_CLIENT_FLAGS, FLAG_EXPIRY, FLAG_TOMBSTONE, isSimple, KIND, kindOf, KNOWN_FLAGS, recordBody, recordFlags, recordVersionOf, type Kind } from './record.js';
 
 /*
  * A record's state, and the one merge every path uses (DESIGN.md section 4; docs/ARCHITECTURE.md,
@@ -34,6 +34,11 @@ export interface RecordState {
   /** FLAG_TOMBSTONE and the kind (FLAG_EXPIRY follows from `expiry`). */
   readonly flags: number;
   readonly expiry: ExpiryRegister | undefined;
+  /**
+   * A plain value's client flags (memcached's 32 bits), stored with it and replicated with it;
+   * undefined when there are none (0), which is how every write but memcached's leaves a value.
+   */
+  readonly clientFlags?: number | undefined;
   /** A plain value's bytes, a counter's encoding (counter.ts), nothing (a set's header), a member's (members.ts). */
   readonly payload: Buffer;
 }
@@ -45,9 +50,9 @@ export function stateKind(s: RecordState): Kind {
   return kindOf(s.flags);
 }
 
-/** A plain value or tombstone without an expiry register: what last writer wins alone decides. */
+/** A plain value or tombstone without an expiry register or client flags: what last writer wins alone decides. */
 export function isSimpleState(s: RecordState): boolean {
-  return s.flags <= FLAG_TOMBSTONE && s.expiry === undefined;
+  return s.flags <= FLAG_TOMBSTONE && s.expiry === undefined && (s.clientFlags ?? 0) === 0;
 }
 
 /** Decodes a stored record's state (`rec` as record.ts lays it out; checked when it was written). */
@@ -57,15 +62,22 @@ export function stateOf(rec: Buffer): RecordState {
 
 /** The flags byte and body (record.ts) of a state. */
 export function encodeState(s: RecordState): { flags: number; body: Buffer } {
-  const flags = (s.flags & ~FLAG_EXPIRY) | (s.expiry === undefined ? 0 : FLAG_EXPIRY);
-  if (s.expiry === undefined) return { flags, body: s.payload };
-  const node = Buffer.from(s.expiry.version.node, 'utf8');
-  const body = Buffer.allocUnsafe(15 + node.length + s.payload.length);
-  let o = body.writeUIntBE(s.expiry.at, 0, 6);
-  o = body.writeUIntBE(s.expiry.version.wall, o, 6);
-  o = body.writeUInt16BE(s.expiry.version.counter, o);
-  body[o++] = node.length;
-  o += node.copy(body, o);
+  // Flags 0 are stored as none: one state, one encoding.
+  const clientFlags = s.clientFlags === 0 ? undefined : s.clientFlags;
+  const client = clientFlags === undefined ? 0 : CLIENT_FLAGS_BYTES;
+  const flags = (s.flags & ~(FLAG_EXPIRY | FLAG_CLIENT_FLAGS)) | (s.expiry === undefined ? 0 : FLAG_EXPIRY) | (client === 0 ? 0 : FLAG_CLIENT_FLAGS);
+  if (s.expiry === undefined && client === 0) return { flags, body: s.payload };
+  const node = s.expiry === undefined ? undefined : Buffer.from(s.expiry.version.node, 'utf8');
+  const body = Buffer.allocUnsafe((node === undefined ? 0 : 15 + node.length) + client + s.payload.length);
+  let o = 0;
+  if (s.expiry !== undefined && node !== undefined) {
+    o = body.writeUIntBE(s.expiry.at, 0, 6);
+    o = body.writeUIntBE(s.expiry.version.wall, o, 6);
+    o = body.writeUInt16BE(s.expiry.version.counter, o);
+    body[o++] = node.length;
+    o += node.copy(body, o);
+  }
+  if (clientFlags !== undefined) o = body.writeUInt32BE(clientFlags, o);
   s.payload.copy(body, o);
   return { flags, body };
 }
@@ -90,13 +102,22 @@ export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: 
     expiry = { at: body.readUIntBE(0, 6), version: { wall: body.readUIntBE(6, 6), counter: body.readUInt16BE(12), node: checkEpochNode(body.subarray(15, 15 + len)) } };
     o = 15 + len;
   }
+  let clientFlags: number | undefined;
+  if ((flags & FLAG_CLIENT_FLAGS) !== 0) {
+    if (kind !== KIND.plain || (flags & FLAG_TOMBSTONE) !== 0) throw bad('only a value has client flags');
+    if (body.length < o + CLIENT_FLAGS_BYTES) throw bad('truncated client flags');
+    clientFlags = body.readUInt32BE(o);
+    // Canonical: flags 0 are stored as none, so one state has one encoding (and one item hash).
+    if (clientFlags === 0) throw bad('client flags 0 are stored as none');
+    o += CLIENT_FLAGS_BYTES;
+  }
   const payload = body.subarray(o);
   if ((flags & FLAG_TOMBSTONE) !== 0 && (payload.length > 0 || expiry !== undefined)) throw bad('a tombstone holds nothing');
   if (kind === KIND.counter && !trusted) decodeCounter(payload);
   else if (kind === KIND.member && !trusted) decodeMember(payload);
   else if (kind === KIND.set && payload.length > 0) throw bad('a set header holds nothing');
   else if (limits !== undefined && payload.length > limits.maxValueBytes) throw bad('value too large');
-  return { epoch, flags: flags & ~FLAG_EXPIRY, expiry, payload };
+  return { epoch, flags: flags & ~(FLAG_EXPIRY | FLAG_CLIENT_FLAGS), expiry, ...(clientFlags === undefined ? {} : { clientFlags }), payload };
 }
 
 /** The plain state a SET, SETEX, APPEND or DEL writes. */
