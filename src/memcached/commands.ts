@@ -1,0 +1,238 @@
+import { keyProblem, type Limits } from '../rules.js';
+import type { Output } from '../protocol/output.js';
+import { counterValue, decodeCounter } from '../store/counter.js';
+import { expire, increment } from '../store/operations.js';
+import { KIND, recordClientFlags, recordItem } from '../store/record.js';
+import { isAbsentState, plainState, stateKind, stateOf, type RecordState } from '../store/state.js';
+import type { Store } from '../store/store.js';
+import type { McRequest } from './parser.js';
+
+/*
+ * What memcached's text commands do to the replicated store (issue #12): the same records, versions and
+ * replication as MerkleKV's own protocol, so a value written through either listener reads through the
+ * other. Replies are memcached 1.6's. A request whose key breaks MerkleKV's key rules (not UTF-8, over
+ * max_key_bytes) is refused as memcached refuses a bad key, with CLIENT_ERROR bad command line format.
+ */
+
+/** Seconds beyond which memcached reads an exptime as a Unix time rather than an interval. */
+const RELATIVE_LIMIT_SECONDS = 30 * 24 * 3600;
+const U64 = 1n << 64n;
+/** MerkleKV counters are signed 64-bit: beyond, incr writes plain text. */
+const I64_LIMIT = 1n << 63n;
+
+/** What the memcached listener needs beside the store. */
+export interface McContext {
+  readonly store: Store;
+  readonly limits: Limits;
+  readonly version: string;
+  /** `flush_all <delay>`: runs `flush` after `delayMs` (0: now). */
+  readonly schedule: (delayMs: number, flush: () => void) => void;
+  /** `stats`: the `STAT <name> <value>` pairs the listener reports. */
+  readonly stats: () => [string, string | number][];
+}
+
+/**
+ * The absolute expiry (ms since the Unix epoch) of a memcached exptime at `now`: 0 none; up to 30 days
+ * an interval in seconds; beyond, a Unix time; negative, already expired.
+ */
+export function expiryOf(exptime: number, now: number): number {
+  if (exptime === 0) return 0;
+  if (exptime < 0) return Math.max(1, now - 1);
+  if (exptime <= RELATIVE_LIMIT_SECONDS) return now + exptime * 1000;
+  // An absolute time already past is expired at once, as memcached has it.
+  const at = exptime * 1000;
+  return at <= now ? Math.max(1, now - 1) : at;
+}
+
+/**
+ * The CAS unique of a stored record: the first 8 bytes of its Merkle item hash, which changes with every
+ * new version of the item (value, flags, expiry) and with nothing else. Never 0.
+ */
+export function casOf(rec: Buffer): bigint {
+  const cas = Buffer.from(recordItem(rec), 'latin1').readBigUInt64BE(0);
+  return cas === 0n ? 1n : cas;
+}
+
+/** A live item as memcached sees it: a value (a counter's decimal text), its flags and its record. */
+interface Item {
+  readonly state: RecordState;
+  readonly value: Buffer;
+  readonly flags: number;
+  readonly rec: Buffer;
+}
+
+/** The live item under `key`; undefined for absent, expired, and keys memcached cannot see (sets). */
+function itemOf(store: Store, key: Buffer): Item | undefined {
+  const stored = store.readRecord(key).value;
+  if (stored === undefined) return undefined;
+  const rec = Buffer.from(stored);
+  const state = stateOf(rec);
+  if (isAbsentState(state, Date.now())) return undefined;
+  const kind = stateKind(state);
+  if (kind === KIND.plain) return { state, value: state.payload, flags: recordClientFlags(rec), rec };
+  if (kind === KIND.counter) return { state, value: Buffer.from(counterValue(decodeCounter(state.payload, true)).toString()), flags: 0, rec };
+  return undefined;
+}
+
+/** Runs one request, writing its reply (none with noreply) to `out`. Returns 'close' for quit. */
+export function execute(req: McRequest, ctx: McContext, out: Output): 'close' | undefined {
+  const { store } = ctx;
+  const reply = (text: string, noreply: boolean): void => {
+    if (!noreply) out.line(text);
+  };
+  switch (req.kind) {
+    case 'error':
+      reply(req.reply, req.noreply);
+      return undefined;
+    case 'close':
+      if (req.reply !== undefined) out.line(req.reply);
+      return 'close';
+    case 'quit':
+      return 'close';
+    case 'version':
+      out.line(`VERSION ${ctx.version}`);
+      return undefined;
+    case 'verbosity':
+      reply('OK', req.noreply);
+      return undefined;
+    case 'stats':
+      // General statistics only; memcached's `stats items`, `slabs`, ... describe its allocator.
+      if (req.args.length > 0) {
+        out.line('ERROR');
+        return undefined;
+      }
+      for (const [name, value] of ctx.stats()) out.line(`STAT ${name} ${value}`);
+      out.line('END');
+      return undefined;
+    case 'retrieve':
+      retrieve(req.keys, req.command, req.exptime, ctx, out);
+      return undefined;
+    case 'flush_all':
+      ctx.schedule(req.delay * 1000, () => void store.truncate());
+      reply('OK', req.noreply);
+      return undefined;
+    case 'store':
+    case 'delete':
+    case 'touch':
+    case 'arith':
+      if (badKey(req.key, ctx.limits)) reply('CLIENT_ERROR bad command line format', req.noreply);
+      else keyed(req, store, out);
+      return undefined;
+  }
+}
+
+/** The commands on one key, whose key is known good. */
+function keyed(req: Extract<McRequest, { key: Buffer }>, store: Store, out: Output): void {
+  const reply = (text: string): void => {
+    if (!req.noreply) out.line(text);
+  };
+  switch (req.kind) {
+    case 'store': {
+      const { text, after } = storeItem(req, store);
+      reply(text);
+      out.dependOn(after);
+      return;
+    }
+    case 'delete': {
+      const held = itemOf(store, req.key) !== undefined;
+      // A tombstone either way, as DEL writes (DESIGN.md section 4).
+      reply(held ? 'DELETED' : 'NOT_FOUND');
+      out.dependOn(store.delete(req.key));
+      return;
+    }
+    case 'touch': {
+      const after = itemOf(store, req.key) === undefined ? undefined : expire(store, req.key, expiryOf(req.exptime, Date.now()));
+      reply(after === undefined ? 'NOT_FOUND' : 'TOUCHED');
+      if (after !== undefined) out.dependOn(after);
+      return;
+    }
+    case 'arith': {
+      const { text, after } = arith(req.command, req.key, req.delta, store);
+      reply(text);
+      out.dependOn(after);
+      return;
+    }
+  }
+}
+
+function badKey(key: Buffer, limits: Limits): boolean {
+  return keyProblem(key, limits.maxKeyBytes) !== undefined;
+}
+
+/** get, gets, gat, gats: `VALUE <key> <flags> <bytes> [<cas>]` and the data for each live key, then END. */
+function retrieve(keys: Buffer[], command: 'get' | 'gets' | 'gat' | 'gats', exptime: number, ctx: McContext, out: Output): void {
+  const withCas = command === 'gets' || command === 'gats';
+  const touching = command === 'gat' || command === 'gats';
+  const at = touching ? expiryOf(exptime, Date.now()) : 0;
+  let after: Promise<void> | null = null;
+  for (const key of keys) {
+    if (badKey(key, ctx.limits)) continue;
+    let item = itemOf(ctx.store, key);
+    if (item === undefined) continue;
+    if (touching) {
+      after = expire(ctx.store, key, at) ?? after;
+      item = itemOf(ctx.store, key);
+      if (item === undefined) continue;
+    } else {
+      after = ctx.store.readRecord(key).after ?? after;
+    }
+    out.bytesLine('VALUE ', key, ` ${item.flags} ${item.value.length}${withCas ? ` ${casOf(item.rec)}` : ''}`);
+    out.bytesLine('', item.value);
+  }
+  out.line('END');
+  out.dependOn(after);
+}
+
+/** set, add, replace, append, prepend, cas. */
+function storeItem(req: Extract<McRequest, { kind: 'store' }>, store: Store): { text: string; after: Promise<void> | null } {
+  const current = itemOf(store, req.key);
+  // A key memcached cannot see (a set) still exists: only set and delete replace it.
+  const occupied = current !== undefined || (req.command !== 'set' && store.readValue(req.key).value === 'set');
+  let value = req.data;
+  let flags = req.flags;
+  let at = expiryOf(req.exptime, Date.now());
+  switch (req.command) {
+    case 'add':
+      if (occupied) return { text: 'NOT_STORED', after: null };
+      break;
+    case 'replace':
+      if (current === undefined) return { text: 'NOT_STORED', after: null };
+      break;
+    case 'append':
+    case 'prepend':
+      if (current === undefined) return { text: 'NOT_STORED', after: null };
+      // The item keeps its flags and expiry; the command's are ignored, as memcached does.
+      value = req.command === 'append' ? Buffer.concat([current.value, req.data]) : Buffer.concat([req.data, current.value]);
+      flags = current.flags;
+      at = current.state.expiry?.at ?? 0;
+      break;
+    case 'cas':
+      if (current === undefined) return { text: 'NOT_FOUND', after: null };
+      if (casOf(current.rec) !== req.cas) return { text: 'EXISTS', after: null };
+      break;
+    case 'set':
+      break;
+  }
+  const state = { ...plainState({ ...store.clock.now(), node: store.nodeId }, value, at), clientFlags: flags };
+  return { text: 'STORED', after: store.writeState(req.key, state) };
+}
+
+/**
+ * incr/decr: the value must be a decimal number below 2^64; incr wraps around, decr stops at 0 (as
+ * memcached does). The new value is written as text, with the item's flags and expiry; a MerkleKV
+ * counter (INC) takes the change as an increment, so it still merges with other nodes' increments.
+ */
+function arith(command: 'incr' | 'decr', key: Buffer, delta: bigint, store: Store): { text: string; after: Promise<void> | null } {
+  const item = itemOf(store, key);
+  if (item === undefined) return { text: 'NOT_FOUND', after: null };
+  const text = item.value.toString('latin1');
+  if (!/^[0-9]{1,20}$/.test(text) || BigInt(text) >= U64) return { text: 'CLIENT_ERROR cannot increment or decrement non-numeric value', after: null };
+  const current = BigInt(text);
+  const next = command === 'incr' ? (current + delta) % U64 : current > delta ? current - delta : 0n;
+  if (stateKind(item.state) === KIND.counter && next < I64_LIMIT) {
+    const r = increment(store, key, next - current);
+    if (typeof r !== 'string') return { text: String(r.value), after: r.after };
+  }
+  const state = { ...plainState({ ...store.clock.now(), node: store.nodeId }, Buffer.from(next.toString()), item.state.expiry?.at ?? 0), clientFlags: item.flags };
+  return { text: next.toString(), after: store.writeState(key, state) };
+}
