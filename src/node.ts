@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { AntiEntropy } from './antientropy/antientropy.js';
 import { PeerProof } from './antientropy/handshake.js';
 import { Stats, type Context } from './commands/context.js';
+import { LineDialect } from './commands/dialect.js';
 import { COMMAND_NAMES } from './commands/index.js';
 import type { Config } from './config/schema.js';
 import { MetricsServer } from './metrics/http.js';
@@ -116,7 +117,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     logger,
     maxConnections: config.network.max_connections,
     // Room for a value in base64 too: anti-entropy pushes values that are not line-safe that way.
-    maxLineBytes: Math.ceil((limits.maxValueBytes * 4) / 3) + limits.maxKeyBytes + LINE_OVERHEAD,
+    dialect: () => new LineDialect(ctx, logger, Math.ceil((limits.maxValueBytes * 4) / 3) + limits.maxKeyBytes + LINE_OVERHEAD),
     idleTimeoutMs: config.network.connection_timeout * 1000,
     tls: tls?.server,
   });

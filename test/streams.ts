@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { duplexPair, type Duplex } from 'node:stream';
 import { AntiEntropy } from '../src/antientropy/antientropy.js';
 import { Stats, type Context } from '../src/commands/context.js';
+import { LineDialect } from '../src/commands/dialect.js';
 import { COMMAND_NAMES } from '../src/commands/index.js';
 import type { Limits } from '../src/rules.js';
 import { Authenticator } from '../src/security/auth.js';
@@ -20,7 +21,9 @@ export interface StreamServer {
   readonly close: () => Promise<void>;
 }
 
-export function streamServer(limits: Limits, overrides: Partial<ServerOptions> = {}): StreamServer {
+/** `overrides` may set `maxLineBytes`, the line protocol's frame limit, beside any server option. */
+export function streamServer(limits: Limits, overrides: Partial<ServerOptions> & { maxLineBytes?: number } = {}): StreamServer {
+  const { maxLineBytes = limits.maxValueBytes + limits.maxKeyBytes + 64, ...options } = overrides;
   const dir = mkdtempSync(join(tmpdir(), 'merkle-kv-streams-'));
   const store = Store.open({ path: join(dir, 'db'), nodeId: 't', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 86_400, logger: silent });
   const ctx: Context = {
@@ -52,9 +55,9 @@ export function streamServer(limits: Limits, overrides: Partial<ServerOptions> =
     ctx,
     logger: silent,
     maxConnections: 100,
-    maxLineBytes: limits.maxValueBytes + limits.maxKeyBytes + 64,
+    dialect: () => new LineDialect(ctx, silent, maxLineBytes),
     idleTimeoutMs: 0,
-    ...overrides,
+    ...options,
   });
   const clients: Duplex[] = [];
   return {

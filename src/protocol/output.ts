@@ -95,6 +95,12 @@ export class Output {
     this.crlf();
   }
 
+  /** Writes bytes as they are (a reply made elsewhere, a memcached data block). */
+  raw(bytes: Buffer): void {
+    this.ensure(bytes.length);
+    this.len += bytes.copy(this.buf, this.len);
+  }
+
   /** Writes an `ERROR` reply (errorReply). */
   error(message: string): void {
     const reply = errorReply(message);

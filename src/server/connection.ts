@@ -1,12 +1,8 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { COMMAND_NAMES, execute, PARSERS, type CommandParser } from '../commands/index.js';
 import type { ClientInfo, Context, Outcome } from '../commands/context.js';
-import { ErrorCode, ProtocolError, StorageError } from '../errors.js';
-import { decodeRequest } from '../protocol/decode.js';
-import { LINE_TOO_LONG, LineReader } from '../protocol/lines.js';
-import { errorReply, type Output, type Part } from '../protocol/output.js';
-import { roleAllows, Session } from '../security/auth.js';
+import type { Output, Part } from '../protocol/output.js';
+import type { Dialect } from './dialect.js';
 
 export interface ConnectionOptions {
   readonly ctx: Context;
@@ -17,7 +13,8 @@ export interface ConnectionOptions {
   /** Shared by all connections: a batch is built and taken synchronously, so one scratch buffer serves. */
   readonly out: Output;
   readonly logger: Logger;
-  readonly maxLineBytes: number;
+  /** The wire protocol this connection speaks (its own instance: it holds the connection's parser state). */
+  readonly dialect: Dialect;
   /** Requests run per batch before the connection yields to others; bounds the work one read causes. */
   readonly maxBatch: number;
   /** Close after this long without a request (0: never). */
@@ -34,9 +31,6 @@ export interface ConnectionOptions {
  */
 export class Connection implements ClientInfo {
   readonly openedAt = Date.now();
-  private readonly reader: LineReader;
-  /** What this client has proven (AUTH, the anti-entropy handshake). */
-  private readonly session: Session;
   private idle: NodeJS.Timeout | undefined;
   /** When the last bytes came in; the idle timer checks this rather than being re-armed per read. */
   lastActivity = Date.now();
@@ -45,21 +39,17 @@ export class Connection implements ClientInfo {
   private closing = false;
   private closed = false;
   private ending = false;
-  /** The command of the request being run (CommandParser.id; -1: not known yet), for its counters. */
-  private command = -1;
 
   constructor(
     private readonly stream: Duplex,
     private readonly opts: ConnectionOptions,
   ) {
-    this.reader = new LineReader(opts.maxLineBytes);
-    this.session = new Session(opts.ctx.auth);
     if (opts.idleTimeoutMs > 0) this.armIdle(opts.idleTimeoutMs);
     stream.on('data', (chunk: Buffer) => {
       this.opts.ctx.stats.bytesIn += chunk.length;
       if (this.ending) return; // we have said goodbye: read only to see the peer's end
       this.lastActivity = Date.now();
-      this.reader.push(chunk);
+      this.opts.dialect.push(chunk);
       this.pump();
     });
     stream.on('end', () => {
@@ -79,7 +69,7 @@ export class Connection implements ClientInfo {
   }
 
   get lastCommand(): string {
-    return COMMAND_NAMES[this.command] ?? 'NULL';
+    return this.opts.dialect.lastCommand;
   }
 
   /** Stops reading, answers what was already received, then closes (graceful shutdown). */
@@ -101,20 +91,10 @@ export class Connection implements ClientInfo {
     let count = 0;
     let outcome: Outcome;
     while (count < this.opts.maxBatch && outcome === undefined) {
-      let line = this.reader.next();
-      if (line === undefined) {
-        if (!(this.peerEnded && this.reader.hasPartial)) break;
-        // Input ended without a final newline: run what was sent, as `printf 'GET k' | nc` expects.
-        line = this.reader.takePartial();
-      }
+      const next = this.opts.dialect.runNext(out, this.peerEnded);
+      if (next === 'none') break;
       count++;
-      if (line === LINE_TOO_LONG) {
-        // Framing is lost: the rest of the line cannot be told from the next request.
-        this.reply(out, new ProtocolError('line too long', { code: ErrorCode.LineTooLong }));
-        outcome = 'close';
-      } else {
-        outcome = this.runLine(line, out);
-      }
+      outcome = next;
     }
     this.flushWrites(out, count);
     const parts = out.take();
@@ -163,52 +143,12 @@ export class Connection implements ClientInfo {
       this.opts.ctx.store.flush();
     } catch (err) {
       out.discard();
-      for (let i = 0; i < count; i++) this.reply(out, err);
+      const reply = this.opts.dialect.failure(err);
+      for (let i = 0; i < count; i++) {
+        out.begin();
+        out.raw(reply);
+      }
     }
-  }
-
-  private runLine(line: Buffer, out: Output): Outcome {
-    const ctx = this.opts.ctx;
-    ctx.stats.commands++;
-    this.command = -1;
-    out.begin();
-    try {
-      return execute(decodeRequest(line, PARSERS, ctx.limits, this.guard), ctx, out, this.session);
-    } catch (err) {
-      out.rollback();
-      if (this.command !== -1) (ctx.stats.failures[this.command] as number)++;
-      this.reply(out, err);
-      return undefined;
-    }
-  }
-
-  /**
-   * Counts the command, and refuses it if this connection may not run it (DESIGN.md section 7), before
-   * its arguments are parsed.
-   */
-  private readonly guard = (parser: CommandParser, word: string): void => {
-    const { access, id } = parser;
-    this.command = id;
-    (this.opts.ctx.stats.calls[id] as number)++;
-    if (access === 'public') return;
-    if (access === 'peer') {
-      // Peers prove the cluster secret instead of a password (AE.HELLO); a client's role does not reach AE.*.
-      if (!this.session.peer) throw new ProtocolError(`${word} is for anti-entropy peers, which prove the cluster secret first (AE.HELLO)`);
-      return;
-    }
-    const { role, user } = this.session;
-    if (role === undefined) throw new ProtocolError('NOAUTH Authentication required');
-    if (access === 'admin' && !this.opts.ctx.adminCommands) {
-      throw new ProtocolError(`${word} is disabled on this node (security.admin_commands = false)`);
-    }
-    if (!roleAllows(role, access)) throw new ProtocolError(`NOPERM user ${user} (role ${role}) may not run ${word}`);
-  };
-
-  /** A request's error as its `ERROR` reply. */
-  private reply(out: Output, err: unknown): void {
-    this.opts.ctx.stats.errors++;
-    out.begin();
-    out.error(errorMessage(err, this.opts.logger));
   }
 
   /**
@@ -226,8 +166,7 @@ export class Connection implements ClientInfo {
     const out = rest.map((p, i) => {
       const s = settled[i];
       if (isBuffer(p) || s?.status === 'fulfilled') return isBuffer(p) ? p : p.bytes;
-      this.opts.ctx.stats.errors++;
-      return errorReply(errorMessage(s?.reason, this.opts.logger));
+      return this.opts.dialect.failure(s?.reason);
     });
     if (!this.write(out)) await this.drained();
   }
@@ -305,12 +244,4 @@ const SETTLED = Promise.resolve();
 
 function isBuffer(part: Part): part is Buffer {
   return Buffer.isBuffer(part);
-}
-
-function errorMessage(err: unknown, logger: Logger): string {
-  if (err instanceof ProtocolError) return err.message;
-  // The store's own errors (a log the disk cannot take) say what went wrong; they are logged where raised.
-  if (err instanceof StorageError) return err.message;
-  logger.error({ err }, 'request failed');
-  return 'internal error';
 }

@@ -5,12 +5,14 @@ import type { Logger } from 'pino';
 import type { ClientInfo, Context } from '../commands/context.js';
 import { errorReply, Output } from '../protocol/output.js';
 import { Connection } from './connection.js';
+import type { Dialect } from './dialect.js';
 
 export interface ServerOptions {
   readonly ctx: Context;
   readonly logger: Logger;
   readonly maxConnections: number;
-  readonly maxLineBytes: number;
+  /** Each connection's own instance of the protocol it speaks. */
+  readonly dialect: () => Dialect;
   readonly idleTimeoutMs: number;
   readonly drainTimeoutMs?: number;
   readonly maxBatch?: number;
@@ -59,7 +61,7 @@ export class KvServer {
       address: socket.remoteAddress === undefined ? 'local' : `${socket.remoteAddress}:${socket.remotePort}`,
       out: this.out,
       logger,
-      maxLineBytes: this.opts.maxLineBytes,
+      dialect: this.opts.dialect(),
       maxBatch: this.opts.maxBatch ?? 1024,
       idleTimeoutMs: this.opts.idleTimeoutMs,
       drainTimeoutMs: this.opts.drainTimeoutMs ?? 30_000,

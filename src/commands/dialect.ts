@@ -1,0 +1,102 @@
+import type { Logger } from 'pino';
+import { ErrorCode, ProtocolError } from '../errors.js';
+import { decodeRequest } from '../protocol/decode.js';
+import { LINE_TOO_LONG, LineReader } from '../protocol/lines.js';
+import { errorReply, type Output } from '../protocol/output.js';
+import { roleAllows, Session } from '../security/auth.js';
+import { errorMessage, type Dialect } from '../server/dialect.js';
+import type { Context, Outcome } from './context.js';
+import { COMMAND_NAMES, execute, PARSERS, type CommandParser } from './index.js';
+
+/**
+ * MerkleKV's line protocol (DESIGN.md section 2) for one connection: lines framed by LineReader,
+ * decoded, checked against what the connection has proven (Session), counted per command, run.
+ */
+export class LineDialect implements Dialect {
+  private readonly reader: LineReader;
+  /** What this client has proven (AUTH, the anti-entropy handshake). */
+  private readonly session: Session;
+  /** The command of the request being run (CommandParser.id; -1: not known yet), for its counters. */
+  private command = -1;
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly logger: Logger,
+    maxLineBytes: number,
+  ) {
+    this.reader = new LineReader(maxLineBytes);
+    this.session = new Session(ctx.auth);
+  }
+
+  get lastCommand(): string {
+    return COMMAND_NAMES[this.command] ?? 'NULL';
+  }
+
+  push(chunk: Buffer): void {
+    this.reader.push(chunk);
+  }
+
+  runNext(out: Output, ended: boolean): Outcome | 'none' {
+    let line = this.reader.next();
+    if (line === undefined) {
+      if (!(ended && this.reader.hasPartial)) return 'none';
+      // Input ended without a final newline: run what was sent, as `printf 'GET k' | nc` expects.
+      line = this.reader.takePartial();
+    }
+    if (line === LINE_TOO_LONG) {
+      // Framing is lost: the rest of the line cannot be told from the next request.
+      this.reply(out, new ProtocolError('line too long', { code: ErrorCode.LineTooLong }));
+      return 'close';
+    }
+    return this.runLine(line, out);
+  }
+
+  failure(err: unknown): Buffer {
+    this.ctx.stats.errors++;
+    return errorReply(errorMessage(err, this.logger));
+  }
+
+  private runLine(line: Buffer, out: Output): Outcome {
+    const ctx = this.ctx;
+    ctx.stats.commands++;
+    this.command = -1;
+    out.begin();
+    try {
+      return execute(decodeRequest(line, PARSERS, ctx.limits, this.guard), ctx, out, this.session);
+    } catch (err) {
+      out.rollback();
+      if (this.command !== -1) (ctx.stats.failures[this.command] as number)++;
+      this.reply(out, err);
+      return undefined;
+    }
+  }
+
+  /**
+   * Counts the command, and refuses it if this connection may not run it (DESIGN.md section 7), before
+   * its arguments are parsed.
+   */
+  private readonly guard = (parser: CommandParser, word: string): void => {
+    const { access, id } = parser;
+    this.command = id;
+    (this.ctx.stats.calls[id] as number)++;
+    if (access === 'public') return;
+    if (access === 'peer') {
+      // Peers prove the cluster secret instead of a password (AE.HELLO); a client's role does not reach AE.*.
+      if (!this.session.peer) throw new ProtocolError(`${word} is for anti-entropy peers, which prove the cluster secret first (AE.HELLO)`);
+      return;
+    }
+    const { role, user } = this.session;
+    if (role === undefined) throw new ProtocolError('NOAUTH Authentication required');
+    if (access === 'admin' && !this.ctx.adminCommands) {
+      throw new ProtocolError(`${word} is disabled on this node (security.admin_commands = false)`);
+    }
+    if (!roleAllows(role, access)) throw new ProtocolError(`NOPERM user ${user} (role ${role}) may not run ${word}`);
+  };
+
+  /** A request's error as its `ERROR` reply. */
+  private reply(out: Output, err: unknown): void {
+    this.ctx.stats.errors++;
+    out.begin();
+    out.error(errorMessage(err, this.logger));
+  }
+}
