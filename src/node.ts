@@ -8,6 +8,7 @@ import { COMMAND_NAMES } from './commands/index.js';
 import type { Config } from './config/schema.js';
 import { MetricsServer } from './metrics/http.js';
 import { createRegistry } from './metrics/metrics.js';
+import { MemcachedListener } from './memcached/listener.js';
 import { startBroker, type EmbeddedBroker } from './replication/broker.js';
 import { Replicator } from './replication/replicator.js';
 import { Authenticator, isLoopbackAddress } from './security/auth.js';
@@ -27,6 +28,8 @@ export interface RunningNode {
   readonly antiEntropy: AntiEntropy;
   /** Where /metrics, /health and /ready are served, when `[metrics] enabled`. */
   readonly metricsAddress: AddressInfo | undefined;
+  /** Where the memcached listener is, when `[memcached] enabled`. */
+  readonly memcachedAddress: AddressInfo | undefined;
   /** Stops accepting, answers what is in flight, closes LMDB. */
   stop(): Promise<void>;
 }
@@ -135,17 +138,29 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
         logger,
       )
     : undefined;
+  const memcached = config.memcached.enabled
+    ? new MemcachedListener({ ctx, logger, maxConnections: config.network.max_connections, idleTimeoutMs: config.network.connection_timeout * 1000, tls: tls?.server })
+    : undefined;
   let address: AddressInfo;
   let metricsAddress: AddressInfo | undefined;
+  let memcachedAddress: AddressInfo | undefined;
   try {
     address = await server.listen(config.network.bind_port, config.network.bind_address);
+    memcachedAddress = await memcached?.server.listen(config.memcached.port, config.memcached.bind_address);
     metricsAddress = await metrics?.listen(config.metrics.port, config.metrics.bind_address);
   } catch (err) {
+    await memcached?.close();
     await server.close();
     await replicator?.stop();
     await store.close();
     await broker?.close();
     throw err;
+  }
+  if (memcachedAddress !== undefined) {
+    logger.info({ address: memcachedAddress.address, port: memcachedAddress.port }, 'memcached listener listening');
+    if (!isLoopbackAddress(memcachedAddress.address)) {
+      logger.warn({ address: memcachedAddress.address }, "the memcached listener has no AUTH (memcached's text protocol has none): anyone who can reach it can read and write");
+    }
   }
   if (metricsAddress !== undefined) logger.info({ address: metricsAddress.address, port: metricsAddress.port }, 'metrics listening (/metrics, /health, /ready)');
   logger.info(
@@ -167,10 +182,11 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     broker,
     antiEntropy,
     metricsAddress,
+    memcachedAddress,
     async stop() {
       stopping = true;
       antiEntropy.stop();
-      await server.close();
+      await Promise.all([server.close(), memcached?.close()]);
       // Writes acknowledged so far are published before the client disconnects.
       store.flush();
       await replicator?.stop();

@@ -43,6 +43,11 @@ export interface Config {
     fsync: FsyncMode;
     fsync_period_ms: number;
   };
+  memcached: {
+    enabled: boolean;
+    bind_address: string;
+    port: number;
+  };
   metrics: {
     enabled: boolean;
     bind_address: string;
@@ -139,6 +144,10 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   // "periodic": OK once the write is in the OS, fdatasync every fsync_period_ms; "always": OK once on disk.
   'storage.fsync': { type: 'enum', default: 'periodic', values: FSYNC_MODES },
   'storage.fsync_period_ms': int(100, 1, 60_000),
+  // A second listener speaking memcached's text protocol, on the same store (memcached/).
+  'memcached.enabled': bool(false),
+  'memcached.bind_address': str('127.0.0.1', true),
+  'memcached.port': int(11211, 0, 65535),
   // Prometheus /metrics, /health and /ready over HTTP (metrics/http.ts).
   'metrics.enabled': bool(false),
   'metrics.bind_address': str('127.0.0.1', true),

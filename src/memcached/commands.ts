@@ -20,8 +20,21 @@ const U64 = 1n << 64n;
 /** MerkleKV counters are signed 64-bit: beyond, incr writes plain text. */
 const I64_LIMIT = 1n << 63n;
 
+/** memcached's own counters, for its `stats`. */
+export class McCounters {
+  commands = 0;
+  errors = 0;
+  cmdGet = 0;
+  cmdSet = 0;
+  cmdTouch = 0;
+  cmdFlush = 0;
+  getHits = 0;
+  getMisses = 0;
+}
+
 /** What the memcached listener needs beside the store. */
 export interface McContext {
+  readonly counters: McCounters;
   readonly store: Store;
   readonly limits: Limits;
   readonly version: string;
@@ -108,6 +121,7 @@ export function execute(req: McRequest, ctx: McContext, out: Output): 'close' | 
       retrieve(req.keys, req.command, req.exptime, ctx, out);
       return undefined;
     case 'flush_all':
+      ctx.counters.cmdFlush++;
       ctx.schedule(req.delay * 1000, () => void store.truncate());
       reply('OK', req.noreply);
       return undefined;
@@ -115,6 +129,8 @@ export function execute(req: McRequest, ctx: McContext, out: Output): 'close' | 
     case 'delete':
     case 'touch':
     case 'arith':
+      if (req.kind === 'store') ctx.counters.cmdSet++;
+      if (req.kind === 'touch') ctx.counters.cmdTouch++;
       if (badKey(req.key, ctx.limits)) reply('CLIENT_ERROR bad command line format', req.noreply);
       else keyed(req, store, out);
       return undefined;
@@ -166,9 +182,14 @@ function retrieve(keys: Buffer[], command: 'get' | 'gets' | 'gat' | 'gats', expt
   const at = touching ? expiryOf(exptime, Date.now()) : 0;
   let after: Promise<void> | null = null;
   for (const key of keys) {
-    if (badKey(key, ctx.limits)) continue;
-    let item = itemOf(ctx.store, key);
-    if (item === undefined) continue;
+    ctx.counters.cmdGet++;
+    if (touching) ctx.counters.cmdTouch++;
+    let item = badKey(key, ctx.limits) ? undefined : itemOf(ctx.store, key);
+    if (item === undefined) {
+      ctx.counters.getMisses++;
+      continue;
+    }
+    ctx.counters.getHits++;
     if (touching) {
       after = expire(ctx.store, key, at) ?? after;
       item = itemOf(ctx.store, key);

@@ -175,11 +175,14 @@ export class McParser {
         return this.touch(args);
       case 'flush_all':
         return this.flushAll(args);
+      // memcached 1.6 ignores what follows version and quit.
       case 'version':
         return { kind: 'version' };
       case 'verbosity': {
+        // `verbosity <level> [noreply]`; a word after the level is ignored, as memcached does.
         const noreply = isNoreply(args[args.length - 1]);
         if (args.length === 0 || args.length > 2) return { kind: 'error', reply: ERROR, noreply: false };
+        if (uint(args[0] as Buffer, U32_MAX) === undefined) return { kind: 'error', reply: BAD_FORMAT, noreply };
         return { kind: 'verbosity', noreply };
       }
       case 'stats':

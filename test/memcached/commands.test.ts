@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { casOf, execute, expiryOf, type McContext } from '../../src/memcached/commands.js';
+import { casOf, execute, expiryOf, McCounters, type McContext } from '../../src/memcached/commands.js';
 import { McParser } from '../../src/memcached/parser.js';
 import { Output } from '../../src/protocol/output.js';
 import { Store } from '../../src/store/store.js';
@@ -12,6 +12,7 @@ function session(): { store: Store; run: (input: string | Buffer) => Promise<str
   onTestFinished(() => store.close());
   const flushes: number[] = [];
   const ctx: McContext = {
+    counters: new McCounters(),
     store,
     limits: { maxKeyBytes: 250, maxValueBytes: 1024 * 1024 },
     version: '9.9.9',

@@ -109,6 +109,18 @@ describe('memcached request parser', () => {
     ]);
   });
 
+  it('takes version, quit and verbosity as memcached 1.6.18 does, extra words and all', () => {
+    expect(parse('version foo bar\r\nverbosity noreply\r\nverbosity x\r\nverbosity 1 foo\r\nverbosity 1 2 3\r\nstats noreply\r\nquit foo bar\r\n')).toEqual([
+      { kind: 'version' },
+      err('CLIENT_ERROR bad command line format', true),
+      err('CLIENT_ERROR bad command line format'),
+      { kind: 'verbosity', noreply: false },
+      err('ERROR'),
+      { kind: 'stats', args: ['noreply'] },
+      { kind: 'quit' },
+    ]);
+  });
+
   it('is case-sensitive and answers anything else with ERROR, an empty line included', () => {
     expect(parse('SET a 0 0 1\r\nx\r\n\r\nbogus\n')).toEqual([err('ERROR'), err('ERROR'), err('ERROR'), err('ERROR')]);
   });

@@ -1,0 +1,56 @@
+import type { Logger } from 'pino';
+import type { Outcome } from '../commands/context.js';
+import type { Output } from '../protocol/output.js';
+import { errorMessage, type Dialect } from '../server/dialect.js';
+import { execute, type McContext } from './commands.js';
+import { McParser, type McLimits, type McRequest } from './parser.js';
+
+/** memcached's text protocol for one connection of the memcached listener (issue #12). */
+export class McDialect implements Dialect {
+  private readonly parser: McParser;
+  private readonly queue: McRequest[] = [];
+  private head = 0;
+  private last = 'NULL';
+
+  constructor(
+    private readonly ctx: McContext,
+    private readonly logger: Logger,
+    limits: McLimits,
+  ) {
+    this.parser = new McParser(limits);
+  }
+
+  get lastCommand(): string {
+    return this.last;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    }
+    for (const req of this.parser.push(chunk)) this.queue.push(req);
+  }
+
+  runNext(out: Output): Outcome | 'none' {
+    const req = this.queue[this.head];
+    if (req === undefined) return 'none';
+    this.head++;
+    this.last = 'command' in req ? req.command : req.kind;
+    out.begin();
+    this.ctx.counters.commands++;
+    try {
+      return execute(req, this.ctx, out);
+    } catch (err) {
+      out.rollback();
+      out.raw(this.failure(err));
+      return undefined;
+    }
+  }
+
+  /** memcached reports what went wrong on its side as SERVER_ERROR. */
+  failure(err: unknown): Buffer {
+    this.ctx.counters.errors++;
+    return Buffer.from(`SERVER_ERROR ${errorMessage(err, this.logger).replace(/[\r\n]+/g, ' ')}\r\n`);
+  }
+}

@@ -1,0 +1,115 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { LineClient, startTestNode, tempDir } from '../helpers.js';
+import { startCluster, valueOn, waitFor } from '../replication/cluster.js';
+
+/** The node runs in this process: the tools must run without blocking it. */
+const run = promisify(execFile);
+const hasTools = spawnSync('sh', ['-c', 'command -v memccapable']).status === 0;
+/** With CI=true the libmemcached tools are installed (.ci/run) and their tests must run. */
+const runTools = hasTools || process.env.CI === 'true';
+
+/** A raw memcached-protocol connection: send bytes, read until the reply text so far matches. */
+async function mc(port: number): Promise<{ socket: Socket; closed: Promise<unknown>; send: (b: string | Buffer) => void; until: (re: RegExp) => Promise<string> }> {
+  const socket = connect({ port, host: '127.0.0.1' });
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  onTestFinished(() => {
+    socket.destroy();
+  });
+  let got = '';
+  socket.on('data', (b: Buffer) => (got += b.toString('latin1')));
+  return {
+    socket,
+    closed,
+    send: (b) => socket.write(typeof b === 'string' ? Buffer.from(b, 'latin1') : b),
+    async until(re) {
+      for (let i = 0; i < 200 && !re.test(got); i++) await new Promise((r) => setTimeout(r, 10));
+      const text = got;
+      got = '';
+      return text;
+    },
+  };
+}
+
+const memcachedFlags = { 'memcached.enabled': 'true', 'memcached.port': '0' };
+
+describe('the memcached listener', () => {
+  it('serves the text protocol beside the line protocol, on the same store, whole and byte by byte', async () => {
+    const node = await startTestNode(memcachedFlags);
+    const port = node.memcachedAddress?.port as number;
+    const c = await mc(port);
+    const value = Buffer.from([0x61, 0x0d, 0x0a, 0x00, 0xff, 0x62]);
+    const set = Buffer.concat([Buffer.from('set bin 42 0 6\r\n'), value, Buffer.from('\r\n')]);
+    for (const byte of set) c.send(Buffer.from([byte]));
+    expect(await c.until(/STORED\r\n/)).toBe('STORED\r\n');
+    c.send('get bin\r\n');
+    expect(Buffer.from(await c.until(/END\r\n/), 'latin1')).toEqual(Buffer.concat([Buffer.from('VALUE bin 42 6\r\n'), value, Buffer.from('\r\nEND\r\n')]));
+    // Written on one listener, read on the other, both ways.
+    c.send('set greeting 0 0 5\r\nhello\r\n');
+    await c.until(/STORED\r\n/);
+    const line = await LineClient.connect(node.address.port);
+    expect(await line.call('GET greeting')).toBe('VALUE hello');
+    expect(await line.call('INC visits 41')).toBe('VALUE 41');
+    c.send('incr visits 1\r\nget visits\r\n');
+    expect(await c.until(/END\r\n/)).toBe('42\r\nVALUE visits 0 2\r\n42\r\nEND\r\n');
+    expect(await line.call('GET visits')).toBe('VALUE 42');
+    // A value over the limit is refused and skipped whole: the connection stays in step.
+    c.send(`set big 0 0 ${2 * 1024 * 1024}\r\n`);
+    c.send(Buffer.alloc(2 * 1024 * 1024, 0x0a));
+    c.send('\r\nversion\r\n');
+    expect(await c.until(/VERSION .*\r\n/)).toMatch(/^SERVER_ERROR object too large for cache\r\nVERSION 1\.6\.\d+-merkle-kv-/);
+    c.send('bogus\r\nquit\r\n');
+    expect(await c.until(/ERROR\r\n/)).toBe('ERROR\r\n');
+    await c.closed;
+  });
+
+  it('expires items on every protocol: a short real TTL', async () => {
+    const node = await startTestNode(memcachedFlags);
+    const c = await mc(node.memcachedAddress?.port as number);
+    c.send('set brief 0 1 1\r\nx\r\n');
+    await c.until(/STORED/);
+    const line = await LineClient.connect(node.address.port);
+    expect(await line.call('TTL brief')).toMatch(/^TTL [01]$/);
+    await new Promise((r) => setTimeout(r, 1100));
+    c.send('get brief\r\n');
+    expect(await c.until(/END\r\n/)).toBe('END\r\n');
+    expect(await line.call('GET brief')).toBe('NOT_FOUND');
+  });
+
+  it('replicates memcached writes, flags and TTL included, to another node', async () => {
+    const [a, b] = await startCluster(2, undefined, (i) => (i === 0 ? memcachedFlags : {}));
+    if (a === undefined || b === undefined) throw new Error('no cluster');
+    const c = await mc(a.node.memcachedAddress?.port as number);
+    c.send('set user:1 77 3600 5\r\nalice\r\n');
+    await c.until(/STORED/);
+    await waitFor('replicated', () => valueOn(b, 'user:1') === 'alice');
+    const rec = b.node.store.readRecord(Buffer.from('user:1')).value as Buffer;
+    const { recordClientFlags, recordExpiry } = await import('../../src/store/record.js');
+    expect(recordClientFlags(rec)).toBe(77);
+    expect(recordExpiry(rec)).toBeGreaterThan(Date.now() + 3_500_000);
+  });
+
+  it.runIf(runTools)("passes libmemcached's memccapable ASCII checks, and its memccp/memccat/memcrm work against it", async () => {
+    const node = await startTestNode(memcachedFlags);
+    const port = String(node.memcachedAddress?.port);
+    const capable = await run('memccapable', ['-h', '127.0.0.1', '-p', port, '-a', '-t', '5'], { encoding: 'utf8', timeout: 60_000 });
+    expect(capable.stdout + capable.stderr).toMatch(/All tests passed/);
+    expect(capable.stdout.match(/\[pass\]/g)).toHaveLength(27);
+    const dir = tempDir();
+    const file = join(dir, 'notes.txt');
+    writeFileSync(file, 'line one\nline two\n');
+    const servers = `--servers=127.0.0.1:${port}`;
+    await run('memccp', [servers, file], { cwd: dir });
+    // memccat ends what it prints with a newline of its own.
+    expect((await run('memccat', [servers, 'notes.txt'], { encoding: 'utf8' })).stdout).toBe('line one\nline two\n\n');
+    const line = await LineClient.connect(node.address.port);
+    expect(await line.call('EXISTS notes.txt')).toBe('EXISTS 1');
+    await run('memcrm', [servers, 'notes.txt']);
+    expect(await line.call('EXISTS notes.txt')).toBe('EXISTS 0');
+  }, 90_000);
+});
