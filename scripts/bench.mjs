@@ -4,7 +4,7 @@
 //   npm run bench -- [--targets merkle,merkle-always,memcached,redis,redis-always,ceiling] [--rounds 3]
 //                    [--duration 3] [--warmup 1] [--ops set,get,mix,inc,set:100000,sadd:10,saddrem:100000] [--conns 1,50] [--depths 1,32]
 //                    [--threads 2] [--server-cpu 0] [--client-cpu 1] [--connect host:port]
-//                    [--baseline DIR] [--json file]
+//                    [--baseline DIR] [--json file] [--proto merkle|memcached]
 //
 // Contenders:
 //   merkle          MerkleKV, `[storage] fsync = "periodic"` (the default: OK once the write is in the OS)
@@ -17,6 +17,8 @@
 //   redis-always    `appendonly yes`, `appendfsync always` (the comparison for "always")
 //   ceiling         scripts/ceiling-server.mjs: a minimal Node.js line server with fixed replies
 //   base            the build in `--baseline DIR` (DIR/dist/cli.js, e.g. a worktree of the previous commit)
+// --proto memcached drives MerkleKV builds through their memcached listener ([memcached]) with
+// memcached's text protocol, beside a real memcached (targets merkle, merkle-always, base, memcached).
 // Ops: set, get, mix and inc pick one of 10,000 keys at random; `set:100000` (or get:, mix:, inc:) one of
 // N keys. sadd:N and saddrem:N add (or add and remove) random members of a set of N members.
 // Beside ops/s and p50/p99 latency, it prints the server's CPU per operation (user + system, all threads,
@@ -43,10 +45,15 @@ const { values: args } = parseArgs({
     connect: { type: 'string' },
     baseline: { type: 'string' },
     json: { type: 'string' },
+    proto: { type: 'string', default: 'merkle' },
   },
 });
 
 const targets = list(args.targets);
+if (!['merkle', 'memcached'].includes(args.proto)) throw new Error('--proto must be merkle or memcached');
+if (args.proto === 'memcached' && targets.some((t) => t.startsWith('redis') || t === 'ceiling')) {
+  throw new Error('--proto memcached: Redis and the ceiling server speak no memcached; leave them out of --targets');
+}
 const fmtCpu = (us) => (us === undefined ? '-' : us.toFixed(1));
 
 /** Starts one contender; returns its port and a stop function. */
@@ -102,14 +109,18 @@ async function startServer(target) {
   } else {
     throw new Error(`unknown target ${target}`);
   }
+  // --proto memcached: MerkleKV builds are driven through their memcached listener.
+  const mcPort = args.proto === 'memcached' && (target.startsWith('merkle') || target === 'base') ? await freePort() : undefined;
+  if (mcPort !== undefined) Object.assign(env, { MERKLE_KV_MEMCACHED_ENABLED: 'true', MERKLE_KV_MEMCACHED_PORT: String(mcPort) });
   const proc = startProcess(args['server-cpu'], cmd, cmdArgs, { MERKLE_KV_MQTT_ENABLED: 'false', ...env });
   await waitReady(port);
+  if (mcPort !== undefined) await waitReady(mcPort);
   // merkle-metrics is scraped every second, as a busy Prometheus would.
   const scraper = metricsPort === undefined ? undefined : setInterval(() => {
     fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text(), () => {});
   }, 1000);
   return {
-    port,
+    port: mcPort ?? port,
     pid: proc.child.pid,
     client,
     async stop() {
@@ -118,6 +129,13 @@ async function startServer(target) {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The protocol the generator speaks to a target. */
+function protocolOf(target) {
+  if (target.startsWith('redis')) return 'redis';
+  if (target === 'memcached' || args.proto === 'memcached') return 'memcached';
+  return 'merkle';
 }
 
 /** `set:100000` is SET over 100,000 keys (the default is 10,000); `sadd:N` is the generator's own. */
@@ -131,7 +149,7 @@ function runLoad(server, target, op, conns, depth, preload) {
   const cfg = {
     port: server.port,
     serverPid: server.pid,
-    protocol: target.startsWith('redis') ? 'redis' : target === 'memcached' ? 'memcached' : 'merkle',
+    protocol: protocolOf(target),
     ...keyspaceOf(op),
     conns,
     depth,

@@ -2,8 +2,8 @@ import { keyProblem, type Limits } from '../rules.js';
 import type { Output } from '../protocol/output.js';
 import { counterValue, decodeCounter } from '../store/counter.js';
 import { expire, increment } from '../store/operations.js';
-import { KIND, recordClientFlags, recordItem } from '../store/record.js';
-import { isAbsentState, plainState, stateKind, stateOf, type RecordState } from '../store/state.js';
+import { isAbsent, KIND, recordClientFlags, recordExpiry, recordItem, recordKind, recordValue } from '../store/record.js';
+import { plainState } from '../store/state.js';
 import type { Store } from '../store/store.js';
 import type { McRequest } from './parser.js';
 
@@ -66,25 +66,27 @@ export function casOf(rec: Buffer): bigint {
   return cas === 0n ? 1n : cas;
 }
 
-/** A live item as memcached sees it: a value (a counter's decimal text), its flags and its record. */
+/**
+ * A live item as memcached sees it: its value (a counter's decimal text), flags, expiry (ms, 0 none),
+ * kind and CAS. Views into the store's buffers: use before the next store call.
+ */
 interface Item {
-  readonly state: RecordState;
   readonly value: Buffer;
   readonly flags: number;
+  readonly expiresAt: number;
+  readonly counter: boolean;
   readonly rec: Buffer;
 }
 
 /** The live item under `key`; undefined for absent, expired, and keys memcached cannot see (sets). */
 function itemOf(store: Store, key: Buffer): Item | undefined {
-  const stored = store.readRecord(key).value;
-  if (stored === undefined) return undefined;
-  const rec = Buffer.from(stored);
-  const state = stateOf(rec);
-  if (isAbsentState(state, Date.now())) return undefined;
-  const kind = stateKind(state);
-  if (kind === KIND.plain) return { state, value: state.payload, flags: recordClientFlags(rec), rec };
-  if (kind === KIND.counter) return { state, value: Buffer.from(counterValue(decodeCounter(state.payload, true)).toString()), flags: 0, rec };
-  return undefined;
+  const rec = store.readRecord(key).value;
+  if (rec === undefined || isAbsent(rec, Date.now())) return undefined;
+  const kind = recordKind(rec);
+  if (kind === KIND.plain) return { value: recordValue(rec), flags: recordClientFlags(rec), expiresAt: recordExpiry(rec), counter: false, rec };
+  if (kind !== KIND.counter) return undefined;
+  const value = Buffer.from(counterValue(decodeCounter(recordValue(rec), true)).toString());
+  return { value, flags: 0, expiresAt: recordExpiry(rec), counter: true, rec };
 }
 
 /** Runs one request, writing its reply (none with noreply) to `out`. Returns 'close' for quit. */
@@ -206,9 +208,11 @@ function retrieve(keys: Buffer[], command: 'get' | 'gets' | 'gat' | 'gats', expt
 
 /** set, add, replace, append, prepend, cas. */
 function storeItem(req: Extract<McRequest, { kind: 'store' }>, store: Store): { text: string; after: Promise<void> | null } {
-  const current = itemOf(store, req.key);
+  // The hot path: a set of a value without flags or expiry is what SET writes.
+  if (req.command === 'set' && req.flags === 0 && req.exptime === 0) return { text: 'STORED', after: store.set(req.key, req.data) };
+  const current = req.command === 'set' ? undefined : itemOf(store, req.key);
   // A key memcached cannot see (a set) still exists: only set and delete replace it.
-  const occupied = current !== undefined || (req.command !== 'set' && store.readValue(req.key).value === 'set');
+  const occupied = current !== undefined || (req.command === 'add' && store.readValue(req.key).value === 'set');
   let value = req.data;
   let flags = req.flags;
   let at = expiryOf(req.exptime, Date.now());
@@ -225,7 +229,7 @@ function storeItem(req: Extract<McRequest, { kind: 'store' }>, store: Store): { 
       // The item keeps its flags and expiry; the command's are ignored, as memcached does.
       value = req.command === 'append' ? Buffer.concat([current.value, req.data]) : Buffer.concat([req.data, current.value]);
       flags = current.flags;
-      at = current.state.expiry?.at ?? 0;
+      at = current.expiresAt;
       break;
     case 'cas':
       if (current === undefined) return { text: 'NOT_FOUND', after: null };
@@ -250,10 +254,11 @@ function arith(command: 'incr' | 'decr', key: Buffer, delta: bigint, store: Stor
   if (!/^[0-9]{1,20}$/.test(text) || BigInt(text) >= U64) return { text: 'CLIENT_ERROR cannot increment or decrement non-numeric value', after: null };
   const current = BigInt(text);
   const next = command === 'incr' ? (current + delta) % U64 : current > delta ? current - delta : 0n;
-  if (stateKind(item.state) === KIND.counter && next < I64_LIMIT) {
+  const { flags, expiresAt, counter } = item;
+  if (counter && next < I64_LIMIT) {
     const r = increment(store, key, next - current);
     if (typeof r !== 'string') return { text: String(r.value), after: r.after };
   }
-  const state = { ...plainState({ ...store.clock.now(), node: store.nodeId }, Buffer.from(next.toString()), item.state.expiry?.at ?? 0), clientFlags: item.flags };
+  const state = { ...plainState({ ...store.clock.now(), node: store.nodeId }, Buffer.from(next.toString()), expiresAt), clientFlags: flags };
   return { text: next.toString(), after: store.writeState(key, state) };
 }
