@@ -71,6 +71,7 @@ const U32_MAX = 0xffff_ffff;
 const I32_MIN = -0x8000_0000;
 const I32_MAX = 0x7fff_ffff;
 const U64_MAX = (1n << 64n) - 1n;
+const EMPTY = Buffer.alloc(0);
 const LF = 0x0a;
 const CR = 0x0d;
 
@@ -88,6 +89,9 @@ interface PendingStore {
 
 export class McParser {
   private buf: Buffer = Buffer.alloc(0);
+  /** Chunks of a data block still short of its length: joined once, when it is complete. */
+  private parts: Buffer[] | undefined;
+  private partsLength = 0;
   private store: PendingStore | undefined;
   /** Bytes of a refused data block still to skip. */
   private swallow = 0;
@@ -99,6 +103,14 @@ export class McParser {
   push(chunk: Buffer): McRequest[] {
     const out: McRequest[] = [];
     if (this.closed) return out;
+    if (this.parts !== undefined) {
+      // A large value arrives in many chunks: gather them rather than copy what came so far each time.
+      this.parts.push(chunk);
+      this.partsLength += chunk.length;
+      if (this.partsLength < (this.store?.need ?? 0)) return out;
+      chunk = Buffer.concat(this.parts, this.partsLength);
+      this.parts = undefined;
+    }
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     let pos = 0;
     for (;;) {
@@ -131,7 +143,14 @@ export class McParser {
       if (req !== undefined) out.push(req);
     }
     // Keep only what is unread, copied so the chunks it came from can be freed.
-    this.buf = pos >= this.buf.length ? Buffer.alloc(0) : Buffer.from(this.buf.subarray(pos));
+    const rest = pos >= this.buf.length ? EMPTY : Buffer.from(this.buf.subarray(pos));
+    if (this.store !== undefined && rest.length > 0 && rest.length < this.store.need) {
+      this.parts = [rest];
+      this.partsLength = rest.length;
+      this.buf = EMPTY;
+    } else {
+      this.buf = rest;
+    }
     return out;
   }
 

@@ -94,6 +94,29 @@ describe('the memcached listener', () => {
     expect(recordExpiry(rec)).toBeGreaterThan(Date.now() + 3_500_000);
   });
 
+  it('works with a Node memcached client library (memcache-client): flags, CAS, incr/decr, multi-get', async () => {
+    const { MemcacheClient } = await import('memcache-client');
+    const node = await startTestNode(memcachedFlags);
+    const client = new MemcacheClient({ server: `127.0.0.1:${node.memcachedAddress?.port}` });
+    onTestFinished(() => client.shutdown());
+    expect(await client.set('s', 'hello')).toEqual(['STORED']);
+    // The library stores an object as JSON and marks it with a flag: the flag must come back.
+    expect(await client.set('o', { a: 1, b: [2] }, { lifetime: 60 })).toEqual(['STORED']);
+    expect((await client.get<{ a: number }>('o')).value).toEqual({ a: 1, b: [2] });
+    const read = await client.gets<string>('s');
+    expect(read.value).toBe('hello');
+    expect(await client.cas('s', 'world', { casUniq: read.casUniq })).toEqual(['STORED']);
+    await expect(client.cas('s', 'again', { casUniq: read.casUniq })).rejects.toThrow(/EXISTS/);
+    await client.set('n', '5');
+    expect(await client.incr('n', 3)).toBe('8');
+    expect(await client.decr('n', 10)).toBe('0');
+    // The library types a multi-get like a single one; it answers a map by key.
+    const many = (await client.get<string>(['s', 'n', 'missing'])) as unknown as Record<string, { value: string } | undefined>;
+    expect(Object.keys(many).sort()).toEqual(['n', 's']);
+    expect(many.s?.value).toBe('world');
+    expect(await client.delete('n')).toEqual(['DELETED']);
+  });
+
   it.runIf(runTools)("passes libmemcached's memccapable ASCII checks, and its memccp/memccat/memcrm work against it", async () => {
     const node = await startTestNode(memcachedFlags);
     const port = String(node.memcachedAddress?.port);

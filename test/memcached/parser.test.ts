@@ -49,6 +49,19 @@ describe('memcached request parser', () => {
     expect(parse('set a 0 0 2 noreply\r\nabc\r\n')).toEqual([err('CLIENT_ERROR bad data chunk', true), err('ERROR')]);
   });
 
+  it('gathers a large data block from many small chunks, then reads on', () => {
+    const value = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < value.length; i++) value[i] = (i * 7) & 0xff;
+    const input = Buffer.concat([b(`set big 3 0 ${value.length}\r\n`), value, b('\r\nget big\r\n')]);
+    const p = new McParser();
+    const out: McRequest[] = [];
+    for (let i = 0; i < input.length; i += 1000) out.push(...p.push(input.subarray(i, i + 1000)));
+    expect(out).toHaveLength(2);
+    expect(out[0]).toMatchObject({ kind: 'store', key: b('big'), flags: 3 });
+    expect((out[0] as { data: Buffer }).data.equals(value)).toBe(true);
+    expect(out[1]).toEqual({ kind: 'retrieve', command: 'get', keys: [b('big')], exptime: 0 });
+  });
+
   it('skips a data block over the size limit whole, answering SERVER_ERROR object too large for cache', () => {
     const limits = { maxKeyBytes: 250, maxValueBytes: 10, maxLineBytes: 2048, maxRetrievalLineBytes: 4096 };
     expect(parse(`set big 0 0 11\r\n${'x\r\n'.repeat(3)}xx\r\nversion\r\n`, limits)).toEqual([err('SERVER_ERROR object too large for cache'), { kind: 'version' }]);
