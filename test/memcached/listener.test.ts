@@ -1,9 +1,11 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { makeCerts } from '../certs.js';
 import { LineClient, startTestNode, tempDir } from '../helpers.js';
 import { startCluster, valueOn, waitFor } from '../replication/cluster.js';
 
@@ -66,6 +68,21 @@ describe('the memcached listener', () => {
     c.send('bogus\r\nquit\r\n');
     expect(await c.until(/ERROR\r\n/)).toBe('ERROR\r\n');
     await c.closed;
+  });
+
+  it("takes the client port's TLS setting", async () => {
+    const certs = makeCerts();
+    const node = await startTestNode({ ...memcachedFlags, 'network.tls.enabled': 'true', 'network.tls.cert_file': certs.serverCert, 'network.tls.key_file': certs.serverKey });
+    const socket = tlsConnect({ port: node.memcachedAddress?.port, host: '127.0.0.1', ca: readFileSync(certs.caCert) });
+    onTestFinished(() => {
+      socket.destroy();
+    });
+    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    socket.write('set t 0 0 2\r\nok\r\nget t\r\n');
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString()));
+    await waitFor('replies over TLS', () => got.endsWith('END\r\n'));
+    expect(got).toBe('STORED\r\nVALUE t 0 2\r\nok\r\nEND\r\n');
   });
 
   it('expires items on every protocol: a short real TTL', async () => {
