@@ -95,8 +95,7 @@ export class LineDialect implements Dialect {
 
   /** A request's error as its `ERROR` reply. */
   private reply(out: Output, err: unknown): void {
-    this.ctx.stats.errors++;
     out.begin();
-    out.error(errorMessage(err, this.logger));
+    out.raw(this.failure(err));
   }
 }

@@ -92,9 +92,7 @@ function itemOf(store: Store, key: Buffer): Item | undefined {
 /** Runs one request, writing its reply (none with noreply) to `out`. Returns 'close' for quit. */
 export function execute(req: McRequest, ctx: McContext, out: Output): 'close' | undefined {
   const { store } = ctx;
-  const reply = (text: string, noreply: boolean): void => {
-    if (!noreply) out.line(text);
-  };
+  const reply = (text: string, noreply: boolean): void => answer(out, text, noreply);
   switch (req.kind) {
     case 'error':
       reply(req.reply, req.noreply);
@@ -139,11 +137,14 @@ export function execute(req: McRequest, ctx: McContext, out: Output): 'close' | 
   }
 }
 
+/** A reply line, unless the request said noreply. */
+function answer(out: Output, text: string, noreply: boolean): void {
+  if (!noreply) out.line(text);
+}
+
 /** The commands on one key, whose key is known good. */
 function keyed(req: Extract<McRequest, { key: Buffer }>, store: Store, out: Output): void {
-  const reply = (text: string): void => {
-    if (!req.noreply) out.line(text);
-  };
+  const reply = (text: string): void => answer(out, text, req.noreply);
   switch (req.kind) {
     case 'store': {
       const { text, after } = storeItem(req, store);
@@ -211,14 +212,13 @@ function storeItem(req: Extract<McRequest, { kind: 'store' }>, store: Store): { 
   // The hot path: a set of a value without flags or expiry is what SET writes.
   if (req.command === 'set' && req.flags === 0 && req.exptime === 0) return { text: 'STORED', after: store.set(req.key, req.data) };
   const current = req.command === 'set' ? undefined : itemOf(store, req.key);
-  // A key memcached cannot see (a set) still exists: only set and delete replace it.
-  const occupied = current !== undefined || (req.command === 'add' && store.readValue(req.key).value === 'set');
   let value = req.data;
   let flags = req.flags;
   let at = expiryOf(req.exptime, Date.now());
   switch (req.command) {
     case 'add':
-      if (occupied) return { text: 'NOT_STORED', after: null };
+      // A key memcached cannot see (a set) still exists: only set and delete replace it.
+      if (current !== undefined || store.readValue(req.key).value === 'set') return { text: 'NOT_STORED', after: null };
       break;
     case 'replace':
       if (current === undefined) return { text: 'NOT_STORED', after: null };
