@@ -146,7 +146,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
   let memcachedAddress: AddressInfo | undefined;
   try {
     address = await server.listen(config.network.bind_port, config.network.bind_address);
-    memcachedAddress = await memcached?.server.listen(config.memcached.port, config.memcached.bind_address);
+    memcachedAddress = await memcached?.listen(config.memcached.port, config.memcached.bind_address);
     metricsAddress = await metrics?.listen(config.metrics.port, config.metrics.bind_address);
   } catch (err) {
     await memcached?.close();

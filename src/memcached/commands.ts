@@ -5,7 +5,8 @@ import { expire, increment } from '../store/operations.js';
 import { isAbsent, KIND, recordClientFlags, recordExpiry, recordItem, recordKind, recordValue } from '../store/record.js';
 import { plainState } from '../store/state.js';
 import type { Store } from '../store/store.js';
-import type { McRequest } from './parser.js';
+import { toUnsigned64 } from './numbers.js';
+import { TOO_LARGE, type McRequest } from './parser.js';
 
 /*
  * What memcached's text commands do to the replicated store (issue #12): the same records, versions and
@@ -20,7 +21,7 @@ const U64 = 1n << 64n;
 /** MerkleKV counters are signed 64-bit: beyond, incr writes plain text. */
 const I64_LIMIT = 1n << 63n;
 
-/** memcached's own counters, for its `stats`. */
+/** memcached's own counters, for its `stats` (named as memcached names them); `stats reset` zeroes them. */
 export class McCounters {
   commands = 0;
   errors = 0;
@@ -30,6 +31,22 @@ export class McCounters {
   cmdFlush = 0;
   getHits = 0;
   getMisses = 0;
+  deleteHits = 0;
+  deleteMisses = 0;
+  incrHits = 0;
+  incrMisses = 0;
+  decrHits = 0;
+  decrMisses = 0;
+  casHits = 0;
+  casMisses = 0;
+  casBadval = 0;
+  touchHits = 0;
+  touchMisses = 0;
+  storeTooLarge = 0;
+
+  reset(): void {
+    Object.assign(this, new McCounters());
+  }
 }
 
 /** What the memcached listener needs beside the store. */
@@ -40,8 +57,8 @@ export interface McContext {
   readonly version: string;
   /** `flush_all <delay>`: runs `flush` after `delayMs` (0: now). */
   readonly schedule: (delayMs: number, flush: () => void) => void;
-  /** `stats`: the `STAT <name> <value>` pairs the listener reports. */
-  readonly stats: () => [string, string | number][];
+  /** `stats [group]`: the `STAT <name> <value>` pairs the listener reports; undefined for a group it does not know. */
+  readonly stats: (group: string | undefined) => [string, string | number][] | undefined;
 }
 
 /**
@@ -95,6 +112,7 @@ export function execute(req: McRequest, ctx: McContext, out: Output): 'close' | 
   const reply = (text: string, noreply: boolean): void => answer(out, text, noreply);
   switch (req.kind) {
     case 'error':
+      if (req.reply === TOO_LARGE) ctx.counters.storeTooLarge++;
       reply(req.reply, req.noreply);
       return undefined;
     case 'close':
@@ -108,15 +126,21 @@ export function execute(req: McRequest, ctx: McContext, out: Output): 'close' | 
     case 'verbosity':
       reply('OK', req.noreply);
       return undefined;
-    case 'stats':
-      // General statistics only; memcached's `stats items`, `slabs`, ... describe its allocator.
-      if (req.args.length > 0) {
+    case 'stats': {
+      if (req.args.length === 1 && req.args[0] === 'reset') {
+        ctx.counters.reset();
+        out.line('RESET');
+        return undefined;
+      }
+      const pairs = req.args.length > 1 ? undefined : ctx.stats(req.args[0]);
+      if (pairs === undefined) {
         out.line('ERROR');
         return undefined;
       }
-      for (const [name, value] of ctx.stats()) out.line(`STAT ${name} ${value}`);
+      for (const [name, value] of pairs) out.line(`STAT ${name} ${value}`);
       out.line('END');
       return undefined;
+    }
     case 'retrieve':
       retrieve(req.keys, req.command, req.exptime, ctx, out);
       return undefined;
@@ -132,7 +156,7 @@ export function execute(req: McRequest, ctx: McContext, out: Output): 'close' | 
       if (req.kind === 'store') ctx.counters.cmdSet++;
       if (req.kind === 'touch') ctx.counters.cmdTouch++;
       if (badKey(req.key, ctx.limits)) reply('CLIENT_ERROR bad command line format', req.noreply);
-      else keyed(req, store, out);
+      else keyed(req, ctx, out);
       return undefined;
   }
 }
@@ -143,17 +167,20 @@ function answer(out: Output, text: string, noreply: boolean): void {
 }
 
 /** The commands on one key, whose key is known good. */
-function keyed(req: Extract<McRequest, { key: Buffer }>, store: Store, out: Output): void {
+function keyed(req: Extract<McRequest, { key: Buffer }>, ctx: McContext, out: Output): void {
+  const { store, counters } = ctx;
   const reply = (text: string): void => answer(out, text, req.noreply);
   switch (req.kind) {
     case 'store': {
       const { text, after } = storeItem(req, store);
+      if (req.command === 'cas') count(counters, text === 'STORED' ? 'casHits' : text === 'EXISTS' ? 'casBadval' : 'casMisses');
       reply(text);
       out.dependOn(after);
       return;
     }
     case 'delete': {
       const held = itemOf(store, req.key) !== undefined;
+      count(counters, held ? 'deleteHits' : 'deleteMisses');
       // A tombstone either way, as DEL writes (DESIGN.md section 4).
       reply(held ? 'DELETED' : 'NOT_FOUND');
       out.dependOn(store.delete(req.key));
@@ -161,17 +188,26 @@ function keyed(req: Extract<McRequest, { key: Buffer }>, store: Store, out: Outp
     }
     case 'touch': {
       const after = itemOf(store, req.key) === undefined ? undefined : expire(store, req.key, expiryOf(req.exptime, Date.now()));
+      count(counters, after === undefined ? 'touchMisses' : 'touchHits');
       reply(after === undefined ? 'NOT_FOUND' : 'TOUCHED');
       if (after !== undefined) out.dependOn(after);
       return;
     }
     case 'arith': {
       const { text, after } = arith(req.command, req.key, req.delta, store);
+      if (text === 'NOT_FOUND') count(counters, req.command === 'incr' ? 'incrMisses' : 'decrMisses');
+      else if (!text.startsWith('CLIENT_ERROR')) count(counters, req.command === 'incr' ? 'incrHits' : 'decrHits');
       reply(text);
       out.dependOn(after);
       return;
     }
   }
+}
+
+type HitCounter = { [K in keyof McCounters]: McCounters[K] extends number ? K : never }[keyof McCounters];
+
+function count(counters: McCounters, which: HitCounter): void {
+  counters[which]++;
 }
 
 function badKey(key: Buffer, limits: Limits): boolean {
@@ -190,9 +226,11 @@ function retrieve(keys: Buffer[], command: 'get' | 'gets' | 'gat' | 'gats', expt
     let item = badKey(key, ctx.limits) ? undefined : itemOf(ctx.store, key);
     if (item === undefined) {
       ctx.counters.getMisses++;
+      if (touching) ctx.counters.touchMisses++;
       continue;
     }
     ctx.counters.getHits++;
+    if (touching) ctx.counters.touchHits++;
     if (touching) {
       after = expire(ctx.store, key, at) ?? after;
       item = itemOf(ctx.store, key);
@@ -243,16 +281,16 @@ function storeItem(req: Extract<McRequest, { kind: 'store' }>, store: Store): { 
 }
 
 /**
- * incr/decr: the value must be a decimal number below 2^64; incr wraps around, decr stops at 0 (as
+ * incr/decr: the value must be a decimal number below 2^64 (memcached's reading of it, numbers.ts); incr wraps around, decr stops at 0 (as
  * memcached does). The new value is written as text, with the item's flags and expiry; a MerkleKV
  * counter (INC) takes the change as an increment, so it still merges with other nodes' increments.
  */
 function arith(command: 'incr' | 'decr', key: Buffer, delta: bigint, store: Store): { text: string; after: Promise<void> | null } {
   const item = itemOf(store, key);
   if (item === undefined) return { text: 'NOT_FOUND', after: null };
-  const text = item.value.toString('latin1');
-  if (!/^[0-9]{1,20}$/.test(text) || BigInt(text) >= U64) return { text: 'CLIENT_ERROR cannot increment or decrement non-numeric value', after: null };
-  const current = BigInt(text);
+  // Read as memcached reads it (white space around the number is allowed); an empty value is no number.
+  const current = item.value.length === 0 ? undefined : toUnsigned64(item.value);
+  if (current === undefined) return { text: 'CLIENT_ERROR cannot increment or decrement non-numeric value', after: null };
   const next = command === 'incr' ? (current + delta) % U64 : current > delta ? current - delta : 0n;
   const { flags, expiresAt, counter } = item;
   if (counter && next < I64_LIMIT) {

@@ -1,3 +1,4 @@
+import type { AddressInfo } from 'node:net';
 import type { TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Context } from '../commands/context.js';
@@ -5,6 +6,7 @@ import { KvServer } from '../server/server.js';
 import { McCounters, type McContext } from './commands.js';
 import { McDialect } from './dialect.js';
 import { MEMCACHED_LIMITS } from './parser.js';
+import { memcachedStats } from './stats.js';
 
 /**
  * What `version` and `stats` report: the memcached release whose text protocol the listener follows,
@@ -34,6 +36,7 @@ export class MemcachedListener {
   private readonly counters = new McCounters();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly startedAt = Date.now();
+  private address: AddressInfo | undefined;
 
   constructor(opts: MemcachedOptions) {
     const { ctx } = opts;
@@ -43,7 +46,24 @@ export class MemcachedListener {
       limits: { maxKeyBytes: Math.min(ctx.limits.maxKeyBytes, MEMCACHED_LIMITS.maxKeyBytes), maxValueBytes: ctx.limits.maxValueBytes },
       version: memcachedVersion(ctx.version),
       schedule: (delayMs, flush) => this.schedule(delayMs, flush),
-      stats: () => this.stats(ctx, opts.maxConnections),
+      stats: (group) =>
+        memcachedStats(group, {
+          counters: this.counters,
+          version: mc.version,
+          startedAt: this.startedAt,
+          maxConnections: opts.maxConnections,
+          currentConnections: this.server.connectionCount,
+          totalConnections: ctx.stats.connectionsTotal,
+          rejectedConnections: ctx.stats.connectionsRejected,
+          items: ctx.store.size,
+          bytes: ctx.store.lmdbBytes(),
+          dataDir: ctx.store.path,
+          port: this.address?.port ?? 0,
+          bindAddress: this.address?.address ?? '',
+          maxValueBytes: ctx.limits.maxValueBytes,
+          idleTimeoutSeconds: Math.floor(opts.idleTimeoutMs / 1000),
+          tls: opts.tls !== undefined,
+        }),
     };
     const limits = { ...MEMCACHED_LIMITS, maxKeyBytes: mc.limits.maxKeyBytes, maxValueBytes: ctx.limits.maxValueBytes };
     this.server = new KvServer({
@@ -56,6 +76,12 @@ export class MemcachedListener {
     });
   }
 
+  /** Starts listening; the address is what `stats settings` reports. */
+  async listen(port: number, host: string): Promise<AddressInfo> {
+    this.address = await this.server.listen(port, host);
+    return this.address;
+  }
+
   /** Stops accepting, answers what is in flight, and drops flushes still waiting for their delay. */
   async close(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
@@ -63,7 +89,10 @@ export class MemcachedListener {
     await this.server.close();
   }
 
+  /** A flush_all replaces the one still waiting for its delay, as memcached keeps one flush time. */
   private schedule(delayMs: number, flush: () => void): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     if (delayMs === 0) return flush();
     const timer = setTimeout(() => {
       this.timers.delete(timer);
@@ -73,33 +102,4 @@ export class MemcachedListener {
     this.timers.add(timer);
   }
 
-  /** The general statistics memcached reports that mean something here. */
-  private stats(ctx: Context, maxConnections: number): [string, string | number][] {
-    const c = this.counters;
-    const cpu = process.cpuUsage();
-    const seconds = (us: number): string => (us / 1e6).toFixed(6);
-    return [
-      ['pid', process.pid],
-      ['uptime', Math.floor((Date.now() - this.startedAt) / 1000)],
-      ['time', Math.floor(Date.now() / 1000)],
-      ['version', memcachedVersion(ctx.version)],
-      ['pointer_size', 64],
-      ['rusage_user', seconds(cpu.user)],
-      ['rusage_system', seconds(cpu.system)],
-      ['max_connections', maxConnections],
-      ['curr_connections', this.server.connectionCount],
-      ['total_connections', ctx.stats.connectionsTotal],
-      ['cmd_get', c.cmdGet],
-      ['cmd_set', c.cmdSet],
-      ['cmd_flush', c.cmdFlush],
-      ['cmd_touch', c.cmdTouch],
-      ['get_hits', c.getHits],
-      ['get_misses', c.getMisses],
-      ['curr_items', ctx.store.size],
-      ['bytes', ctx.store.lmdbBytes()],
-      ['limit_maxbytes', 0],
-      ['threads', 1],
-      ['evictions', 0],
-    ];
-  }
 }

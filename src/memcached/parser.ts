@@ -9,6 +9,8 @@
  * dropped, so the connection stays in step). Only a line too long to be a command ends the connection.
  */
 
+import { toSigned32, toUnsigned32, toUnsigned64 } from './numbers.js';
+
 export const STORE_COMMANDS = ['set', 'add', 'replace', 'append', 'prepend', 'cas'] as const;
 export type StoreCommand = (typeof STORE_COMMANDS)[number];
 export const RETRIEVE_COMMANDS = ['get', 'gets', 'gat', 'gats'] as const;
@@ -63,14 +65,11 @@ export const MEMCACHED_LIMITS: McLimits = {
 const ERROR = 'ERROR';
 const BAD_FORMAT = 'CLIENT_ERROR bad command line format';
 const BAD_CHUNK = 'CLIENT_ERROR bad data chunk';
-const TOO_LARGE = 'SERVER_ERROR object too large for cache';
+/** The reply to a data block over the size limit (counted as memcached's store_too_large). */
+export const TOO_LARGE = 'SERVER_ERROR object too large for cache';
 const BAD_DELTA = 'CLIENT_ERROR invalid numeric delta argument';
 const BAD_EXPTIME = 'CLIENT_ERROR invalid exptime argument';
 const DELETE_USAGE = 'CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]';
-const U32_MAX = 0xffff_ffff;
-const I32_MIN = -0x8000_0000;
-const I32_MAX = 0x7fff_ffff;
-const U64_MAX = (1n << 64n) - 1n;
 const EMPTY = Buffer.alloc(0);
 const LF = 0x0a;
 const CR = 0x0d;
@@ -180,8 +179,9 @@ export class McParser {
         return this.retrieval(name, args, 0);
       case 'gat':
       case 'gats': {
-        const exptime = args.length < 2 ? undefined : int32(args[0] as Buffer);
-        if (args.length < 2) return { kind: 'error', reply: ERROR, noreply: false };
+        // `gat <exptime>` with no key is an empty retrieval (END), as in memcached.
+        if (args.length === 0) return { kind: 'error', reply: ERROR, noreply: false };
+        const exptime = toSigned32(args[0] as Buffer);
         if (exptime === undefined) return { kind: 'error', reply: BAD_EXPTIME, noreply: false };
         return this.retrieval(name, args.slice(1), exptime);
       }
@@ -201,7 +201,7 @@ export class McParser {
         // `verbosity <level> [noreply]`; a word after the level is ignored, as memcached does.
         const noreply = isNoreply(args[args.length - 1]);
         if (args.length === 0 || args.length > 2) return { kind: 'error', reply: ERROR, noreply: false };
-        if (uint(args[0] as Buffer, U32_MAX) === undefined) return { kind: 'error', reply: BAD_FORMAT, noreply };
+        if (toUnsigned32(args[0] as Buffer) === undefined) return { kind: 'error', reply: BAD_FORMAT, noreply };
         return { kind: 'verbosity', noreply };
       }
       case 'stats':
@@ -214,17 +214,16 @@ export class McParser {
   }
 
   private storage(command: StoreCommand, args: Buffer[]): McRequest | undefined {
+    // One word more is allowed; it means noreply only if it says so (memcached ignores any other).
     const want = command === 'cas' ? 5 : 4;
-    if (args.length !== want && !(args.length === want + 1 && isNoreply(args[want]))) {
-      return { kind: 'error', reply: ERROR, noreply: false };
-    }
-    const noreply = args.length === want + 1;
+    if (args.length !== want && args.length !== want + 1) return { kind: 'error', reply: ERROR, noreply: false };
+    const noreply = isNoreply(args[want]);
     const [key, flagsArg, exptimeArg, bytesArg, casArg] = args as [Buffer, Buffer, Buffer, Buffer, Buffer | undefined];
     if (key.length > this.limits.maxKeyBytes) return { kind: 'error', reply: BAD_FORMAT, noreply };
-    const flags = uint(flagsArg, U32_MAX);
-    const exptime = int32(exptimeArg);
-    const bytes = int32(bytesArg);
-    const cas = command === 'cas' ? uint64(casArg as Buffer) : 0n;
+    const flags = toUnsigned32(flagsArg);
+    const exptime = toSigned32(exptimeArg);
+    const bytes = toSigned32(bytesArg);
+    const cas = command === 'cas' ? toUnsigned64(casArg as Buffer) : 0n;
     if (flags === undefined || exptime === undefined || bytes === undefined || bytes < 0 || cas === undefined) {
       return { kind: 'error', reply: BAD_FORMAT, noreply };
     }
@@ -248,33 +247,34 @@ export class McParser {
     return { kind: 'retrieve', command, keys: keys.map((k) => Buffer.from(k)), exptime };
   }
 
+  /** `delete <key> [0] [noreply]`: an old client's hold time of 0 is accepted, any other is not (memcached 1.4+). */
   private delete(args: Buffer[]): McRequest {
+    const [key, second, third] = args;
+    if (key === undefined || args.length > 3) return { kind: 'error', reply: ERROR, noreply: false };
     const noreply = isNoreply(args[args.length - 1]);
-    const rest = noreply ? args.slice(0, -1) : args;
-    const [key, time] = rest;
-    if (key === undefined || rest.length > 2) return { kind: 'error', reply: ERROR, noreply: false };
-    // An old client's `delete <key> 0` is accepted; any other hold time is not (memcached 1.4+).
-    if (time !== undefined && time.toString('latin1') !== '0') return { kind: 'error', reply: DELETE_USAGE, noreply };
+    const zero = second !== undefined && second.length === 1 && second[0] === 0x30;
+    const valid = second === undefined || (third === undefined ? zero || noreply : zero && noreply);
+    if (!valid) return { kind: 'error', reply: DELETE_USAGE, noreply };
     if (key.length > this.limits.maxKeyBytes) return { kind: 'error', reply: BAD_FORMAT, noreply };
     return { kind: 'delete', key: Buffer.from(key), noreply };
   }
 
   private arith(command: 'incr' | 'decr', args: Buffer[]): McRequest {
-    const noreply = args.length === 3 && isNoreply(args[2]);
-    if (args.length !== 2 && !noreply) return { kind: 'error', reply: ERROR, noreply: false };
+    if (args.length !== 2 && args.length !== 3) return { kind: 'error', reply: ERROR, noreply: false };
+    const noreply = isNoreply(args[2]);
     const [key, deltaArg] = args as [Buffer, Buffer];
     if (key.length > this.limits.maxKeyBytes) return { kind: 'error', reply: BAD_FORMAT, noreply };
-    const delta = uint64(deltaArg);
+    const delta = toUnsigned64(deltaArg);
     if (delta === undefined) return { kind: 'error', reply: BAD_DELTA, noreply };
     return { kind: 'arith', command, key: Buffer.from(key), delta, noreply };
   }
 
   private touch(args: Buffer[]): McRequest {
-    const noreply = args.length === 3 && isNoreply(args[2]);
-    if (args.length !== 2 && !noreply) return { kind: 'error', reply: ERROR, noreply: false };
+    if (args.length !== 2 && args.length !== 3) return { kind: 'error', reply: ERROR, noreply: false };
+    const noreply = isNoreply(args[2]);
     const [key, exptimeArg] = args as [Buffer, Buffer];
     if (key.length > this.limits.maxKeyBytes) return { kind: 'error', reply: BAD_FORMAT, noreply };
-    const exptime = int32(exptimeArg);
+    const exptime = toSigned32(exptimeArg);
     if (exptime === undefined) return { kind: 'error', reply: BAD_EXPTIME, noreply };
     return { kind: 'touch', key: Buffer.from(key), exptime, noreply };
   }
@@ -283,7 +283,7 @@ export class McParser {
   private flushAll(args: Buffer[]): McRequest {
     const noreply = isNoreply(args[args.length - 1]);
     const first = args[0];
-    const delay = first === undefined || isNoreply(first) ? 0 : int32(first);
+    const delay = first === undefined || isNoreply(first) ? 0 : toSigned32(first);
     if (delay === undefined) return { kind: 'error', reply: BAD_EXPTIME, noreply };
     return { kind: 'flush_all', delay: Math.max(0, delay), noreply };
   }
@@ -307,32 +307,4 @@ function tokenize(line: Buffer): Buffer[] {
 
 function isNoreply(token: Buffer | undefined): boolean {
   return token !== undefined && token.length === 7 && token.toString('latin1') === 'noreply';
-}
-
-/** Decimal digits only, at most `max`; undefined otherwise (memcached's safe_strtoul). */
-function uint(token: Buffer, max: number): number | undefined {
-  if (token.length === 0 || token.length > 10) return undefined;
-  let n = 0;
-  for (const b of token) {
-    if (b < 0x30 || b > 0x39) return undefined;
-    n = n * 10 + (b - 0x30);
-  }
-  return n <= max ? n : undefined;
-}
-
-/** A signed 32-bit decimal (memcached's safe_strtol): exptime, byte counts, delays. */
-function int32(token: Buffer): number | undefined {
-  const negative = token[0] === 0x2d;
-  const n = uint(negative ? token.subarray(1) : token, I32_MAX + (negative ? 1 : 0));
-  if (n === undefined) return undefined;
-  const v = negative ? -n : n;
-  return v >= I32_MIN && v <= I32_MAX ? v : undefined;
-}
-
-/** An unsigned 64-bit decimal (memcached's safe_strtoull): deltas and cas uniques. */
-function uint64(token: Buffer): bigint | undefined {
-  if (token.length === 0 || token.length > 20) return undefined;
-  for (const b of token) if (b < 0x30 || b > 0x39) return undefined;
-  const n = BigInt(token.toString('latin1'));
-  return n <= U64_MAX ? n : undefined;
 }

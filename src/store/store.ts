@@ -265,6 +265,11 @@ export class Store {
     ];
   }
 
+  /** The data directory. */
+  get path(): string {
+    return this.opts.path;
+  }
+
   /** The size of LMDB's data file (0 if it cannot be read). */
   lmdbBytes(): number {
     try {

@@ -20,7 +20,7 @@ function session(): { store: Store; run: (input: string | Buffer) => Promise<str
       flushes.push(delayMs);
       if (delayMs === 0) flush();
     },
-    stats: () => [['pid', process.pid], ['curr_items', store.size]],
+    stats: (group) => (group === undefined ? [['pid', process.pid], ['curr_items', store.size]] : undefined),
   };
   const parser = new McParser();
   const out = new Output();
@@ -107,7 +107,9 @@ describe('memcached commands on the store', () => {
     expect(await run('set \xff 0 0 1\r\nx\r\nget \xff a\r\n')).toBe('CLIENT_ERROR bad command line format\r\nEND\r\n');
     expect(await run('set a 0 0 1\r\nx\r\nflush_all\r\nget a\r\nflush_all 10 noreply\r\n')).toBe('STORED\r\nOK\r\nEND\r\n');
     expect(flushes).toEqual([0, 10_000]);
-    expect(await run('version\r\nverbosity 1\r\nstats\r\nstats slabs\r\n')).toBe(`VERSION 9.9.9\r\nOK\r\nSTAT pid ${process.pid}\r\nSTAT curr_items 0\r\nEND\r\nERROR\r\n`);
+    expect(await run('version\r\nverbosity 1\r\nstats\r\nstats junk\r\nstats a b\r\n')).toBe(
+      `VERSION 9.9.9\r\nOK\r\nSTAT pid ${process.pid}\r\nSTAT curr_items 0\r\nEND\r\nERROR\r\nERROR\r\n`,
+    );
   });
 
   it('derives CAS uniques from the record, never 0', () => {

@@ -79,7 +79,9 @@ describe('memcached request parser', () => {
     const [long] = parse(`get ${keys.join(' ')}\r\n`);
     expect(long).toMatchObject({ kind: 'retrieve', command: 'get' });
     expect((long as { keys: Buffer[] }).keys.map(String)).toEqual(keys);
-    expect(parse('get\r\ngets\r\ngat 1\r\n')).toEqual([err('ERROR'), err('ERROR'), err('ERROR')]);
+    expect(parse('get\r\ngets\r\ngat\r\n')).toEqual([err('ERROR'), err('ERROR'), err('ERROR')]);
+    // An exptime and no key: memcached answers END.
+    expect(parse('gat 1\r\n')).toEqual([{ kind: 'retrieve', command: 'gat', keys: [], exptime: 1 }]);
     expect(parse('gat x a\r\n')).toEqual([err('CLIENT_ERROR invalid exptime argument')]);
     expect(parse(`get ${'a'.repeat(251)}\r\n`)).toEqual([err('CLIENT_ERROR bad command line format')]);
   });
