@@ -5,6 +5,7 @@
 //                    [--duration 3] [--warmup 1] [--ops set,get,mix,inc,set:100000,sadd:10,saddrem:100000] [--conns 1,50] [--depths 1,32]
 //                    [--threads 2] [--server-cpu 0] [--client-cpu 1] [--connect host:port]
 //                    [--baseline DIR] [--json file] [--proto merkle|memcached]
+//                    [--memcslap-threads 4] [--memcslap-ops 20000]
 //
 // Contenders:
 //   merkle          MerkleKV, `[storage] fsync = "periodic"` (the default: OK once the write is in the OS)
@@ -19,6 +20,8 @@
 //   base            the build in `--baseline DIR` (DIR/dist/cli.js, e.g. a worktree of the previous commit)
 // --proto memcached drives MerkleKV builds through their memcached listener ([memcached]) with
 // memcached's text protocol, beside a real memcached (targets merkle, merkle-always, base, memcached).
+// Then, in every round, libmemcached's memcslap (C, package libmemcached-tools) runs its set and get tests
+// against each of them too (--memcslap-threads threads, --memcslap-ops requests each; 0 skips it).
 // Ops: set, get, mix and inc pick one of 10,000 keys at random; `set:100000` (or get:, mix:, inc:) one of
 // N keys. sadd:N and saddrem:N add (or add and remove) random members of a set of N members.
 // Beside ops/s and p50/p99 latency, it prints the server's CPU per operation (user + system, all threads,
@@ -29,7 +32,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, hasTaskset, list, median, root, runLoad as runLoadgen, startProcess, waitReady } from './bench-lib.mjs';
+import { cpuSecondsOf, freePort, hasTaskset, list, median, pinned, root, runLoad as runLoadgen, startProcess, waitReady } from './bench-lib.mjs';
 const { values: args } = parseArgs({
   options: {
     targets: { type: 'string', default: 'merkle,merkle-always,memcached,redis,redis-always,ceiling' },
@@ -46,6 +49,8 @@ const { values: args } = parseArgs({
     baseline: { type: 'string' },
     json: { type: 'string' },
     proto: { type: 'string', default: 'merkle' },
+    'memcslap-threads': { type: 'string', default: '4' },
+    'memcslap-ops': { type: 'string', default: '20000' },
   },
 });
 
@@ -55,6 +60,8 @@ if (args.proto === 'memcached' && targets.some((t) => t.startsWith('redis') || t
   throw new Error('--proto memcached: Redis and the ceiling server speak no memcached; leave them out of --targets');
 }
 const fmtCpu = (us) => (us === undefined ? '-' : us.toFixed(1));
+/** memcslap reports no latencies. */
+const fmtUs = (us) => (Number.isNaN(us) ? '-' : us.toFixed(0));
 
 /** Starts one contender; returns its port and a stop function. */
 async function startServer(target) {
@@ -162,6 +169,30 @@ function runLoad(server, target, op, conns, depth, preload) {
   return runLoadgen(cfg, args['client-cpu']);
 }
 
+/** memcslap's own timing of its set or get phase; the server CPU is measured for set only (get sets first). */
+function runMemcslap(server, test) {
+  const threads = Number(args['memcslap-threads']);
+  const [cmd, cmdArgs] = pinned(args['client-cpu'], 'memcslap', [`--servers=127.0.0.1:${server.port}`, `--concurrency=${threads}`,
+    `--execute-number=${args['memcslap-ops']}`, `--test=${test}`, '--tcp-nodelay']);
+  const cpuBefore = server.pid === undefined ? undefined : cpuSecondsOf(server.pid);
+  const out = execFileSync(cmd, cmdArgs, { encoding: 'utf8', timeout: 120_000 });
+  const cpu = server.pid === undefined ? undefined : cpuSecondsOf(server.pid) - cpuBefore;
+  const m = new RegExp(`Time to ${test}\\s+(\\d+) keys by\\s+\\d+ threads:\\s+([\\d.]+) seconds`).exec(out);
+  if (m === null) throw new Error(`memcslap printed no ${test} time:\n${out}`);
+  const ops = Number(m[1]);
+  const opsPerSec = ops / Math.max(Number(m[2]), 1e-3);
+  return { opsPerSec, p50us: NaN, p99us: NaN, serverCpuUsPerOp: test === 'set' && cpu !== undefined ? (cpu * 1e6) / ops : undefined, generatorCpuSeconds: 0, errors: 0 };
+}
+const memcslap = args.proto === 'memcached' && Number(args['memcslap-ops']) > 0 && (() => {
+  try {
+    execFileSync('sh', ['-c', 'command -v memcslap'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    console.error('bench: memcslap not found (Debian package libmemcached-tools): skipping it');
+    return false;
+  }
+})();
+
 const scenarios = [];
 for (const op of list(args.ops)) for (const conns of list(args.conns).map(Number)) for (const depth of list(args.depths).map(Number)) scenarios.push({ op, conns, depth });
 /** memcached has no sets. */
@@ -188,6 +219,12 @@ for (let round = 0; round < rounds; round++) {
         ((results[key] ??= {})[target] ??= []).push(r);
         console.error(`  round ${round + 1} ${target.padEnd(9)} ${key.padEnd(16)} ${Math.round(r.opsPerSec).toString().padStart(8)} ops/s  p50 ${r.p50us.toFixed(0)}us  p99 ${r.p99us.toFixed(0)}us  cpu/op ${fmtCpu(r.serverCpuUsPerOp)}us  gen-cpu ${r.generatorCpuSeconds.toFixed(1)}s${r.errors ? `  errors ${r.errors}` : ''}`);
       }
+      for (const test of memcslap ? ['set', 'get'] : []) {
+        const key = `memcslap ${test} t=${args['memcslap-threads']}`;
+        const r = runMemcslap(server, test);
+        ((results[key] ??= {})[target] ??= []).push(r);
+        console.error(`  round ${round + 1} ${target.padEnd(9)} ${key.padEnd(16)} ${Math.round(r.opsPerSec).toString().padStart(8)} ops/s  cpu/op ${fmtCpu(r.serverCpuUsPerOp)}us`);
+      }
     } finally {
       await server.stop();
     }
@@ -208,7 +245,7 @@ for (const [key, byTarget] of Object.entries(results)) {
     const cpus = runs.map((r) => r.serverCpuUsPerOp).filter((c) => c !== undefined);
     const cpu = cpus.length > 0 ? median(cpus) : undefined;
     rows.push({ scenario: key, target: t, opsPerSec: ops, p50us: p50, p99us: p99, cpuUsPerOp: cpu, ratio: ops / base, runs: runs.map((r) => r.opsPerSec) });
-    return `${Math.round(ops).toString().padStart(10)} ${p50.toFixed(0).padStart(6)} ${p99.toFixed(0).padStart(6)} ${fmtCpu(cpu).padStart(6)} ${(ops / base).toFixed(2).padStart(6)}`.padStart(46);
+    return `${Math.round(ops).toString().padStart(10)} ${fmtUs(p50).padStart(6)} ${fmtUs(p99).padStart(6)} ${fmtCpu(cpu).padStart(6)} ${(ops / base).toFixed(2).padStart(6)}`.padStart(46);
   });
   console.log([key.padEnd(18), ...cells].join(''));
 }

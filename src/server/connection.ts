@@ -96,13 +96,20 @@ export class Connection implements ClientInfo {
       count++;
       outcome = next;
     }
-    this.flushWrites(out, count);
     const parts = out.take();
     const more = count === this.opts.maxBatch;
     // After a barrier the requests left unread still count as more input to come.
     const finished = outcome === 'close' || ((this.peerEnded || this.closing) && !more && outcome !== 'barrier');
+    const store = this.opts.ctx.store;
     let waiting: Promise<void>;
-    if (parts.every(isBuffer)) {
+    if (store.hasUnflushed) {
+      // The replies show writes not yet in the log: they go out once the turn's flush has put them there.
+      waiting = store.flushed().then(
+        () => this.send(parts),
+        (err: unknown) => this.send(this.failures(err, count)),
+      );
+      waiting = waiting.then(() => this.opts.ctx.stats.observeLatency((performance.now() - started) / 1000, count));
+    } else if (parts.every(isBuffer)) {
       // Nothing waits for a commit: write now; wait only if the client is slow to read.
       if (count > 0) this.opts.ctx.stats.observeLatency((performance.now() - started) / 1000, count);
       if (this.write(parts)) {
@@ -133,22 +140,12 @@ export class Connection implements ClientInfo {
   }
 
   /**
-   * Puts the batch's writes into the write-ahead log before any reply goes out (DESIGN.md section 4:
-   * OK means the write is in the OS at least). If the log cannot take them (disk full), the store has
-   * undone them, and every reply of the batch becomes that error: replies that showed those writes
+   * The batch's replies when its writes could not be put into the write-ahead log (disk full): the store
+   * has undone them, so every reply of the batch becomes that error. Replies that showed those writes
    * must not go out, and the client still gets one reply per request.
    */
-  private flushWrites(out: Output, count: number): void {
-    try {
-      this.opts.ctx.store.flush();
-    } catch (err) {
-      out.discard();
-      const reply = this.opts.dialect.failure(err);
-      for (let i = 0; i < count; i++) {
-        out.begin();
-        out.raw(reply);
-      }
-    }
+  private failures(err: unknown, count: number): Buffer[] {
+    return new Array<Buffer>(count).fill(this.opts.dialect.failure(err));
   }
 
   /**

@@ -116,6 +116,8 @@ export class Store {
   /** Log position after the newest local write. */
   private lastLocalEnd = 0;
   private flushScheduled = false;
+  /** Acknowledgers waiting for the next flush (`flushed()`), told its outcome. */
+  private flushWaiters: ((err: Error | undefined) => void)[] = [];
   private readonly listeners: ((writes: AcknowledgedWrite[]) => void)[] = [];
   private readonly counts: RecordCounts;
   private readonly sets: SetIndex;
@@ -468,20 +470,7 @@ export class Store {
     // A new epoch of a key that had a set leaves the old epoch's members dead: remove them soon.
     if (this.sets.hasMembers(k) && before !== undefined && recordEpochId(before, at) !== recordEpochId(keyed, recOffset)) this.sets.sweepLater(k);
     if (local) this.lastLocalEnd = logEnd;
-    if (!this.flushScheduled) {
-      // Whoever acknowledges flushes first; this catches writes nobody acknowledges (tests, repairs).
-      // A tick, not an immediate: it costs no extra turn of the event loop (and no extra epoll call).
-      this.flushScheduled = true;
-      process.nextTick(() => {
-        this.flushScheduled = false;
-        if (this.closed) return;
-        try {
-          this.flush();
-        } catch (err) {
-          this.opts.logger.error({ err }, 'write-ahead log append failed');
-        }
-      });
-    }
+    if (!this.flushScheduled) this.scheduleFlush();
     const durable = this.log.durableAfter(logEnd);
     if (!this.overlay.overCap) return durable;
     // LMDB is far behind (a slow disk): the reply waits until it catches up, which slows the writers.
@@ -490,26 +479,69 @@ export class Store {
   }
 
   /**
-   * Writes the log's buffered entries to its file (one write), then announces the local ones. Call it
-   * before acknowledging writes. If the file cannot take them (disk full), the writes are undone here
-   * and a StorageError is thrown: the caller answers them with errors.
+   * Writes the log's buffered entries to its file (one write), then announces the local ones, and
+   * settles every `flushed()` promise. If the file cannot take them (disk full), the writes are undone
+   * here, the waiters are told, and a StorageError is thrown.
    */
   flush(): void {
-    if (this.unflushed.length === 0) return;
+    const waiters = this.flushWaiters;
+    this.flushWaiters = [];
+    if (this.unflushed.length === 0) {
+      for (const w of waiters) w(undefined);
+      return;
+    }
     const writes = this.unflushed;
     this.unflushed = [];
     try {
       this.log.flush();
     } catch (err) {
       this.undo(writes);
+      const reason = err instanceof Error ? err : new StorageError('write-ahead log append failed', { cause: err });
+      for (const w of waiters) w(reason);
       throw err;
     }
+    for (const w of waiters) w(undefined);
     if (this.listeners.length === 0) return;
     const local = writes.filter((w) => w.local);
     if (local.length === 0) return;
     const durable = this.log.durableAfter(this.lastLocalEnd);
     if (durable === null) this.announce(local);
     else durable.then(() => this.announce(local), () => {});
+  }
+
+  /** Writes made and not yet in the log file: a reply that shows any of them must wait for `flushed()`. */
+  get hasUnflushed(): boolean {
+    return this.unflushed.length > 0;
+  }
+
+  /**
+   * Resolves once the writes made so far are in the log file (rejects, with the StorageError, if they
+   * could not be written and were undone). The flush runs once per turn of the event loop, after the
+   * I/O callbacks: the connections that wrote in that turn share one write to the file.
+   */
+  flushed(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.flushWaiters.push((err) => (err === undefined ? resolve() : reject(err)));
+      if (!this.flushScheduled) this.scheduleFlush();
+    });
+  }
+
+  /**
+   * An immediate, not a tick: a tick runs after each I/O callback, an immediate once after all of a
+   * turn's, so the writes of every connection served in the turn go to the file together. Scheduled
+   * from an I/O callback it costs no extra turn (and no extra epoll call).
+   */
+  private scheduleFlush(): void {
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      if (this.closed) return;
+      try {
+        this.flush();
+      } catch (err) {
+        this.opts.logger.error({ err }, 'write-ahead log append failed');
+      }
+    });
   }
 
   private announce(writes: PendingWrite[]): void {

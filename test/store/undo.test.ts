@@ -6,11 +6,12 @@ import { Store } from '../../src/store/store.js';
 import { silent, tempDir } from '../helpers.js';
 
 // The log's file writes fail while `full` is set, as on a full disk.
-const disk = vi.hoisted(() => ({ full: false }));
+const disk = vi.hoisted(() => ({ full: false, writes: 0 }));
 vi.mock('node:fs', async (importOriginal) => {
   const fs = await importOriginal<typeof FS>();
   const writeSync = ((...args: Parameters<typeof fs.writeSync>) => {
     if (disk.full) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    disk.writes++;
     return fs.writeSync(...args);
   }) as typeof fs.writeSync;
   return { ...fs, default: { ...fs, writeSync }, writeSync };
@@ -69,6 +70,36 @@ describe('a log append that fails (disk full)', () => {
       expect(snapshot(reopened, keys)).toEqual(after);
     } finally {
       await reopened.close();
+    }
+  });
+
+  it('tells every flushed() waiter the outcome of the one file write that carried their writes', async () => {
+    const store = open(join(tempDir(), 'db'));
+    try {
+      // Two acknowledgers in one turn of the event loop share one write to the log file.
+      void store.set(b('a'), b('1'));
+      const first = store.flushed();
+      void store.set(b('b'), b('1'));
+      const second = store.flushed();
+      expect(store.hasUnflushed).toBe(true);
+      const writes = disk.writes;
+      await Promise.all([first, second]);
+      expect(disk.writes - writes).toBe(1);
+      expect(store.hasUnflushed).toBe(false);
+
+      disk.full = true;
+      void store.set(b('c'), b('1'));
+      const failed = store.flushed();
+      await expect(failed).rejects.toThrow(StorageError);
+      expect(store.readValue(b('c')).value).toBeUndefined();
+      // A direct flush (the replicator's) settles the waiters too, failure included.
+      void store.set(b('d'), b('1'));
+      const waiting = store.flushed();
+      expect(() => store.flush()).toThrow(StorageError);
+      await expect(waiting).rejects.toThrow(StorageError);
+    } finally {
+      disk.full = false;
+      await store.close();
     }
   });
 });
