@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { casOf, execute, expiryOf, McCounters, type McContext } from '../../src/memcached/commands.js';
 import { McParser } from '../../src/memcached/parser.js';
 import { Output } from '../../src/protocol/output.js';
@@ -89,6 +89,29 @@ describe('memcached commands on the store', () => {
     expect(ttl).toBeGreaterThan(90_000);
     expect(ttl).toBeLessThanOrEqual(100_000);
     expect(await run('gats 0 later\r\n')).toMatch(/^VALUE later 0 1 \d+\r\nx\r\nEND\r\n$/);
+  });
+
+  it('expires items as a controlled clock passes their exptime: relative, absolute, touched and gat', async () => {
+    // Only Date is faked: the store's clock and every expiry check read it; timers stay real.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
+    const t0 = Date.UTC(2026, 10, 22, 12);
+    vi.setSystemTime(t0);
+    const { run } = session();
+    const absolute = t0 / 1000 + 100;
+    expect(await run(`set rel 0 10 1\r\nr\r\nset abs 0 ${absolute} 1\r\na\r\nset tch 0 10 1\r\nt\r\nset gat 0 10 1\r\ng\r\n`)).toBe('STORED\r\n'.repeat(4));
+    vi.setSystemTime(t0 + 9_000);
+    expect(await run('touch tch 20\r\ngat 20 gat\r\nget rel\r\n')).toBe('TOUCHED\r\nVALUE gat 0 1\r\ng\r\nEND\r\nVALUE rel 0 1\r\nr\r\nEND\r\n');
+    vi.setSystemTime(t0 + 10_001);
+    expect(await run('get rel tch gat abs\r\n')).toBe('VALUE tch 0 1\r\nt\r\nVALUE gat 0 1\r\ng\r\nVALUE abs 0 1\r\na\r\nEND\r\n');
+    // An expired item is gone for every command, not only get.
+    expect(await run('incr rel 1\r\nappend rel 0 0 1\r\nx\r\nadd rel 0 0 1\r\nn\r\n')).toBe('NOT_FOUND\r\nNOT_STORED\r\nSTORED\r\n');
+    vi.setSystemTime(t0 + 29_001);
+    expect(await run('get tch gat abs\r\n')).toBe('VALUE abs 0 1\r\na\r\nEND\r\n');
+    vi.setSystemTime(t0 + 100_001);
+    expect(await run('get abs rel\r\n')).toBe('VALUE rel 0 1\r\nn\r\nEND\r\n');
   });
 
   it('sees what the MerkleKV protocol wrote: counters as numbers, sets not at all', async () => {
