@@ -4,7 +4,7 @@ import { effectiveConfig } from './cli/check.js';
 import { DEFAULT_HISTORY, runInteractive, runOnce, type ClientOptions } from './cli/client.js';
 import { loadConfig } from './config/load.js';
 import { FSYNC_MODES, LOG_LEVELS } from './config/schema.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, ErrorCode } from './errors.js';
 import { createLogger } from './log.js';
 import { startNode, type RunningNode } from './node.js';
 import { VERSION } from './version.js';
@@ -176,7 +176,8 @@ async function main(): Promise<void> {
     logger.fatal({ err }, 'cannot start');
     await log.close();
     process.stderr.write(`merkle-kv: cannot start: ${e.message}\n`);
-    process.exit(e.code === 'EADDRINUSE' || e.code === 'EACCES' ? EXIT_USAGE : 1);
+    // What the operator must fix (a port or a data directory taken, no permission) is a usage error.
+    process.exit(e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === ErrorCode.DirectoryInUse ? EXIT_USAGE : 1);
   }
   if (stopSignal !== undefined) shutDown(node, stopSignal);
 }

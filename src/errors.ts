@@ -13,6 +13,8 @@ export const ErrorCode = {
   Peer: 'ERR_PEER',
   /** The peer address turned out to be this node. */
   SelfPeer: 'ERR_SELF_PEER',
+  /** The data directory is held by another running node. */
+  DirectoryInUse: 'ERR_DIR_IN_USE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -80,5 +82,13 @@ export class StorageError extends MerkleKvError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.Storage, message, options);
     this.name = 'StorageError';
+  }
+}
+
+/** The data directory is held by another running node (store/lock.ts): start-up is refused. */
+export class DirectoryInUseError extends MerkleKvError {
+  constructor(message: string) {
+    super(ErrorCode.DirectoryInUse, message);
+    this.name = 'DirectoryInUseError';
   }
 }

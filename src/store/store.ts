@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Database, RootDatabase } from 'lmdb';
 import type { Logger } from 'pino';
 import { StorageError } from '../errors.js';
+import { lockDataDirectory } from './lock.js';
 import { TreeHasher } from '../merkle/hash.js';
 import { MerkleTree } from '../merkle/tree.js';
 import { openDatabases, type Databases } from './databases.js';
@@ -122,6 +123,8 @@ export class Store {
   private readonly counts: RecordCounts;
   private readonly sets: SetIndex;
   private closed = false;
+  /** Releases the data directory's lock (lock.ts), once LMDB is closed. */
+  private unlock: () => void = () => {};
 
   private readonly root: RootDatabase<Buffer, Buffer>;
   private readonly db: Database<Buffer, Buffer>;
@@ -177,12 +180,18 @@ export class Store {
     this.purger.start();
   }
 
+  /** Opens the store in `opts.path`; refused (StorageError) if another running node holds that directory. */
   static open(opts: StoreOptions): Store {
-    const dbs = openDatabases(opts.path);
+    const unlock = lockDataDirectory(opts.path);
+    let dbs: Databases | undefined;
     try {
-      return new Store(dbs, opts);
+      dbs = openDatabases(opts.path);
+      const store = new Store(dbs, opts);
+      store.unlock = unlock;
+      return store;
     } catch (err) {
-      void dbs.root.close();
+      if (dbs === undefined) unlock();
+      else void dbs.root.close().finally(unlock);
       throw err;
     }
   }
@@ -629,6 +638,7 @@ export class Store {
     await this.overlay.settle();
     await this.log.close(true);
     await this.root.close();
+    this.unlock();
   }
 
   /**
