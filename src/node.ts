@@ -10,6 +10,7 @@ import { MetricsServer } from './metrics/http.js';
 import { createRegistry } from './metrics/metrics.js';
 import { MemcachedListener } from './memcached/listener.js';
 import { startBroker, type EmbeddedBroker } from './replication/broker.js';
+import { Presence } from './replication/presence.js';
 import { Replicator } from './replication/replicator.js';
 import { Authenticator, isLoopbackAddress } from './security/auth.js';
 import { loadTls, readPem } from './security/tls.js';
@@ -72,6 +73,8 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
   const mqttConfig = broker
     ? { ...config.mqtt, broker_address: `mqtt://${hostForUrl(broker.address.address)}:${broker.address.port}` }
     : config.mqtt;
+  // The other nodes' statuses (online, offline), as the broker reports them.
+  const presence = new Presence(config.node_id);
   const replicator = config.mqtt.enabled
     ? new Replicator({
         store,
@@ -80,6 +83,8 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
         limits,
         logger,
         clusterSecret: config.cluster_secret,
+        presence,
+        version: VERSION,
         ...(mqttCa === undefined ? {} : { ca: mqttCa }),
         ...(broker ? { protocolVersion: 4 as const } : {}),
       })
@@ -95,6 +100,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     peers: config.anti_entropy.peer_list,
     intervalMs: config.anti_entropy.interval_seconds * 1000,
     maxConcurrent: config.anti_entropy.max_concurrent_syncs,
+    presence,
     logger,
   });
   const ctx: Context = {
@@ -113,6 +119,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     sectionStats: {
       replication: () => replicator?.statsLines() ?? ['replication_enabled:0'],
       antientropy: () => antiEntropy.statsLines(),
+      peers: () => antiEntropy.peerLines(),
     },
   };
   const server = new KvServer({
@@ -173,6 +180,8 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
       'listening on a non-loopback address with no password: anyone who can reach this port can read and write; set [security] password or users',
     );
   }
+  // Connected only now: this node's status and last will name the client port it listens on.
+  replicator?.start(address.address.includes(':') ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`);
   antiEntropy.start();
   return {
     address,

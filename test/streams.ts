@@ -35,7 +35,7 @@ export function streamServer(limits: Limits, overrides: Partial<ServerOptions> &
     currentConnections: () => server.connectionCount,
     clients: () => server.clients(),
     replication: undefined,
-    sectionStats: { replication: () => [], antientropy: () => [] },
+    sectionStats: { replication: () => [], antientropy: () => [], peers: () => [] },
     antiEntropy: new AntiEntropy({
       store,
       nodeId: 't',

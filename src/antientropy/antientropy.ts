@@ -7,6 +7,7 @@ import { parsePeer } from './address.js';
 import { exchange, type ExchangeResult } from './exchange.js';
 import { provePeer, type PeerProof } from './handshake.js';
 import { PeerClient } from './peer.js';
+import type { NodeStatus, Presence } from '../replication/presence.js';
 
 export interface AntiEntropyOptions {
   readonly store: Store;
@@ -25,6 +26,8 @@ export interface AntiEntropyOptions {
   readonly tls?: ConnectionOptions | undefined;
   /** Connect and per-reply timeout. */
   readonly timeoutMs?: number;
+  /** The other nodes' presence (replication/presence.ts): offline peers are skipped, returning ones synced at once. */
+  readonly presence?: Presence;
 }
 
 interface PeerState {
@@ -38,6 +41,10 @@ interface PeerState {
   lastSyncAt: number;
   /** The address turned out to be this node: never contacted again. */
   self: boolean;
+  /** The peer's node id, once an exchange or its status has told it. */
+  node: string | undefined;
+  /** Periodic exchanges skipped because the broker reported the peer offline. */
+  skippedOffline: number;
 }
 
 /** What exchanges with one peer came to (metrics). */
@@ -85,8 +92,36 @@ export class AntiEntropy {
   constructor(private readonly opts: AntiEntropyOptions) {
     this.peers = opts.peers.map((address) => {
       const { host, port } = parsePeer(address);
-      return { address, host, port, due: 0, running: false, failures: 0, lastSyncAt: 0, self: false };
+      return { address, host, port, due: 0, running: false, failures: 0, lastSyncAt: 0, self: false, node: undefined, skippedOffline: 0 };
     });
+    opts.presence?.onChange((now, before) => {
+      if (now.state === 'online' && before?.state !== 'online') this.returned(now);
+    });
+  }
+
+  /** A peer the broker reports online again (or for the first time): its exchange is due now. */
+  private returned(status: NodeStatus): void {
+    if (!this.opts.enabled || this.stopped) return;
+    let woke = false;
+    for (const p of this.peers) {
+      if (p.self || (p.node !== status.node && p.address !== status.address)) continue;
+      p.node ??= status.node;
+      p.failures = 0;
+      p.due = Date.now();
+      woke = true;
+    }
+    if (!woke) return;
+    this.opts.logger.info({ node: status.node, address: status.address }, 'anti-entropy: peer back online; syncing now');
+    this.schedule();
+  }
+
+  /** What the broker says of the peer: its status, found by node id or else by address. */
+  private statusOf(p: PeerState): NodeStatus | undefined {
+    const presence = this.opts.presence;
+    if (presence === undefined) return undefined;
+    const status = p.node !== undefined ? presence.get(p.node) : presence.byAddress(p.address);
+    if (status !== undefined) p.node ??= status.node;
+    return status;
   }
 
   start(): void {
@@ -199,6 +234,26 @@ export class AntiEntropy {
     return lines;
   }
 
+  /**
+   * `STATS peers`: each peer of the list, then each other node the broker reports, as
+   * `peer<i>:node=<id>,address=<host:port>,state=<online|offline|unknown>,version=<v>,last_sync=<ms>,skipped_offline=<n>`.
+   */
+  peerLines(): string[] {
+    const lines: string[] = [];
+    const listed = new Set<string>();
+    for (const p of this.peers) {
+      if (p.self) continue;
+      const s = this.statusOf(p);
+      if (p.node !== undefined) listed.add(p.node);
+      lines.push(peerLine(lines.length, { node: p.node ?? '', address: p.address, state: s?.state ?? 'unknown', version: s?.version ?? '', lastSync: p.lastSyncAt, skipped: p.skippedOffline }));
+    }
+    for (const s of this.opts.presence?.all() ?? []) {
+      if (listed.has(s.node)) continue;
+      lines.push(peerLine(lines.length, { node: s.node, address: s.address, state: s.state, version: s.version, lastSync: 0, skipped: 0 }));
+    }
+    return lines;
+  }
+
   private schedule(): void {
     if (this.stopped) return;
     clearTimeout(this.timer);
@@ -214,6 +269,13 @@ export class AntiEntropy {
     for (const p of this.peers) {
       if (this.running >= this.opts.maxConcurrent) break;
       if (p.running || p.self || p.due > now) continue;
+      if (this.statusOf(p)?.state === 'offline' && this.opts.presence?.connected === true) {
+        // Not worth a connect timeout: the broker says it is down, and says so again when it is back.
+        // (Only while this node hears the broker: cut off from it, this node cannot know.)
+        p.skippedOffline++;
+        p.due = now + this.opts.intervalMs;
+        continue;
+      }
       this.running++;
       p.running = true;
       void this.runPeer(p).finally(() => {
@@ -229,7 +291,8 @@ export class AntiEntropy {
   private async runPeer(p: PeerState): Promise<void> {
     const interval = this.opts.intervalMs;
     try {
-      await this.syncWith(p.host, p.port);
+      const result = await this.syncWith(p.host, p.port);
+      p.node = result.peer;
       if (p.failures > 0) this.opts.logger.info({ peer: p.address }, 'anti-entropy: peer reachable again');
       p.failures = 0;
       p.lastSyncAt = Date.now();
@@ -248,4 +311,8 @@ export class AntiEntropy {
       else this.opts.logger.debug(fields, 'anti-entropy: peer still unreachable');
     }
   }
+}
+
+function peerLine(i: number, p: { node: string; address: string; state: string; version: string; lastSync: number; skipped: number }): string {
+  return `peer${i}:node=${p.node},address=${p.address},state=${p.state},version=${p.version},last_sync=${p.lastSync},skipped_offline=${p.skipped}`;
 }

@@ -99,7 +99,7 @@ export interface Context {
   /** `[security] admin_commands`: false refuses admin commands (TRUNCATE, FLUSHDB, SYNC) to everyone. */
   readonly adminCommands: boolean;
   /** The `name:value` lines of STATS replication and STATS antientropy. */
-  readonly sectionStats: { readonly replication: () => string[]; readonly antientropy: () => string[] };
+  readonly sectionStats: { readonly replication: () => string[]; readonly antientropy: () => string[]; readonly peers: () => string[] };
 }
 
 /**

@@ -11,7 +11,7 @@ export interface StatsRequest {
 }
 
 /** `STATS [section]`: the general block (the default), one subsystem's, or all of them. */
-export const STATS_SECTIONS = ['general', 'storage', 'replication', 'antientropy', 'all'] as const;
+export const STATS_SECTIONS = ['general', 'storage', 'replication', 'antientropy', 'peers', 'all'] as const;
 export type StatsSection = (typeof STATS_SECTIONS)[number];
 
 /**
@@ -41,6 +41,8 @@ export function statsLines(ctx: Context, section: StatsSection): string[] {
       return ctx.sectionStats.replication();
     case 'antientropy':
       return ctx.sectionStats.antientropy();
+    case 'peers':
+      return ctx.sectionStats.peers();
     case 'all':
       return STATS_SECTIONS.filter((s) => s !== 'all').flatMap((s) => statsLines(ctx, s));
   }

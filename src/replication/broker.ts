@@ -13,7 +13,7 @@ export interface EmbeddedBroker {
 export interface BrokerCredentials {
   readonly username: string;
   readonly password: string;
-  /** `[mqtt] topic_prefix`: a client may publish only to `<prefix>/updates/<its client id>`. */
+  /** `[mqtt] topic_prefix`: a client may publish only to `<prefix>/updates/<its client id>` and `<prefix>/nodes/<its client id>`. */
   readonly topicPrefix: string;
 }
 
@@ -22,8 +22,8 @@ export interface BrokerCredentials {
  * this node forgets what it queued for offline peers (anti-entropy repairs that).
  *
  * With `credentials`, a client must present them (anything else is refused at CONNECT), and it may
- * publish only to its own updates topic: a node's client id is its node id (the `[mqtt] client_id`
- * default), so one node cannot publish as another. A refused publish closes the client's connection
+ * publish only to its own updates and status topics (its last will included): a node's client id is its
+ * node id (the `[mqtt] client_id` default), so one node cannot publish as another. A refused publish closes the client's connection
  * (MQTT 3.1.1 has no negative acknowledgement).
  */
 export async function startBroker(host: string, port: number, logger: Logger, credentials?: BrokerCredentials): Promise<EmbeddedBroker> {
@@ -72,9 +72,10 @@ function guard(aedes: Aedes, credentials: BrokerCredentials, logger: Logger): vo
     done(err, false);
   };
   const updates = `${credentials.topicPrefix}/updates/`;
+  const nodes = `${credentials.topicPrefix}/nodes/`;
   aedes.authorizePublish = (client, packet, done) => {
-    if (client === null || packet.topic === updates + client.id) return done(null);
+    if (client === null || packet.topic === updates + client.id || packet.topic === nodes + client.id) return done(null);
     logger.warn({ client: client.id, topic: packet.topic }, "broker: refused a publish to another node's topic");
-    done(new Error(`client ${client.id} may publish only to ${updates}${client.id}`));
+    done(new Error(`client ${client.id} may publish only to ${updates}${client.id} and ${nodes}${client.id}`));
   };
 }

@@ -6,6 +6,7 @@ import type { AcknowledgedWrite, Store } from '../store/store.js';
 import { maxMessageBytes, type Limits } from '../rules.js';
 import { decodeMessage, encodeMessages, opOf, type Op } from './message.js';
 import { newestWall, stateOf } from '../store/state.js';
+import { decodeStatus, encodeStatus, statusTopic, type NodeState, type Presence } from './presence.js';
 import { MessageSigner } from './signature.js';
 
 export interface ReplicatorOptions {
@@ -22,6 +23,9 @@ export interface ReplicatorOptions {
   readonly maxMessageBytes?: number;
   /** 4 for a broker known to speak only MQTT 3.1.1 (the embedded Aedes); default 5, falling back to 4. */
   readonly protocolVersion?: 4 | 5;
+  /** Where the other nodes' statuses go (presence.ts); this node's own carries `version`. */
+  readonly presence: Presence;
+  readonly version: string;
 }
 
 /** Counters for STATS; plain fields, bumped on the hot path. */
@@ -73,11 +77,19 @@ export class Replicator {
   private retryingOlderProtocol = false;
   private rejectWarnedAt = -Infinity;
   private on = true;
+  private readonly statusTopic: string;
+  private readonly nodesSubscription: string;
+  /** This node's client address (set by `start`), for its status. */
+  private address = '';
+  /** The time its current status (and last will) carry. */
+  private statusAt = 0;
 
   constructor(private readonly opts: ReplicatorOptions) {
     const prefix = opts.mqtt.topic_prefix;
     this.topic = `${prefix}/updates/${opts.nodeId}`;
     this.subscription = `${prefix}/updates/+`;
+    this.statusTopic = statusTopic(prefix, opts.nodeId);
+    this.nodesSubscription = `${prefix}/nodes/+`;
     this.maxMessageBytes = opts.maxMessageBytes ?? 256 * 1024;
     this.signer = opts.clusterSecret ? new MessageSigner(opts.clusterSecret) : undefined;
     const options: IClientOptions = {
@@ -103,6 +115,8 @@ export class Replicator {
       reconnectOnConnackError: true,
       ...(opts.mqtt.username !== '' ? { username: opts.mqtt.username, password: opts.mqtt.password } : {}),
       ...(opts.ca === undefined ? {} : { ca: opts.ca }),
+      // Connected by `start`, once the client port is listening: the last will names its address.
+      manualConnect: true,
     };
     this.client = mqtt.connect(opts.mqtt.broker_address, options);
     this.client.handleMessage = (packet, done) => this.onPublish(packet, done);
@@ -110,6 +124,27 @@ export class Replicator {
     this.client.on('close', () => this.onDisconnect());
     this.client.on('error', (err) => this.onError(err as Error & { code?: number }));
     opts.store.onAcknowledged((writes) => this.enqueue(writes));
+  }
+
+  /**
+   * Connects to the broker, with a last will that marks this node offline; `address` is its client
+   * port (`host:port`), which its status tells the other nodes.
+   */
+  start(address: string): void {
+    this.address = address;
+    this.setWill();
+    this.client.connect();
+  }
+
+  /** The retained offline status the broker publishes if this connection dies (renewed per connection). */
+  private setWill(): void {
+    this.statusAt = Date.now();
+    this.client.options.will = { topic: this.statusTopic, payload: this.status('offline'), qos: 1, retain: true };
+  }
+
+  private status(state: NodeState): Buffer {
+    const body = encodeStatus({ node: this.opts.nodeId, state, address: this.address, version: this.opts.version, at: this.statusAt });
+    return this.signer ? this.signer.sign(this.statusTopic, body) : body;
   }
 
   /** `name:value` lines for STATS/INFO. */
@@ -156,10 +191,12 @@ export class Replicator {
     }
   }
 
-  /** Publishes what is queued, then disconnects. */
+  /** Publishes what is queued and this node's offline status, then disconnects. */
   async stop(): Promise<void> {
     this.flush();
     this.stopped = true;
+    // A clean disconnect sends no last will: say offline ourselves.
+    if (this.client.connected && this.address !== '') this.client.publish(this.statusTopic, this.status('offline'), { qos: 1, retain: true });
     // A clean end waits for in-flight publishes to be acknowledged; a broker that is away never will.
     const timer = setTimeout(() => void this.client.endAsync(true), 2000);
     await this.client.endAsync(false);
@@ -168,12 +205,22 @@ export class Replicator {
 
   private onConnect(sessionPresent: boolean): void {
     this.stats.connected = true;
+    this.opts.presence.connected = true;
     this.backoffMs = 1000;
     this.client.options.reconnectPeriod = this.backoffMs;
     this.outageLogged = false;
     const sock = this.client.stream as Partial<Socket>;
     sock.setNoDelay?.(true);
     this.opts.logger.info({ broker: this.opts.mqtt.broker_address, sessionPresent }, 'replication connected');
+    this.client.publish(this.statusTopic, this.status('online'), { qos: 1, retain: true }, (err) => {
+      if (err) this.opts.logger.debug({ err: err.message }, 'status publish failed');
+    });
+    // Presence is kept whether or not replication is enabled (REPLICATE disable).
+    if (!sessionPresent) {
+      this.client.subscribe(this.nodesSubscription, { qos: 1 }, (err) => {
+        if (err) this.opts.logger.error({ err }, 'presence subscribe failed');
+      });
+    }
     if (!this.enabled) {
       // REPLICATE disable while away: a persistent session may still hold our subscription.
       if (sessionPresent) this.client.unsubscribe(this.subscription);
@@ -196,6 +243,7 @@ export class Replicator {
   }
 
   private onDisconnect(): void {
+    this.opts.presence.connected = false;
     if (this.stopped || this.retryingOlderProtocol) {
       this.retryingOlderProtocol = false;
       return;
@@ -206,6 +254,8 @@ export class Replicator {
     }
     this.stats.connected = false;
     this.stats.subscribed = false;
+    // The next connection's will and online status carry a newer time than this one's will.
+    this.setWill();
     this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS);
     this.client.options.reconnectPeriod = this.backoffMs;
   }
@@ -262,6 +312,10 @@ export class Replicator {
 
   /** Applies one message; the broker gets its PUBACK only once the writes are as durable as an OK. */
   private onPublish(packet: IPublishPacket, done: (err?: Error) => void): void {
+    if (packet.topic.startsWith(this.nodesSubscription.slice(0, -1))) {
+      this.onStatus(packet);
+      return done();
+    }
     const own = packet.topic === this.topic;
     // Disabled: what was already on its way is left to anti-entropy too.
     if (own || !this.on || !packet.topic.startsWith(this.subscription.slice(0, -1))) return done();
@@ -314,4 +368,27 @@ export class Replicator {
       (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
     );
   }
+
+  /** Another node's status: checked (signature, shape, topic naming its node) before presence hears of it. */
+  private onStatus(packet: IPublishPacket): void {
+    // An empty retained message clears a status (an operator removing a node for good).
+    let payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    if (payload.length === 0) return;
+    if (this.signer) {
+      const body = payload.length <= MAX_SIGNED_STATUS_BYTES ? this.signer.verify(packet.topic, payload) : undefined;
+      if (body === undefined) {
+        this.stats.rejected++;
+        return;
+      }
+      payload = body;
+    }
+    const status = decodeStatus(payload);
+    if (status === undefined || packet.topic !== statusTopic(this.opts.mqtt.topic_prefix, status.node)) {
+      this.stats.invalid++;
+      return;
+    }
+    this.opts.presence.update(status);
+  }
 }
+
+const MAX_SIGNED_STATUS_BYTES = 2048;

@@ -89,7 +89,8 @@ describe('replication through the embedded Aedes broker', () => {
   it('publishes readable JSON that mosquitto_sub shows', async () => {
     const nodes = await startCluster(1);
     const port = nodes[0]?.node.broker?.address.port as number;
-    const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-t', 'merkle-kv/#', '-v', '-C', '1', '-W', '10'], {
+    // Two messages: the node's retained status (presence), then the update.
+    const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-t', 'merkle-kv/#', '-v', '-C', '2', '-W', '10'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     onTestFinished(() => {
@@ -102,8 +103,10 @@ describe('replication through the embedded Aedes broker', () => {
     const c = await clientOf(nodes[0] as ClusterNode);
     expect(await c.call('SET user:1 alice')).toBe('OK');
     expect(await exited).toBe(0);
-    const [topic, json] = [out.slice(0, out.indexOf(' ')), out.slice(out.indexOf(' ') + 1)];
-    expect(topic).toBe('merkle-kv/updates/node-1');
-    expect(JSON.parse(json)).toMatchObject({ v: 1, node: 'node-1', ops: [{ op: 'set', key: 'user:1', val: 'alice' }] });
+    const [status, update] = out.trim().split('\n').map((line) => [line.slice(0, line.indexOf(' ')), line.slice(line.indexOf(' ') + 1)]) as [[string, string], [string, string]];
+    expect(status[0]).toBe('merkle-kv/nodes/node-1');
+    expect(JSON.parse(status[1])).toMatchObject({ v: 1, node: 'node-1', state: 'online', address: `127.0.0.1:${nodes[0]?.node.address.port}` });
+    expect(update[0]).toBe('merkle-kv/updates/node-1');
+    expect(JSON.parse(update[1])).toMatchObject({ v: 1, node: 'node-1', ops: [{ op: 'set', key: 'user:1', val: 'alice' }] });
   });
 });

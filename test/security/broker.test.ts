@@ -58,6 +58,25 @@ describe('the embedded broker with credentials', () => {
     for (const m of nodes) await waitFor(`own-topic on ${m.id}`, () => valueOn(m, 'own-topic') === 'forged');
     for (const m of nodes) expect(valueOn(m, 'as-node-1')).toBeUndefined();
   });
+
+  it("lets a node publish its own status (presence) but not another node's", async () => {
+    const nodes = await startCluster(2, undefined, () => creds);
+    const [a, b] = nodes as [ClusterNode, ClusterNode];
+    await waitFor('node-1 sees node-2 online', () => a.node.antiEntropy.peerLines().some((l) => /node=node-2,.*state=online/.test(l)));
+    const url = `mqtt://127.0.0.1:${a.node.broker?.address.port}`;
+    const rogue = await mqtt.connectAsync(url, { ...creds2(), clientId: 'node-9', protocolVersion: 4, reconnectPeriod: 0 });
+    onTestFinished(() => rogue.endAsync(true));
+    const closed = new Promise<void>((resolve) => rogue.once('close', () => resolve()));
+    const lie = { v: 1, node: 'node-2', state: 'offline', address: 'x:1', version: '0', at: Date.now() + 60_000 };
+    rogue.publish('merkle-kv/nodes/node-2', JSON.stringify(lie), { qos: 1, retain: true });
+    await closed;
+    expect(a.node.antiEntropy.peerLines().join('\n')).toMatch(/node=node-2,.*state=online/);
+    // Its own status is allowed.
+    const honest = await mqtt.connectAsync(url, { ...creds2(), clientId: 'node-9', protocolVersion: 4, reconnectPeriod: 0 });
+    onTestFinished(() => honest.endAsync(true));
+    await honest.publishAsync('merkle-kv/nodes/node-9', JSON.stringify({ ...lie, node: 'node-9', state: 'online' }), { qos: 1 });
+    await waitFor('node-2 sees node-9', () => b.node.antiEntropy.peerLines().some((l) => /node=node-9,.*state=online/.test(l)));
+  });
 });
 
 function creds2(): { username: string; password: string } {

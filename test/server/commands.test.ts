@@ -140,7 +140,7 @@ describe('commands over TCP', () => {
     }
     expect(all).toContain('node_id');
     expect(all).toContain('get_commands');
-    expect(await c.call('STATS nonsense')).toBe('ERROR STATS command requires at most a section (general, storage, replication, antientropy, all)');
+    expect(await c.call('STATS nonsense')).toBe('ERROR STATS command requires at most a section (general, storage, replication, antientropy, peers, all)');
   });
 
   it('TRUNCATE and FLUSHDB delete everything', async () => {
