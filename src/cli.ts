@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
+import type { Logger } from 'pino';
 import { effectiveConfig } from './cli/check.js';
 import { DEFAULT_HISTORY, runInteractive, runOnce, type ClientOptions } from './cli/client.js';
 import { loadConfig } from './config/load.js';
@@ -136,6 +137,7 @@ async function main(): Promise<void> {
 
   const log = createLogger(config.logging, { node: config.node_id });
   const { logger } = log;
+  skewClockForTests(logger);
   process.on('uncaughtException', (err) => {
     logger.fatal({ err }, 'uncaught exception');
     void log.close().finally(() => process.exit(1));
@@ -180,6 +182,21 @@ async function main(): Promise<void> {
     process.exit(e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === ErrorCode.DirectoryInUse ? EXIT_USAGE : 1);
   }
   if (stopSignal !== undefined) shutDown(node, stopSignal);
+}
+
+/**
+ * For fault-injection tests only: `MERKLEKV_TEST_CLOCK_SKEW_MS=<ms>` makes this process's wall clock
+ * (Date.now) run that far ahead (or behind, negative) of the machine's, as on a host whose clock is off.
+ * Not a MERKLE_KV_* setting: no configuration file can turn it on.
+ */
+function skewClockForTests(logger: Logger): void {
+  const raw = process.env.MERKLEKV_TEST_CLOCK_SKEW_MS;
+  if (raw === undefined || raw === '') return;
+  const skew = Number(raw);
+  if (!Number.isSafeInteger(skew)) throw new ConfigError(`MERKLEKV_TEST_CLOCK_SKEW_MS must be an integer, got '${raw}'`);
+  const realNow = Date.now.bind(Date);
+  Date.now = () => realNow() + skew;
+  logger.warn({ skewMs: skew }, 'TEST ONLY: this process runs with a skewed wall clock (MERKLEKV_TEST_CLOCK_SKEW_MS)');
 }
 
 /** `merkle-kv cli ...`: its exit code. */
