@@ -15,6 +15,8 @@ export interface MosquittoOptions {
   readonly users?: Readonly<Record<string, string>>;
   /** Serve TLS with the server certificate (clients connect with mqtts://). */
   readonly tls?: Certs;
+  /** More configuration lines (a bridge, an ACL); `$DIR` in them is the broker's own directory. */
+  readonly extra?: readonly string[];
 }
 
 export interface Mosquitto {
@@ -66,6 +68,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
         'max_queued_messages 100000',
         ...(process.getuid?.() === 0 ? ['user root'] : []),
         'log_type error',
+        ...(opts.extra ?? []).map((l) => l.replaceAll('$DIR', dir)),
       ].join('\n') + '\n',
     );
     const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
