@@ -115,6 +115,11 @@ export class Output {
     this.crlf();
   }
 
+  /** Bytes written since the last `take()`. */
+  get size(): number {
+    return this.len;
+  }
+
   /** Hands over everything written so far, in order, and starts afresh. */
   take(): Part[] {
     if (this.len === 0) return [];
@@ -122,6 +127,8 @@ export class Output {
     // then hand out views of the copy.
     const copy = Buffer.allocUnsafe(this.len);
     this.buf.copy(copy, 0, 0, this.len);
+    // A batch of large replies grew the scratch buffer: do not keep that much for good.
+    if (this.buf.length > 1024 * 1024) this.buf = Buffer.allocUnsafe(16 * 1024);
     if (this.deferred.length === 0) {
       this.len = this.replyStart = 0;
       return [copy];
@@ -136,7 +143,6 @@ export class Output {
     if (this.len > plainStart) parts.push(copy.subarray(plainStart, this.len));
     this.deferred = [];
     this.len = this.replyStart = 0;
-    if (this.buf.length > 1024 * 1024) this.buf = Buffer.allocUnsafe(16 * 1024);
     return parts;
   }
 

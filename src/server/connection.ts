@@ -90,14 +90,16 @@ export class Connection implements ClientInfo {
     const started = performance.now();
     let count = 0;
     let outcome: Outcome;
-    while (count < this.opts.maxBatch && outcome === undefined) {
+    // A batch also ends once its replies fill MAX_BATCH_OUTPUT_BYTES: a client that asks for many large
+    // values and does not read them must not make the server build them all at once.
+    while (count < this.opts.maxBatch && outcome === undefined && out.size < MAX_BATCH_OUTPUT_BYTES) {
       const next = this.opts.dialect.runNext(out, this.peerEnded);
       if (next === 'none') break;
       count++;
       outcome = next;
     }
+    const more = count === this.opts.maxBatch || out.size >= MAX_BATCH_OUTPUT_BYTES;
     const parts = out.take();
-    const more = count === this.opts.maxBatch;
     // After a barrier the requests left unread still count as more input to come.
     const finished = outcome === 'close' || ((this.peerEnded || this.closing) && !more && outcome !== 'barrier');
     const store = this.opts.ctx.store;
@@ -237,6 +239,8 @@ export class Connection implements ClientInfo {
 }
 
 const LINGER_MS = 5000;
+/** Replies one batch may build before they are written (one large value still goes whole). */
+const MAX_BATCH_OUTPUT_BYTES = 4 * 1024 * 1024;
 const SETTLED = Promise.resolve();
 
 function isBuffer(part: Part): part is Buffer {

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { checkHistory, converged, type FaultWindow } from './check.js';
 import { FaultCluster } from './cluster.js';
 import { readState, Workload, type NodeState } from './workload.js';
@@ -6,7 +7,7 @@ import { readState, Workload, type NodeState } from './workload.js';
  * Cycles of: the workload runs while faults are injected one after another (each held, then healed);
  * then the workload stops, every link is healed, and the nodes must converge; the history is checked.
  */
-export type FaultKind = 'kill' | 'broker' | 'broker-partition' | 'peer-partition';
+export type FaultKind = 'kill' | 'broker' | 'broker-partition' | 'peer-partition' | 'slow-client';
 
 export interface ScenarioOptions {
   readonly broker: 'mosquitto' | 'embedded';
@@ -125,7 +126,26 @@ async function inject(cluster: FaultCluster, opts: ScenarioOptions, kind: FaultK
       await hold();
       cluster.peerLinks(target, true);
       return;
+    case 'slow-client':
+      await slowClient(cluster.nodes[target]?.port as number, opts.holdMs);
+      return;
   }
+}
+
+/**
+ * A client that stores a 1 MiB value, then asks for it a thousand times and never reads a reply,
+ * for `ms`; then goes away. The node must not build all those replies (RSS is sampled meanwhile).
+ */
+async function slowClient(port: number, ms: number): Promise<void> {
+  const socket = connect({ port, host: '127.0.0.1' });
+  socket.on('error', () => {});
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.write(`SET slow-client:big ${'x'.repeat(1024 * 1024 - 64)}\r\n`);
+  await new Promise((r) => setTimeout(r, 200));
+  socket.pause();
+  socket.write('GET slow-client:big\r\n'.repeat(1000));
+  await new Promise((r) => setTimeout(r, ms));
+  socket.destroy();
 }
 
 /** Polls every node until they all hold the same; their states. */
@@ -154,7 +174,7 @@ export function summaryTable(s: ScenarioSummary): string {
     ['lost or wrong (must be 0)', String(s.problems.length)],
     ['crashes (must be 0)', String(s.crashes.length)],
     ['appends replaced by concurrent writes', String(s.appendsReplaced)],
-    ['RSS peak of a node', `${(s.rssPeakBytes / 1024 / 1024).toFixed(0)} MiB`],
+    ['RSS peak of a node', `${(s.rssPeakBytes / 1024 / 1024).toFixed(0)} MiB${s.faults['slow-client'] ? ' (with a slow client asking for 1,000 replies of 1 MiB)' : ''}`],
   ];
   return rows.map(([k, v]) => `| ${k} | ${v} |`).join('\n');
 }

@@ -13,7 +13,7 @@ describe.runIf(minutes > 0)('soak', () => {
       broker,
       cycles: Math.max(1, Math.round((minutes * 60_000) / (CYCLE_MS + 5000))),
       cycleMs: CYCLE_MS,
-      faults: ['kill', 'broker', 'broker-partition', 'peer-partition'],
+      faults: ['kill', 'broker', 'broker-partition', 'peer-partition', 'slow-client'],
       clients: 8,
       skewMs: 2000,
       holdMs: 3000,
