@@ -95,15 +95,24 @@ function isRunning(owner: Owner, real: string): boolean {
     // EPERM: the process exists but belongs to someone else.
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  return owner.started === '' || startTimeOf(owner.pid) === owner.started;
+  const now = procStat(owner.pid);
+  // A zombie (killed, not yet reaped by its parent: a container whose init does not reap) is gone.
+  if (now !== undefined && (now.state === 'Z' || now.state === 'X')) return false;
+  return owner.started === '' || now?.started === owner.started;
 }
 
-/** Field 22 of /proc/<pid>/stat (after the command name, which may hold spaces); '' without /proc. */
-function startTimeOf(pid: number): string {
+/** Fields 3 (state) and 22 (start time) of /proc/<pid>/stat, after the command name, which may hold spaces. */
+function procStat(pid: number): { state: string; started: string } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0] ?? '', started: fields[19] ?? '' };
   } catch {
-    return '';
+    return undefined;
   }
+}
+
+/** The process's start time; '' without /proc. */
+function startTimeOf(pid: number): string {
+  return procStat(pid)?.started ?? '';
 }

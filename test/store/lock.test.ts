@@ -54,6 +54,26 @@ describe('the data directory lock', () => {
     expect(() => lockDataDirectory(dir)).toThrow(new RegExp(`in use by another running node \\(pid ${pid}\\)`));
   });
 
+  it('takes over a lock whose owner was killed but not yet reaped (a zombie)', async () => {
+    const dir = join(tempDir(), 'db');
+    lockDataDirectory(dir)();
+    // `sleep 0.1` becomes a zombie: its parent execs into a `sleep 30` that never reaps it.
+    const parent = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    onTestFinished(() => {
+      parent.kill('SIGKILL');
+    });
+    const pid = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (b: Buffer) => resolve(b.toString()))));
+    const stat = (): string[] => {
+      const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      return text.slice(text.lastIndexOf(')') + 2).split(' ');
+    };
+    await new Promise((r) => setTimeout(r, 400));
+    expect(stat()[0]).toBe('Z');
+    const { realpathSync } = await import('node:fs');
+    writeFileSync(lockOf(dir), JSON.stringify({ pid, started: stat()[19], dir: realpathSync(dir) }));
+    lockDataDirectory(dir)();
+  });
+
   it('a second node on the same storage.path exits 2 saying why; after kill -9 of the first, a restart takes over at once', async () => {
     const dir = join(tempDir(), 'db');
     const env = { MERKLE_KV_MQTT_ENABLED: 'false', MERKLE_KV_ANTI_ENTROPY_ENABLED: 'false' };
