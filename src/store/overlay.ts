@@ -252,6 +252,10 @@ export class Overlay {
     Promise.all(commits).then(
       () => this.committed(list, seq, finish),
       (err: unknown) => {
+        // lmdb attaches the real cause as a promise it rejects on its own: unhandled, that rejection
+        // would end the process (a full disk made the node exit). Log it instead.
+        const cause = (err as { commitError?: unknown } | null)?.commitError;
+        if (cause instanceof Promise) cause.catch((why: unknown) => this.opts.logger.error({ err: why }, 'LMDB commit error'));
         this.applyFailures++;
         this.opts.logger.error({ err, writes: list.length }, 'LMDB commit failed; the write-ahead log keeps the writes; retrying');
         setTimeout(() => this.put(list, seq, finish), RETRY_MS).unref();

@@ -226,7 +226,9 @@ export class WriteAheadLog {
     if (this.len === 0) return;
     let done = 0;
     try {
-      while (done < this.len) done += writeSync(this.fd, this.buf, done, this.len - done);
+      // At an explicit position: after a failed append the file is cut back (cutBack), and the file
+      // offset would still point past the cut, leaving a hole of zeros in the middle of the segment.
+      while (done < this.len) done += writeSync(this.fd, this.buf, done, this.len - done, this.segmentBytes + done);
     } catch (err) {
       this.len = 0;
       if (done > 0) this.cutBack();
