@@ -5,6 +5,7 @@ import { tempDir } from '../helpers.js';
 import { spawnNode, type NodeProcess } from '../process.js';
 import { freePort, waitFor } from '../replication/cluster.js';
 import { startMosquitto, type Mosquitto } from '../replication/mosquitto.js';
+import { SmallDisk } from './mount.js';
 import { Proxy } from './proxy.js';
 
 /**
@@ -23,6 +24,8 @@ export interface FaultClusterOptions {
   readonly skewMs?: Readonly<Record<number, number>>;
   /** Extra MERKLE_KV_* settings for every node. */
   readonly env?: Readonly<Record<string, string>>;
+  /** This node's data directory is on a small file system (a tmpfs) that `fillDisk` fills. */
+  readonly smallDisk?: number;
 }
 
 export interface FaultNode {
@@ -41,6 +44,7 @@ export class FaultCluster {
   /** peerProxies[i][j]: node i's way to node j's client port. */
   private readonly peerProxies: Proxy[][] = [];
   private mosquitto: Mosquitto | undefined;
+  private disk: SmallDisk | undefined;
   private brokerPort = 0;
   /** Exits nobody asked for (a crash): the checks fail on any. */
   readonly crashes: string[] = [];
@@ -49,14 +53,23 @@ export class FaultCluster {
 
   static async start(opts: FaultClusterOptions): Promise<FaultCluster> {
     const c = new FaultCluster(opts);
-    onTestFinished(() => c.close());
-    await c.launch();
+    try {
+      await c.launch();
+    } finally {
+      // Registered after launch's temporary directories: the hooks run last first, so the nodes are
+      // gone and the small disk unmounted before those directories are removed.
+      onTestFinished(() => c.close());
+    }
     return c;
   }
 
   private async launch(): Promise<void> {
     const n = this.opts.nodes;
-    for (let i = 0; i < n; i++) this.nodes.push({ index: i, id: `node-${i + 1}`, port: await freePort(), dir: join(tempDir(), `node-${i + 1}`), proc: undefined, kills: 0 });
+    if (this.opts.smallDisk !== undefined) this.disk = new SmallDisk(join(tempDir(), 'small-disk'), 96);
+    for (let i = 0; i < n; i++) {
+      const base = i === this.opts.smallDisk && this.disk !== undefined ? this.disk.path : tempDir();
+      this.nodes.push({ index: i, id: `node-${i + 1}`, port: await freePort(), dir: join(base, `node-${i + 1}`), proc: undefined, kills: 0 });
+    }
     if (this.opts.broker === 'mosquitto') {
       this.mosquitto = await startMosquitto();
       this.brokerPort = this.mosquitto.port;
@@ -120,10 +133,10 @@ export class FaultCluster {
     return this.nodes[i]?.proc !== undefined;
   }
 
-  /** Mosquitto only: stops the broker (SIGTERM) and starts it again on the same port and persistence. */
+  /** Mosquitto only: kills the broker (SIGKILL) and starts it again on the same port and persistence. */
   async restartBroker(downMs: number): Promise<void> {
     if (this.mosquitto === undefined) throw new Error('restartBroker: the embedded broker restarts with node 0');
-    await this.mosquitto.stop();
+    await this.mosquitto.stop(true);
     await new Promise((r) => setTimeout(r, downMs));
     await this.mosquitto.restart();
   }
@@ -146,7 +159,15 @@ export class FaultCluster {
     }
   }
 
+  /** Fills (or frees) the small disk under node `smallDisk`. */
+  fillDisk(full: boolean): void {
+    if (this.disk === undefined) throw new Error('no small disk in this cluster');
+    if (full) this.disk.fill();
+    else this.disk.free();
+  }
+
   healAll(): void {
+    this.disk?.free();
     for (let i = 0; i < this.nodes.length; i++) {
       this.brokerLink(i, true);
       this.peerLinks(i, true);
@@ -172,6 +193,8 @@ export class FaultCluster {
       m.proc?.child.kill('SIGKILL');
     }
     for (const p of [...this.brokerProxies, ...this.peerProxies.flat()]) await p.close();
+    await Promise.all(this.nodes.flatMap((m) => (m.proc === undefined ? [] : [m.proc.exited])));
+    this.disk?.unmount();
   }
 
   /** Waits until every node answers on its client port. */

@@ -1,33 +1,26 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { LineClient, tempDir } from '../helpers.js';
 import { spawnNode, type NodeProcess } from '../process.js';
 import { waitFor } from '../replication/cluster.js';
+import { canMount, SmallDisk } from './mount.js';
 
 /*
  * The disk filling up under a node: its data directory on a small tmpfs. Mounting needs root (and the
  * right to mount, which a container may not grant): the test says so and is skipped where it cannot.
  */
-const probe = mkdtempSync(join(tmpdir(), 'merkle-kv-mount-'));
-const canMount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe]).status === 0 && spawnSync('umount', [probe]).status === 0;
-rmSync(probe, { recursive: true, force: true });
 if (!canMount) console.log('disk-full test skipped: this machine does not let the tests mount a tmpfs (needs root and CAP_SYS_ADMIN)');
 
 describe.runIf(canMount)('a full disk', () => {
   it('refuses writes with a clear error, loses nothing acknowledged, and recovers when space returns', async () => {
-    const mnt = join(tempDir(), 'small');
-    mkdirSync(mnt);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
+    const disk = new SmallDisk(join(tempDir(), 'small'), 24);
     let node: NodeProcess | undefined;
     onTestFinished(async () => {
       node?.child.kill('SIGKILL');
       await node?.exited;
-      spawnSync('umount', [mnt]);
+      disk.unmount();
     });
-    const dir = join(mnt, 'db');
+    const dir = join(disk.path, 'db');
     node = await spawnNode(['--node-id', 'full', '--data-dir', dir]);
     let c = await LineClient.connect(node.port);
     const value = 'x'.repeat(64 * 1024);
@@ -44,7 +37,7 @@ describe.runIf(canMount)('a full disk', () => {
     expect(await c.call('GET k0')).toBe(`VALUE ${value}`);
     expect(await c.call(`SET more ${value}${value}`)).toMatch(/^ERROR .*ENOSPC/);
 
-    execFileSync('mount', ['-o', 'remount,size=200m', mnt]);
+    disk.grow(200);
     await waitFor('writes accepted again', async () => (await c.call('SET after 1')) === 'OK', 10_000);
     for (const i of acked) expect(await c.call(`GET k${i}`)).toBe(`VALUE ${value}`);
     expect(await c.call('GET more')).toBe('NOT_FOUND');

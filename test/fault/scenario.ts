@@ -7,7 +7,7 @@ import { readState, Workload, type NodeState } from './workload.js';
  * Cycles of: the workload runs while faults are injected one after another (each held, then healed);
  * then the workload stops, every link is healed, and the nodes must converge; the history is checked.
  */
-export type FaultKind = 'kill' | 'broker' | 'broker-partition' | 'peer-partition' | 'slow-client';
+export type FaultKind = 'kill' | 'broker' | 'broker-partition' | 'peer-partition' | 'slow-client' | 'disk-full';
 
 export interface ScenarioOptions {
   readonly broker: 'mosquitto' | 'embedded';
@@ -41,10 +41,13 @@ export interface ScenarioSummary {
 const SETTLE_MS = 3000;
 const CONVERGENCE_TIMEOUT_MS = 60_000;
 const NODES = 3;
+const DISK_NODE = 1;
 
 export async function runScenario(opts: ScenarioOptions): Promise<ScenarioSummary> {
   const log = opts.log ?? (() => {});
-  const cluster = await FaultCluster.start({ nodes: NODES, broker: opts.broker, antiEntropySeconds: 1, skewMs: { 2: opts.skewMs } });
+  // Node 1's data directory is on a small disk that the disk-full fault fills.
+  const smallDisk = opts.faults.includes('disk-full') ? { smallDisk: DISK_NODE } : {};
+  const cluster = await FaultCluster.start({ nodes: NODES, broker: opts.broker, antiEntropySeconds: 1, skewMs: { 2: opts.skewMs }, ...smallDisk });
   const ports = cluster.nodes.map((m) => m.port);
   const faults: Record<string, number> = {};
   const convergenceMs: number[] = [];
@@ -73,7 +76,7 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioSummar
         // Node 0 hosts the embedded broker: its faults are the broker's.
         const target = opts.broker === 'embedded' ? 1 + (f % (NODES - 1)) : f % NODES;
         const start = Date.now();
-        log(`cycle ${cycle + 1}: ${kind}${kind === 'broker' ? '' : ` node ${target}`}`);
+        log(`cycle ${cycle + 1}: ${kind}${kind === 'broker' ? '' : ` node ${kind === 'disk-full' ? DISK_NODE : target}`}`);
         await inject(cluster, opts, kind, target);
         lastHeal = Date.now();
         windows.push({ kind, start, end: lastHeal + SETTLE_MS });
@@ -126,6 +129,11 @@ async function inject(cluster: FaultCluster, opts: ScenarioOptions, kind: FaultK
       await hold();
       cluster.peerLinks(target, true);
       return;
+    case 'disk-full':
+      cluster.fillDisk(true);
+      await hold();
+      cluster.fillDisk(false);
+      return;
     case 'slow-client':
       await slowClient(cluster.nodes[target]?.port as number, opts.holdMs);
       return;
@@ -168,7 +176,7 @@ export function summaryTable(s: ScenarioSummary): string {
   const sorted = [...s.convergenceMs].sort((a, b) => a - b);
   const p50 = sorted[Math.floor(sorted.length / 2)] ?? 0;
   const rows: [string, string][] = [
-    ['operations', `${s.operations} (acknowledged ${s.acked}, no reply ${s.unknown}, refused ${s.failed})`],
+    ['operations', `${s.operations} (acknowledged ${s.acked}, no reply ${s.unknown}, refused with ERROR ${s.failed})`],
     ['faults', Object.entries(s.faults).map(([k, n]) => `${k} ${n}`).join(', ')],
     ['convergence after the last heal', `p50 ${p50} ms, max ${sorted[sorted.length - 1] ?? 0} ms (${sorted.length} cycles)`],
     ['lost or wrong (must be 0)', String(s.problems.length)],

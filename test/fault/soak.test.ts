@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { canMount } from './mount.js';
 import { runScenario, summaryTable } from './scenario.js';
 
 /** The long soak: `npm run soak -- --minutes N [--broker embedded]` (scripts/soak.mjs); skipped in `npm test`. */
@@ -13,7 +14,7 @@ describe.runIf(minutes > 0)('soak', () => {
       broker,
       cycles: Math.max(1, Math.round((minutes * 60_000) / (CYCLE_MS + 5000))),
       cycleMs: CYCLE_MS,
-      faults: ['kill', 'broker', 'broker-partition', 'peer-partition', 'slow-client'],
+      faults: ['kill', 'broker', 'broker-partition', 'peer-partition', 'slow-client', ...(canMount ? (['disk-full'] as const) : [])],
       clients: 8,
       skewMs: 2000,
       holdMs: 3000,

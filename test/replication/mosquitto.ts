@@ -23,8 +23,8 @@ export interface Mosquitto {
   readonly port: number;
   /** mqtt:// or, with TLS, mqtts:// */
   readonly url: string;
-  /** Stops the broker (SIGTERM, then SIGKILL). */
-  stop(): Promise<void>;
+  /** Stops the broker (SIGTERM, then SIGKILL; with `kill`, SIGKILL at once: what it had not saved is lost). */
+  stop(kill?: boolean): Promise<void>;
   /** Starts it again on the same port with the same persistence directory. */
   restart(): Promise<void>;
 }
@@ -90,16 +90,16 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     await launch();
   }
   if (child === undefined) throw new Error('could not start mosquitto');
-  const stop = async (): Promise<void> => {
+  const stop = async (kill = false): Promise<void> => {
     const proc = child;
     if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
     const gone = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGTERM');
+    proc.kill(kill ? 'SIGKILL' : 'SIGTERM');
     const timer = setTimeout(() => proc.kill('SIGKILL'), 3000);
     await gone;
     clearTimeout(timer);
   };
-  onTestFinished(stop);
+  onTestFinished(() => stop());
   return {
     port,
     url: `${opts.tls === undefined ? 'mqtt' : 'mqtts'}://127.0.0.1:${port}`,
