@@ -6,6 +6,8 @@ import { ReplyParser, type Reply } from './replies.js';
 interface Waiter {
   resolve(reply: Reply): void;
   reject(err: Error): void;
+  /** The request's command word, for the error an ERROR reply becomes. */
+  readonly command: string;
 }
 
 /**
@@ -37,7 +39,7 @@ export class PeerClient {
       for (const reply of replies) {
         const w = this.waiting.shift();
         if (w === undefined) return this.fail(new ProtocolError('peer sent a reply nobody asked for'));
-        if ('line' in reply && reply.line.startsWith('ERROR')) w.reject(new ProtocolError(`peer: ${reply.line}`));
+        if ('line' in reply && reply.line.startsWith('ERROR')) w.reject(new ProtocolError(`peer: ${reply.line} (to ${w.command})`));
         else w.resolve(reply);
       }
     });
@@ -75,7 +77,9 @@ export class PeerClient {
     const data = typeof line === 'string' ? Buffer.from(`${line}\r\n`) : line;
     this.bytesSent += data.length;
     this.socket.write(data);
-    return expected(new Promise<Reply>((resolve, reject) => this.waiting.push({ resolve, reject })));
+    const space = data.indexOf(0x20);
+    const command = data.toString('latin1', 0, Math.min(space === -1 ? data.length : space, 16)).trim();
+    return expected(new Promise<Reply>((resolve, reject) => this.waiting.push({ resolve, reject, command })));
   }
 
   /** Sends and expects a text line. */
