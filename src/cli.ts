@@ -5,7 +5,7 @@ import { effectiveConfig } from './cli/check.js';
 import { DEFAULT_HISTORY, runInteractive, runOnce, type ClientOptions } from './cli/client.js';
 import { loadConfig } from './config/load.js';
 import { FSYNC_MODES, LOG_LEVELS } from './config/schema.js';
-import { ConfigError, ErrorCode, MerkleKvError } from './errors.js';
+import { ConfigError, ErrorCode } from './errors.js';
 import { createLogger } from './log.js';
 import { startNode, type RunningNode } from './node.js';
 import { VERSION } from './version.js';
@@ -142,12 +142,11 @@ async function main(): Promise<void> {
     logger.fatal({ err }, 'uncaught exception');
     void log.close().finally(() => process.exit(1));
   });
-  // A rejection nobody awaited is logged, not fatal, when it is one of ours (an anti-entropy request
-  // behind a failed one; the exchange itself failed and is retried) or lmdb's (it rejects every write of
-  // a failed commit, also writes whose promises nobody holds; the overlay retries the batch, the
-  // write-ahead log keeps it). Anything else still ends the process as an uncaught exception.
+  // lmdb rejects every write of a failed commit (a full disk), also writes whose promises nobody holds;
+  // the overlay retries the batch (the write-ahead log keeps it), so such a rejection is logged, not
+  // fatal. Anything else still ends the process as an uncaught exception.
   process.on('unhandledRejection', (reason) => {
-    if (reason instanceof MerkleKvError || (reason instanceof Error && 'commitError' in reason)) {
+    if (reason instanceof Error && 'commitError' in reason) {
       logger.error({ err: reason }, 'unhandled rejection (not fatal)');
       return;
     }

@@ -161,6 +161,9 @@ export class AntiEntropy {
       this.clients.add(client);
       const { accepted } = await provePeer(client, this.opts.proof);
       const exchanged = exchange(this.opts.store, client, this.opts.nodeId, this.opts.limits, full);
+      // Awaited below, unless the proof was refused: then its failure is expected, not unhandled (which
+      // ended the process when a peer with a full disk answered the proof with an ERROR).
+      exchanged.catch(() => {});
       // The proof's answer comes first: if it was refused, say so rather than what followed from it.
       await accepted;
       const result = await exchanged;

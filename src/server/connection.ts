@@ -104,7 +104,7 @@ export class Connection implements ClientInfo {
     const finished = outcome === 'close' || ((this.peerEnded || this.closing) && !more && outcome !== 'barrier');
     const store = this.opts.ctx.store;
     let waiting: Promise<void>;
-    if (store.hasUnflushed) {
+    if (count > 0 && store.hasUnflushed) {
       // The replies show writes not yet in the log: they go out once the turn's flush has put them there.
       waiting = store.flushed().then(
         () => this.send(parts),

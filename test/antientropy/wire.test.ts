@@ -99,6 +99,40 @@ describe('anti-entropy internal commands', () => {
   });
 });
 
+describe('a peer that answers the proof with an ERROR', () => {
+  it('fails the SYNC, leaving no unhandled rejection behind (it ended the node)', async () => {
+    const node = await startTestNode();
+    // A peer whose disk is full answers every request with the log's error, the proof included; the
+    // exchange's first request (AE.ROOT, sent behind the proof) then fails too.
+    const proof = new PeerProof('');
+    const fake = createServer((s: Socket) => {
+      let pending = '';
+      s.on('data', (chunk: Buffer) => {
+        pending += chunk.toString('latin1');
+        const lines = pending.split('\n');
+        pending = lines.pop() ?? '';
+        for (const line of lines) {
+          const words = line.trim().split(' ');
+          if (words[0] === 'AE.HELLO') {
+            const sn = proof.nonce();
+            s.write(`AE.CHALLENGE ${sn} ${proof.serverProof(words[1] as string, sn)}\r\n`);
+          } else {
+            s.write('ERROR cannot append to the write-ahead log: ENOSPC: no space left on device, write\r\n');
+          }
+        }
+      });
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    onTestFinished(() => void fake.close());
+    const port = (fake.address() as { port: number }).port;
+    const c = await LineClient.connect(node.address.port);
+    expect(await c.call(`SYNC 127.0.0.1 ${port}`)).toMatch(/^ERROR sync with 127\.0\.0\.1:\d+ failed: .*ENOSPC.*\(to AE\.PROVE\)/);
+    // vitest fails the run on an unhandled rejection; give one the time to surface.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await c.call('PING')).toBe('PONG');
+  });
+});
+
 describe('a peer that goes away mid-exchange', () => {
   it('fails the SYNC with the reason, leaving no unhandled rejection behind', async () => {
     const node = await startTestNode({ 'anti_entropy.segment_bits': '8' });
