@@ -17,10 +17,10 @@ function b64u32(...values: number[]): string {
 }
 
 /**
- * A fake peer that holds the (default) cluster secret: it answers the handshake properly, then calls
- * `then` once for each later request line.
+ * A fake peer that holds the (default) cluster secret: it answers the handshake properly (the proof with
+ * `proved`), then calls `then` once for each later request line.
  */
-function authenticPeer(s: Socket, then: () => void): void {
+function authenticPeer(s: Socket, then: () => void, proved = 'OK\r\n'): void {
   const proof = new PeerProof('');
   let step = 0;
   let pending = '';
@@ -36,7 +36,7 @@ function authenticPeer(s: Socket, then: () => void): void {
         s.write(`AE.CHALLENGE ${sn} ${proof.serverProof(words[1] as string, sn)}\r\n`);
       } else if (step === 1 && words[0] === 'AE.PROVE') {
         step = 2;
-        s.write('OK\r\n');
+        s.write(proved);
       } else {
         then();
       }
@@ -104,24 +104,8 @@ describe('a peer that answers the proof with an ERROR', () => {
     const node = await startTestNode();
     // A peer whose disk is full answers every request with the log's error, the proof included; the
     // exchange's first request (AE.ROOT, sent behind the proof) then fails too.
-    const proof = new PeerProof('');
-    const fake = createServer((s: Socket) => {
-      let pending = '';
-      s.on('data', (chunk: Buffer) => {
-        pending += chunk.toString('latin1');
-        const lines = pending.split('\n');
-        pending = lines.pop() ?? '';
-        for (const line of lines) {
-          const words = line.trim().split(' ');
-          if (words[0] === 'AE.HELLO') {
-            const sn = proof.nonce();
-            s.write(`AE.CHALLENGE ${sn} ${proof.serverProof(words[1] as string, sn)}\r\n`);
-          } else {
-            s.write('ERROR cannot append to the write-ahead log: ENOSPC: no space left on device, write\r\n');
-          }
-        }
-      });
-    });
+    const full = 'ERROR cannot append to the write-ahead log: ENOSPC: no space left on device, write\r\n';
+    const fake = createServer((s: Socket) => authenticPeer(s, () => s.write(full), full));
     await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
     onTestFinished(() => void fake.close());
     const port = (fake.address() as { port: number }).port;

@@ -1,42 +1,19 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { makeCerts } from '../certs.js';
 import { LineClient, startTestNode, tempDir } from '../helpers.js';
 import { startCluster, valueOn, waitFor } from '../replication/cluster.js';
+import { mc } from './socket.js';
 
 /** The node runs in this process: the tools must run without blocking it. */
 const run = promisify(execFile);
 const hasTools = spawnSync('sh', ['-c', 'command -v memccapable']).status === 0;
 /** With CI=true the libmemcached tools are installed (.ci/run) and their tests must run. */
 const runTools = hasTools || process.env.CI === 'true';
-
-/** A raw memcached-protocol connection: send bytes, read until the reply text so far matches. */
-async function mc(port: number): Promise<{ socket: Socket; closed: Promise<unknown>; send: (b: string | Buffer) => void; until: (re: RegExp) => Promise<string> }> {
-  const socket = connect({ port, host: '127.0.0.1' });
-  const closed = new Promise((resolve) => socket.once('close', resolve));
-  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  onTestFinished(() => {
-    socket.destroy();
-  });
-  let got = '';
-  socket.on('data', (b: Buffer) => (got += b.toString('latin1')));
-  return {
-    socket,
-    closed,
-    send: (b) => socket.write(typeof b === 'string' ? Buffer.from(b, 'latin1') : b),
-    async until(re) {
-      for (let i = 0; i < 200 && !re.test(got); i++) await new Promise((r) => setTimeout(r, 10));
-      const text = got;
-      got = '';
-      return text;
-    },
-  };
-}
 
 const memcachedFlags = { 'memcached.enabled': 'true', 'memcached.port': '0' };
 

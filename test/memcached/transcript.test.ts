@@ -1,8 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { connect, type Socket } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestNode } from '../helpers.js';
 import { freePort, waitFor } from '../replication/cluster.js';
+import { mc } from './socket.js';
 
 /**
  * Every memcached text-protocol command and every error reply, over a real socket: sent whole and
@@ -162,54 +163,30 @@ const STEPS: Step[] = [
 
 const CAS_HEADER = /^(VALUE \S+ \d+ \d+) (\d+)\r$/gm;
 
-/** A connection collecting what the server sends. */
-async function open(port: number): Promise<{ socket: Socket; text: () => string; take: (n: number) => string; closed: Promise<unknown> }> {
-  const socket = connect({ port, host: '127.0.0.1', noDelay: true });
-  const closed = new Promise((resolve) => socket.once('close', resolve));
-  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  onTestFinished(() => {
-    socket.destroy();
-  });
-  let got = '';
-  socket.on('data', (b: Buffer) => (got += b.toString('latin1')));
-  return {
-    socket,
-    closed,
-    text: () => got,
-    take(n) {
-      const t = got.slice(0, n);
-      got = got.slice(n);
-      return t;
-    },
-  };
-}
-
 /** Runs the steps on one connection; returns each step's reply, uniques replaced by `{cas}`. */
 async function transcript(port: number, byteByByte: boolean): Promise<string[]> {
-  const c = await open(port);
+  const c = await mc(port);
   const replies: string[] = [];
   let cas = '';
   for (const s of STEPS) {
     const bytes = typeof s.send === 'string' ? Buffer.from(s.send.replaceAll('{cas}', cas), 'latin1') : s.send;
     if (byteByByte && bytes.length < 4096) {
       for (const b of bytes) {
-        c.socket.write(Buffer.from([b]));
+        c.send(Buffer.from([b]));
         await new Promise((r) => setImmediate(r));
       }
     } else {
-      c.socket.write(bytes);
+      c.send(bytes);
     }
-    c.socket.write('version\r\n');
+    c.send('version\r\n');
     const end = /VERSION [^\r\n]*\r\n$/;
-    await waitFor(`the reply to ${JSON.stringify(bytes.subarray(0, 40).toString('latin1'))}`, () => end.test(c.text()));
-    const text = c.text();
-    const reply = c.take(text.length).replace(end, '');
+    const reply = (await c.until(end, 10_000)).replace(end, '');
     for (const m of reply.matchAll(CAS_HEADER)) cas = m[2] as string;
     replies.push(reply.replace(CAS_HEADER, '$1 {cas}\r'));
   }
-  c.socket.write('quit\r\n');
+  c.send('quit\r\n');
   await c.closed;
-  expect(c.text()).toBe('');
+  expect(c.pending()).toBe('');
   return replies;
 }
 
