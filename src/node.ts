@@ -101,6 +101,7 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     intervalMs: config.anti_entropy.interval_seconds * 1000,
     maxConcurrent: config.anti_entropy.max_concurrent_syncs,
     presence,
+    brokerConnected: () => replicator?.stats.connected === true,
     logger,
   });
   const ctx: Context = {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { onTestFinished } from 'vitest';
 
@@ -82,4 +82,19 @@ function cleanEnv(): Record<string, string> {
   const env: Record<string, string> = { MERKLE_KV_MQTT_ENABLED: 'false' };
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MERKLE_KV_') && v !== undefined) env[k] = v;
   return env;
+}
+
+/** The fields of /proc/<pid>/stat after the command name (which may hold spaces): [0] the state, [19] the start time. */
+export function procStat(pid: number): string[] {
+  const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
+/** Resident memory of process `pid` in bytes, from /proc; 0 if it is gone. */
+export function rssOf(pid: number): number {
+  try {
+    return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
 }

@@ -28,6 +28,8 @@ export interface AntiEntropyOptions {
   readonly timeoutMs?: number;
   /** The other nodes' presence (replication/presence.ts): offline peers are skipped, returning ones synced at once. */
   readonly presence?: Presence;
+  /** Whether this node hears the broker now: only then does an offline status count. */
+  readonly brokerConnected?: () => boolean;
 }
 
 interface PeerState {
@@ -272,7 +274,7 @@ export class AntiEntropy {
     for (const p of this.peers) {
       if (this.running >= this.opts.maxConcurrent) break;
       if (p.running || p.self || p.due > now) continue;
-      if (this.statusOf(p)?.state === 'offline' && this.opts.presence?.connected === true) {
+      if (this.statusOf(p)?.state === 'offline' && this.opts.brokerConnected?.() === true) {
         // Not worth a connect timeout: the broker says it is down, and says so again when it is back.
         // (Only while this node hears the broker: cut off from it, this node cannot know.)
         p.skippedOffline++;

@@ -64,12 +64,9 @@ function isShortText(x: unknown): x is string {
 /**
  * What this node knows of the others' presence, and who wants to hear of changes. It is only as good as
  * this node's own link to the broker: while that is down (or the broker is, which may first send every
- * node's last will), `connected` is false and an offline status proves nothing.
+ * node's last will), an offline status proves nothing (anti-entropy's `brokerConnected`).
  */
 export class Presence {
-  /** This node is connected to the broker, so the statuses it holds are current. */
-  connected = false;
-
   private readonly nodes = new Map<string, NodeStatus & { readonly seenAt: number }>();
   private readonly listeners: ((now: NodeStatus, before: NodeStatus | undefined) => void)[] = [];
 

@@ -205,7 +205,6 @@ export class Replicator {
 
   private onConnect(sessionPresent: boolean): void {
     this.stats.connected = true;
-    this.opts.presence.connected = true;
     this.backoffMs = 1000;
     this.client.options.reconnectPeriod = this.backoffMs;
     this.outageLogged = false;
@@ -243,7 +242,6 @@ export class Replicator {
   }
 
   private onDisconnect(): void {
-    this.opts.presence.connected = false;
     if (this.stopped || this.retryingOlderProtocol) {
       this.retryingOlderProtocol = false;
       return;

@@ -106,11 +106,13 @@ export class Connection implements ClientInfo {
     let waiting: Promise<void>;
     if (count > 0 && store.hasUnflushed) {
       // The replies show writes not yet in the log: they go out once the turn's flush has put them there.
-      waiting = store.flushed().then(
-        () => this.send(parts),
-        (err: unknown) => this.send(this.failures(err, count)),
-      );
-      waiting = waiting.then(() => this.opts.ctx.stats.observeLatency((performance.now() - started) / 1000, count));
+      waiting = store
+        .flushed()
+        .then(
+          () => this.send(parts),
+          (err: unknown) => this.send(this.failures(err, count)),
+        )
+        .then(() => this.opts.ctx.stats.observeLatency((performance.now() - started) / 1000, count));
     } else if (parts.every(isBuffer)) {
       // Nothing waits for a commit: write now; wait only if the client is slow to read.
       if (count > 0) this.opts.ctx.stats.observeLatency((performance.now() - started) / 1000, count);

@@ -479,7 +479,7 @@ export class Store {
     // A new epoch of a key that had a set leaves the old epoch's members dead: remove them soon.
     if (this.sets.hasMembers(k) && before !== undefined && recordEpochId(before, at) !== recordEpochId(keyed, recOffset)) this.sets.sweepLater(k);
     if (local) this.lastLocalEnd = logEnd;
-    if (!this.flushScheduled) this.scheduleFlush();
+    this.scheduleFlush();
     const durable = this.log.durableAfter(logEnd);
     if (!this.overlay.overCap) return durable;
     // LMDB is far behind (a slow disk): the reply waits until it catches up, which slows the writers.
@@ -495,21 +495,28 @@ export class Store {
   flush(): void {
     const waiters = this.flushWaiters;
     this.flushWaiters = [];
-    if (this.unflushed.length === 0) {
-      for (const w of waiters) w(undefined);
-      return;
+    let failure: Error | undefined;
+    try {
+      this.writeOut();
+    } catch (err) {
+      failure = err instanceof Error ? err : new StorageError('write-ahead log append failed', { cause: err });
+      throw err;
+    } finally {
+      for (const w of waiters) w(failure);
     }
+  }
+
+  /** flush() without the waiters: the log write, undone on failure, then the announcements. */
+  private writeOut(): void {
+    if (this.unflushed.length === 0) return;
     const writes = this.unflushed;
     this.unflushed = [];
     try {
       this.log.flush();
     } catch (err) {
       this.undo(writes);
-      const reason = err instanceof Error ? err : new StorageError('write-ahead log append failed', { cause: err });
-      for (const w of waiters) w(reason);
       throw err;
     }
-    for (const w of waiters) w(undefined);
     if (this.listeners.length === 0) return;
     const local = writes.filter((w) => w.local);
     if (local.length === 0) return;
@@ -531,7 +538,7 @@ export class Store {
   flushed(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.flushWaiters.push((err) => (err === undefined ? resolve() : reject(err)));
-      if (!this.flushScheduled) this.scheduleFlush();
+      this.scheduleFlush();
     });
   }
 
@@ -541,6 +548,7 @@ export class Store {
    * from an I/O callback it costs no extra turn (and no extra epoll call).
    */
   private scheduleFlush(): void {
+    if (this.flushScheduled) return;
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;

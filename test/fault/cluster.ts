@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
 import { tempDir } from '../helpers.js';
-import { spawnNode, type NodeProcess } from '../process.js';
+import { rssOf, spawnNode, type NodeProcess } from '../process.js';
 import { freePort, waitFor } from '../replication/cluster.js';
 import { startMosquitto, type Mosquitto } from '../replication/mosquitto.js';
 import { SmallDisk } from './mount.js';
@@ -177,13 +176,7 @@ export class FaultCluster {
   /** Resident memory of node i (bytes), from /proc; 0 if it is not running. */
   rss(i: number): number {
     const pid = this.nodes[i]?.proc?.child.pid;
-    if (pid === undefined) return 0;
-    try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      return m === null ? 0 : Number(m[1]) * 1024;
-    } catch {
-      return 0;
-    }
+    return pid === undefined ? 0 : rssOf(pid);
   }
 
   async close(): Promise<void> {

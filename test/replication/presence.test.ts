@@ -55,7 +55,7 @@ describe('presence statuses', () => {
     const port = await freePort(); // nothing listens there
     const address = `127.0.0.1:${port}`;
     presence.update(status('b', 'offline', 1, address));
-    presence.connected = true;
+    let brokerConnected = true;
     const ae = new AntiEntropy({
       store,
       nodeId: 'a',
@@ -66,6 +66,7 @@ describe('presence statuses', () => {
       intervalMs: 100,
       maxConcurrent: 1,
       presence,
+      brokerConnected: () => brokerConnected,
       logger: silent,
       timeoutMs: 500,
     });
@@ -80,7 +81,7 @@ describe('presence statuses', () => {
     expect(ae.peerLines()[0]).toMatch(/state=online/);
     // Cut off from the broker, this node cannot know: an offline status no longer keeps it from trying.
     presence.update(status('b', 'offline', 3, address));
-    presence.connected = false;
+    brokerConnected = false;
     const failed = ae.syncsFailed;
     await waitFor('tried though reported offline', () => ae.syncsFailed > failed, 5000);
   });

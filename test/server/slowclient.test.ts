@@ -1,11 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { LineClient, tempDir } from '../helpers.js';
-import { spawnNode } from '../process.js';
-
-const rss = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+import { rssOf, spawnNode } from '../process.js';
 
 describe('a client that asks for much and reads nothing', () => {
   it('does not make the node build every reply at once; other clients are served meanwhile', async () => {
@@ -13,7 +10,7 @@ describe('a client that asks for much and reads nothing', () => {
     const pid = node.child.pid as number;
     const other = await LineClient.connect(node.port);
     expect(await other.call(`SET big ${'x'.repeat(1024 * 1024 - 64)}`)).toBe('OK');
-    const before = rss(pid);
+    const before = rssOf(pid);
     const slow = connect({ port: node.port, host: '127.0.0.1' });
     onTestFinished(() => {
       slow.destroy();
@@ -25,7 +22,7 @@ describe('a client that asks for much and reads nothing', () => {
     let peak = 0;
     for (let i = 0; i < 20; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      peak = Math.max(peak, rss(pid));
+      peak = Math.max(peak, rssOf(pid));
     }
     expect(peak - before).toBeLessThan(150 * 1024 * 1024);
     expect(await other.call('SET small 1')).toBe('OK');

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { DirectoryInUseError } from '../../src/errors.js';
 import { lockDataDirectory } from '../../src/store/lock.js';
 import { LineClient, tempDir } from '../helpers.js';
-import { runCli, spawnNode } from '../process.js';
+import { procStat, runCli, spawnNode } from '../process.js';
 
 const lockOf = (dir: string): string => join(dir, 'merkle-kv.lock');
 
@@ -47,10 +47,7 @@ describe('the data directory lock', () => {
     });
     await new Promise((r) => other.once('spawn', r));
     const pid = other.pid as number;
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const started = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] as string;
-    const { realpathSync } = await import('node:fs');
-    writeFileSync(lockOf(dir), JSON.stringify({ pid, started, dir: realpathSync(dir) }));
+    writeFileSync(lockOf(dir), JSON.stringify({ pid, started: procStat(pid)[19], dir: realpathSync(dir) }));
     expect(() => lockDataDirectory(dir)).toThrow(new RegExp(`in use by another running node \\(pid ${pid}\\)`));
   });
 
@@ -63,14 +60,9 @@ describe('the data directory lock', () => {
       parent.kill('SIGKILL');
     });
     const pid = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (b: Buffer) => resolve(b.toString()))));
-    const stat = (): string[] => {
-      const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
-      return text.slice(text.lastIndexOf(')') + 2).split(' ');
-    };
     await new Promise((r) => setTimeout(r, 400));
-    expect(stat()[0]).toBe('Z');
-    const { realpathSync } = await import('node:fs');
-    writeFileSync(lockOf(dir), JSON.stringify({ pid, started: stat()[19], dir: realpathSync(dir) }));
+    expect(procStat(pid)[0]).toBe('Z');
+    writeFileSync(lockOf(dir), JSON.stringify({ pid, started: procStat(pid)[19], dir: realpathSync(dir) }));
     lockDataDirectory(dir)();
   });
 
