@@ -17,6 +17,24 @@ export default tseslint.config(
     },
   },
   {
+    // A folder has one face (STYLE.md 14): other folders reach the store through src/store/index.ts only.
+    files: ['src/**/*.ts'],
+    ignores: ['src/store/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/store/*', '!**/store/index.js'],
+              message: 'Import the store through src/store/index.ts, its only face.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: {
       globals: {

@@ -12,10 +12,12 @@ import { MemcachedListener } from './memcached/listener.js';
 import { startBroker, type EmbeddedBroker } from './replication/broker.js';
 import { Presence } from './replication/presence.js';
 import { Replicator } from './replication/replicator.js';
+import type { Limits } from './rules.js';
 import { Authenticator, isLoopbackAddress } from './security/auth.js';
-import { loadTls, readPem } from './security/tls.js';
+import { loadTls, readPem, type TlsSetup } from './security/tls.js';
 import { KvServer } from './server/server.js';
-import { Store } from './store/store.js';
+import { Store } from './store/index.js';
+import { Teardown } from './teardown.js';
 import { VERSION } from './version.js';
 
 export interface RunningNode {
@@ -43,16 +45,90 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
   // Certificates first: a file that cannot be read stops start-up before anything is opened.
   const tls = loadTls(config.network.tls);
   const mqttCa = config.mqtt.ca_file === '' ? undefined : readPem(config.mqtt.ca_file, 'mqtt.ca_file');
+  const teardown = new Teardown();
+  try {
+    return await start(config, logger, { tls, mqttCa, teardown });
+  } catch (err) {
+    // What was opened is closed again, as stop() would close it; the error to report is the one that stopped start-up.
+    await runTeardown(teardown, logger);
+    throw err;
+  }
+}
+
+interface StartOptions {
+  readonly tls: TlsSetup | undefined;
+  readonly mqttCa: Buffer | undefined;
+  /** Every part opened defers its stop here; stop() runs them in reverse. */
+  readonly teardown: Teardown;
+}
+
+/**
+ * Opens the parts in order, each deferring its stop as it opens, so that stop() (the steps in reverse)
+ * stops anti-entropy, closes the client ports, publishes what is written, stops the replicator, closes
+ * the store, the broker, and the metrics endpoint last.
+ */
+async function start(config: Config, logger: Logger, { tls, mqttCa, teardown }: StartOptions): Promise<RunningNode> {
+  // The metrics endpoint closes last, so that /health and /ready say 'stopping' while the rest stops:
+  // its step is deferred first, before there is a metrics server.
+  let metrics: MetricsServer | undefined;
+  teardown.defer('metrics', () => metrics?.close());
   // The broker first: this node's own replicator (and the other nodes) connect to it.
-  const broker = config.mqtt.embedded.enabled
-    ? await startBroker(
-        config.mqtt.embedded.bind_address,
-        config.mqtt.embedded.port,
-        logger,
-        config.mqtt.username === '' ? undefined : { username: config.mqtt.username, password: config.mqtt.password, topicPrefix: config.mqtt.topic_prefix },
-      )
-    : undefined;
-  const store = Store.open({
+  const broker = config.mqtt.embedded.enabled ? await startEmbeddedBroker(config, logger) : undefined;
+  if (broker !== undefined) teardown.defer('broker', () => broker.close());
+  const store = openStore(config, logger);
+  teardown.defer('store', () => store.close());
+  const limits: Limits = { maxKeyBytes: config.storage.max_key_bytes, maxValueBytes: config.storage.max_value_bytes };
+  // The other nodes' statuses (online, offline), as the broker reports them.
+  const presence = new Presence(config.node_id);
+  const replicator = config.mqtt.enabled ? createReplicator(config, logger, { store, limits, presence, broker, ca: mqttCa }) : undefined;
+  if (replicator !== undefined) teardown.defer('replicator', () => replicator.stop());
+  // Once the client ports are closed: writes acknowledged so far are published before the replicator disconnects.
+  teardown.defer('flush', () => store.flush());
+  const peerProof = new PeerProof(config.cluster_secret);
+  const antiEntropy = createAntiEntropy(config, logger, { store, limits, peerProof, presence, replicator, tls });
+  const { ctx, server, memcached } = createListeners(config, logger, { store, limits, replicator, antiEntropy, peerProof, tls });
+  teardown.defer('client ports', () => Promise.all([server.close(), memcached?.close()]));
+  if (config.metrics.enabled) metrics = createMetrics(logger, { ctx, replicator, antiEntropy, server, teardown });
+  const address = await server.listen(config.network.bind_port, config.network.bind_address);
+  const memcachedAddress = await memcached?.listen(config.memcached.port, config.memcached.bind_address);
+  const metricsAddress = await metrics?.listen(config.metrics.port, config.metrics.bind_address);
+  announce(config, logger, { address, memcachedAddress, metricsAddress, tls: tls !== undefined, store, ctx });
+  // Connected only now: this node's status and last will name the client port it listens on.
+  replicator?.start(address.address.includes(':') ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`);
+  antiEntropy.start();
+  // First on stop: exchanges in progress end, so the SYNCs waiting on them are answered before the ports close.
+  teardown.defer('anti-entropy', () => antiEntropy.stop());
+  return {
+    address,
+    store,
+    server,
+    replicator,
+    broker,
+    antiEntropy,
+    metricsAddress,
+    memcachedAddress,
+    async stop() {
+      const failure = await runTeardown(teardown, logger);
+      if (failure !== undefined) throw failure.err;
+      logger.info('node stopped');
+    },
+  };
+}
+
+/** Runs the teardown, logging each step that failed; resolves with the first failure. */
+async function runTeardown(teardown: Teardown, logger: Logger): Promise<{ readonly err: unknown } | undefined> {
+  const failures = await teardown.run();
+  for (const { name, err } of failures) logger.error({ err, step: name }, `stopping: ${name} failed`);
+  return failures[0];
+}
+
+function startEmbeddedBroker(config: Config, logger: Logger): Promise<EmbeddedBroker> {
+  const { embedded, username, password, topic_prefix: topicPrefix } = config.mqtt;
+  return startBroker(embedded.bind_address, embedded.port, logger, username === '' ? undefined : { username, password, topicPrefix });
+}
+
+function openStore(config: Config, logger: Logger): Store {
+  return Store.open({
     path: config.storage.path,
     nodeId: config.node_id,
     maxClockSkewMs: config.storage.max_clock_skew_ms,
@@ -64,33 +140,48 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     maxValueBytes: config.storage.max_value_bytes,
     logger,
   });
-  const limits = {
-    maxKeyBytes: config.storage.max_key_bytes,
-    maxValueBytes: config.storage.max_value_bytes,
-  };
+}
+
+interface ReplicatorParts {
+  readonly store: Store;
+  readonly limits: Limits;
+  readonly presence: Presence;
+  readonly broker: EmbeddedBroker | undefined;
+  /** `[mqtt] ca_file`. */
+  readonly ca: Buffer | undefined;
+}
+
+function createReplicator(config: Config, logger: Logger, { store, limits, presence, broker, ca }: ReplicatorParts): Replicator {
   // A node that runs the broker talks to it directly, whatever broker_address says (the other nodes
   // use broker_address to reach it).
-  const mqttConfig = broker
+  const mqtt = broker
     ? { ...config.mqtt, broker_address: `mqtt://${hostForUrl(broker.address.address)}:${broker.address.port}` }
     : config.mqtt;
-  // The other nodes' statuses (online, offline), as the broker reports them.
-  const presence = new Presence(config.node_id);
-  const replicator = config.mqtt.enabled
-    ? new Replicator({
-        store,
-        nodeId: config.node_id,
-        mqtt: mqttConfig,
-        limits,
-        logger,
-        clusterSecret: config.cluster_secret,
-        presence,
-        version: VERSION,
-        ...(mqttCa === undefined ? {} : { ca: mqttCa }),
-        ...(broker ? { protocolVersion: 4 as const } : {}),
-      })
-    : undefined;
-  const peerProof = new PeerProof(config.cluster_secret);
-  const antiEntropy = new AntiEntropy({
+  return new Replicator({
+    store,
+    nodeId: config.node_id,
+    mqtt,
+    limits,
+    logger,
+    clusterSecret: config.cluster_secret,
+    presence,
+    version: VERSION,
+    ...(ca === undefined ? {} : { ca }),
+    ...(broker ? { protocolVersion: 4 as const } : {}),
+  });
+}
+
+interface AntiEntropyParts {
+  readonly store: Store;
+  readonly limits: Limits;
+  readonly peerProof: PeerProof;
+  readonly presence: Presence;
+  readonly replicator: Replicator | undefined;
+  readonly tls: TlsSetup | undefined;
+}
+
+function createAntiEntropy(config: Config, logger: Logger, { store, limits, peerProof, presence, replicator, tls }: AntiEntropyParts): AntiEntropy {
+  return new AntiEntropy({
     store,
     nodeId: config.node_id,
     limits,
@@ -104,6 +195,20 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     brokerConnected: () => replicator?.stats.connected === true,
     logger,
   });
+}
+
+interface ListenerParts {
+  readonly store: Store;
+  readonly limits: Limits;
+  readonly replicator: Replicator | undefined;
+  readonly antiEntropy: AntiEntropy;
+  readonly peerProof: PeerProof;
+  readonly tls: TlsSetup | undefined;
+}
+
+/** What the commands may touch, the client port's server and the memcached listener (none listening yet). */
+function createListeners(config: Config, logger: Logger, parts: ListenerParts): { ctx: Context; server: KvServer; memcached: MemcachedListener | undefined } {
+  const { store, limits, replicator, antiEntropy, peerProof, tls } = parts;
   const ctx: Context = {
     store,
     stats: new Stats(COMMAND_NAMES),
@@ -132,38 +237,46 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     idleTimeoutMs: config.network.connection_timeout * 1000,
     tls: tls?.server,
   });
-  let stopping = false;
-  const metrics = config.metrics.enabled
-    ? new MetricsServer(
-        createRegistry({ stats: ctx.stats, store, antiEntropy, replicator, connections: () => server.connectionCount }),
-        {
-          health: () => [
-            ...(stopping ? ['stopping'] : []),
-            ...(replicator !== undefined && !replicator.stats.connected ? ['not connected to the replication broker'] : []),
-          ],
-          ready: () => (stopping ? ['stopping'] : []),
-        },
-        logger,
-      )
-    : undefined;
   const memcached = config.memcached.enabled
     ? new MemcachedListener({ ctx, logger, maxConnections: config.network.max_connections, idleTimeoutMs: config.network.connection_timeout * 1000, tls: tls?.server })
     : undefined;
-  let address: AddressInfo;
-  let metricsAddress: AddressInfo | undefined;
-  let memcachedAddress: AddressInfo | undefined;
-  try {
-    address = await server.listen(config.network.bind_port, config.network.bind_address);
-    memcachedAddress = await memcached?.listen(config.memcached.port, config.memcached.bind_address);
-    metricsAddress = await metrics?.listen(config.metrics.port, config.metrics.bind_address);
-  } catch (err) {
-    await memcached?.close();
-    await server.close();
-    await replicator?.stop();
-    await store.close();
-    await broker?.close();
-    throw err;
-  }
+  return { ctx, server, memcached };
+}
+
+interface MetricsParts {
+  readonly ctx: Context;
+  readonly replicator: Replicator | undefined;
+  readonly antiEntropy: AntiEntropy;
+  readonly server: KvServer;
+  /** Says whether the node is stopping. */
+  readonly teardown: Teardown;
+}
+
+function createMetrics(logger: Logger, { ctx, replicator, antiEntropy, server, teardown }: MetricsParts): MetricsServer {
+  return new MetricsServer(
+    createRegistry({ stats: ctx.stats, store: ctx.store, antiEntropy, replicator, connections: () => server.connectionCount }),
+    {
+      health: () => [
+        ...(teardown.stopping ? ['stopping'] : []),
+        ...(replicator !== undefined && !replicator.stats.connected ? ['not connected to the replication broker'] : []),
+      ],
+      ready: () => (teardown.stopping ? ['stopping'] : []),
+    },
+    logger,
+  );
+}
+
+interface Listening {
+  readonly address: AddressInfo;
+  readonly memcachedAddress: AddressInfo | undefined;
+  readonly metricsAddress: AddressInfo | undefined;
+  readonly tls: boolean;
+  readonly store: Store;
+  readonly ctx: Context;
+}
+
+/** Says where the node listens, and warns of ports anyone can use. */
+function announce(config: Config, logger: Logger, { address, memcachedAddress, metricsAddress, tls, store, ctx }: Listening): void {
   if (memcachedAddress !== undefined) {
     logger.info({ address: memcachedAddress.address, port: memcachedAddress.port }, 'memcached listener listening');
     if (!isLoopbackAddress(memcachedAddress.address)) {
@@ -171,41 +284,13 @@ export async function startNode(config: Config, logger: Logger): Promise<Running
     }
   }
   if (metricsAddress !== undefined) logger.info({ address: metricsAddress.address, port: metricsAddress.port }, 'metrics listening (/metrics, /health, /ready)');
-  logger.info(
-    { address: address.address, port: address.port, tls: tls !== undefined, path: config.storage.path, keys: store.size },
-    'node listening',
-  );
+  logger.info({ address: address.address, port: address.port, tls, path: config.storage.path, keys: store.size }, 'node listening');
   if (!ctx.auth.required && !isLoopbackAddress(address.address)) {
     logger.warn(
       { address: address.address, port: address.port },
       'listening on a non-loopback address with no password: anyone who can reach this port can read and write; set [security] password or users',
     );
   }
-  // Connected only now: this node's status and last will name the client port it listens on.
-  replicator?.start(address.address.includes(':') ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`);
-  antiEntropy.start();
-  return {
-    address,
-    store,
-    server,
-    replicator,
-    broker,
-    antiEntropy,
-    metricsAddress,
-    memcachedAddress,
-    async stop() {
-      stopping = true;
-      antiEntropy.stop();
-      await Promise.all([server.close(), memcached?.close()]);
-      // Writes acknowledged so far are published before the client disconnects.
-      store.flush();
-      await replicator?.stop();
-      await store.close();
-      await broker?.close();
-      await metrics?.close();
-      logger.info('node stopped');
-    },
-  };
 }
 
 function hostForUrl(address: string): string {

@@ -102,6 +102,17 @@ export function isWord(text: string): boolean {
   return text !== '' && wordBreaker(Buffer.from(text, 'utf8')) === -1;
 }
 
+/**
+ * An anti-entropy peer's address, `host:port` or `[v6]:port`, or a RangeError: what the config accepts in
+ * `anti_entropy.peer_list` is what anti-entropy connects to.
+ */
+export function parsePeer(address: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
+  const port = Number(m?.[3]);
+  if (m === null || port < 1 || port > 65535) throw new RangeError(`peer address must be host:port, got '${address}'`);
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
 /** The first byte that would split or break a word (space or control character), or -1. */
 function wordBreaker(bytes: Buffer): number {
   for (let i = 0; i < bytes.length; i++) {

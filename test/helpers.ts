@@ -9,9 +9,9 @@ import { answerChallenge, PeerProof } from '../src/antientropy/handshake.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { startNode, type RunningNode } from '../src/node.js';
-import type { Version } from '../src/store/hlc.js';
+import type { Version } from '../src/hlc.js';
 import { plainState } from '../src/store/state.js';
-import type { Ack, Store } from '../src/store/store.js';
+import type { Ack, Store } from '../src/store/index.js';
 
 export const silent = pino({ level: 'silent' });
 

@@ -4,7 +4,7 @@ import { parseVersionWord, putLine } from '../src/antientropy/requests.js';
 import { loadConfig } from '../src/config/load.js';
 import { ProtocolError } from '../src/errors.js';
 import { decodeMessage, encodeMessages } from '../src/replication/message.js';
-import { checkKey, keyProblem, maxMessageBytes, MAX_OPS_PER_MESSAGE, nodeIdProblem } from '../src/rules.js';
+import { checkKey, keyProblem, maxMessageBytes, MAX_OPS_PER_MESSAGE, nodeIdProblem, parsePeer } from '../src/rules.js';
 import { encodeRecord, FLAG_TOMBSTONE, recordVersionOf } from '../src/store/record.js';
 import { plainState } from '../src/store/state.js';
 
@@ -43,6 +43,15 @@ describe('input rules', () => {
       expect(() => loadConfig({ flags: { node_id: bad } })).toThrow(/node_id/);
       expect(decodeMessage(message(bad, [{ op: 'del', key: 'k', hlc: '0193a0b1c2d3-0001' }]), limits)).toBeUndefined();
       expect(() => parseVersionWord(Buffer.from('0193a0b1c2d3-0001'), Buffer.from(bad))).toThrow(ProtocolError);
+    }
+  });
+
+  it('reads a peer address, host:port or [v6]:port, the same for config and anti-entropy', () => {
+    expect(parsePeer('10.0.0.2:7379')).toEqual({ host: '10.0.0.2', port: 7379 });
+    expect(parsePeer('kv-2.local:1')).toEqual({ host: 'kv-2.local', port: 1 });
+    expect(parsePeer('[::1]:65535')).toEqual({ host: '::1', port: 65535 });
+    for (const bad of ['10.0.0.2', '10.0.0.2:0', '10.0.0.2:65536', '::1:7379', ':7379', 'host:port']) {
+      expect(() => parsePeer(bad)).toThrow(`peer address must be host:port, got '${bad}'`);
     }
   });
 

@@ -10,7 +10,7 @@ import type { Limits } from '../src/rules.js';
 import { Authenticator } from '../src/security/auth.js';
 import { PeerProof } from '../src/antientropy/handshake.js';
 import { KvServer, type ServerOptions } from '../src/server/server.js';
-import { Store } from '../src/store/store.js';
+import { Store } from '../src/store/index.js';
 import { silent } from './helpers.js';
 
 /** A server with no listener over its own store; clients are `duplexPair()` streams. */

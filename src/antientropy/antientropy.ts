@@ -1,9 +1,9 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { SelfPeerError, SyncError } from '../errors.js';
-import type { Limits } from '../rules.js';
-import type { Store } from '../store/store.js';
-import { parsePeer } from './address.js';
+import { expected } from '../expected.js';
+import { parsePeer, type Limits } from '../rules.js';
+import type { Store } from '../store/index.js';
 import { exchange, type ExchangeResult } from './exchange.js';
 import { provePeer, type PeerProof } from './handshake.js';
 import { PeerClient } from './peer.js';
@@ -162,10 +162,9 @@ export class AntiEntropy {
       client = await PeerClient.open(host, port, this.opts.timeoutMs ?? 30_000, this.opts.tls);
       this.clients.add(client);
       const { accepted } = await provePeer(client, this.opts.proof);
-      const exchanged = exchange(this.opts.store, client, this.opts.nodeId, this.opts.limits, full);
       // Awaited below, unless the proof was refused: then its failure is expected, not unhandled (which
       // ended the process when a peer with a full disk answered the proof with an ERROR).
-      exchanged.catch(() => {});
+      const exchanged = expected(exchange(this.opts.store, client, this.opts.nodeId, this.opts.limits, full));
       // The proof's answer comes first: if it was refused, say so rather than what followed from it.
       await accepted;
       const result = await exchanged;

@@ -1,9 +1,9 @@
 import { randomInt } from 'node:crypto';
 import { ProtocolError, SelfPeerError } from '../errors.js';
+import { expected } from '../expected.js';
 import type { Limits } from '../rules.js';
-import { compareVersion } from '../store/hlc.js';
-import { recordItem, recordKeyHashBytes, recordVersionOf } from '../store/record.js';
-import type { StoredEntry, Store } from '../store/store.js';
+import { compareVersion } from '../hlc.js';
+import { recordItem, recordKeyHashBytes, recordVersionOf, type Store, type StoredEntry } from '../store/index.js';
 import { childSums, windowDiffers } from './nodes.js';
 import type { PeerClient } from './peer.js';
 import { getLine, nodesLine, parseRootReply, putLine, rootLine } from './requests.js';
@@ -50,7 +50,7 @@ const MAX_PASSES = 3;
  * or a window that hid a difference) another pass runs, at most MAX_PASSES in all.
  */
 export async function exchange(store: Store, peer: PeerClient, nodeId: string, limits: Limits, full = false): Promise<ExchangeResult> {
-  const ask = rootLine(store.hasher.secretFingerprint, store.tree.bits);
+  const ask = rootLine(store.secretFingerprint, store.merkle.bits);
   let theirs = parseRoot(await peer.line(ask), nodeId);
   const result = { peer: theirs.peer, equal: false, roundTrips: 1, nodesCompared: 0, keysSent: 0, keysReceived: 0, passes: 0 };
   const equalRoots = theirs.root === store.rootHash().toString('hex');
@@ -68,9 +68,8 @@ export async function exchange(store: Store, peer: PeerClient, nodeId: string, l
     // behind the last push.
     const pulling = pull(store, peer, pulls, limits);
     const pushing = push(store, peer, pushes);
-    const other = pushing.written.then(then);
     // Awaited only if the pulls and pushes succeed; if they fail, its rejection is expected, not unhandled.
-    other.catch(() => {});
+    const other = expected(pushing.written.then(then));
     const [[received, extraTrips]] = await Promise.all([pulling, pushing.acked]);
     result.roundTrips += 1 + extraTrips;
     result.keysSent += pushes.size;
@@ -128,11 +127,11 @@ async function descend(
     for (const { part: indices, reply } of batches) {
       const replies = decodeNodeReplies(await reply, indices.length);
       // Below the stored tree, our records of the whole batch are read at once.
-      const below = depth >= store.tree.depth ? store.keyHashes.recordsUnderEach(depth, indices) : undefined;
+      const below = depth >= store.merkle.depth ? store.ranges.recordsUnderEach(depth, indices) : undefined;
       replies.forEach((reply, i) => {
         const index = indices[i] as number;
         if (reply.kind === 'list') {
-          compareListing(below?.[i] ?? store.keyHashes.recordsUnder(depth, index), reply.entries, offset, repairs);
+          compareListing(below?.[i] ?? store.ranges.recordsUnder(depth, index), reply.entries, offset, repairs);
           return;
         }
         if (depth === MAX_DEPTH) throw new ProtocolError('peer split a node at the deepest level');
@@ -211,7 +210,7 @@ function push(store: Store, peer: PeerClient, keys: Map<string, Buffer>): { writ
     for (const key of keys.values()) {
       if (peer.congested) await peer.drained();
       // Read now, not before the wait: putLine copies the value out of the store's buffer.
-      const rec = store.read(key);
+      const rec = store.read(key).value;
       if (rec !== undefined) acks.push(peer.line(putLine(wireRecordOf(key, rec))));
     }
   })();

@@ -1,5 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ProtocolError } from '../errors.js';
+import { expected } from '../expected.js';
 import { DEFAULT_SECRET } from '../merkle/hash.js';
 import type { PeerClient } from './peer.js';
 import { helloLine, isHex, MAC_BYTES, NONCE_BYTES, parseChallenge, proveLine } from './requests.js';
@@ -71,9 +72,11 @@ export function answerChallenge(proof: PeerProof, cn: string, reply: string): st
 export async function provePeer(peer: PeerClient, proof: PeerProof): Promise<{ readonly accepted: Promise<void> }> {
   const cn = proof.nonce();
   const prove = answerChallenge(proof, cn, await peer.line(helloLine(cn)));
-  const accepted = peer.line(prove).then((ok) => {
-    if (ok !== 'OK') throw new ProtocolError(`peer answered the proof with ${JSON.stringify(ok.slice(0, 80))}`);
-  });
-  accepted.catch(() => {}); // awaited by the caller; a failed exchange may never get to it
+  // Awaited by the caller; a failed exchange may never get to it.
+  const accepted = expected(
+    peer.line(prove).then((ok) => {
+      if (ok !== 'OK') throw new ProtocolError(`peer answered the proof with ${JSON.stringify(ok.slice(0, 80))}`);
+    }),
+  );
   return { accepted };
 }

@@ -1,6 +1,5 @@
 import { ChildSums } from '../merkle/tree.js';
-import { ITEM_OFFSET, recordKeyHashHi } from '../store/record.js';
-import type { StoredEntry, Store } from '../store/store.js';
+import { ITEM_OFFSET, recordKeyHashHi, type Store, type StoredEntry } from '../store/index.js';
 import { HASH_WINDOW } from './wire.js';
 
 /**
@@ -10,10 +9,10 @@ import { HASH_WINDOW } from './wire.js';
  * demand from the segment's records, found through the key-hash index.
  */
 export function childSums(store: Store, depth: number, index: number, records?: StoredEntry[]): Buffer {
-  if (depth < store.tree.depth) return store.tree.children(depth, index);
+  if (depth < store.merkle.depth) return store.merkle.children(depth, index);
   const sums = new ChildSums();
   const shift = 32 - 4 * (depth + 1);
-  for (const { rec } of records ?? store.keyHashes.recordsUnder(depth, index)) {
+  for (const { rec } of records ?? store.ranges.recordsUnder(depth, index)) {
     sums.add((recordKeyHashHi(rec) >>> shift) & 15, rec, ITEM_OFFSET);
   }
   return sums.toBuffer();

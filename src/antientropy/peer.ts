@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 import { PeerError, ProtocolError } from '../errors.js';
+import { expected } from '../expected.js';
 import { ReplyParser, type Reply } from './replies.js';
 
 interface Waiter {
@@ -71,7 +72,11 @@ export class PeerClient {
     });
   }
 
-  /** Sends one request line (CRLF added unless present) and resolves with its reply. */
+  /**
+   * Sends one request line (CRLF added unless present) and resolves with its reply. Requests are
+   * pipelined: when one fails the exchange stops, and the replies still pending behind it are never
+   * awaited, so each reply's rejection is expected.
+   */
   send(line: string | Buffer): Promise<Reply> {
     if (this.failure !== undefined) return expected(Promise.reject(this.failure));
     const data = typeof line === 'string' ? Buffer.from(`${line}\r\n`) : line;
@@ -132,13 +137,4 @@ export class PeerClient {
     for (const w of this.waiting.splice(0)) w.reject(this.failure);
     this.socket.destroy();
   }
-}
-
-/**
- * Requests are pipelined: when one fails the exchange stops, and the replies still pending behind it
- * are never awaited. Their rejection is expected, not an unhandled one; whoever awaits still sees it.
- */
-function expected<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => {});
-  return p;
 }

@@ -1,12 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
 import type { Args } from '../protocol/args.js';
-import { checkEpochNode, checkNodeId, checkValue } from '../rules.js';
-import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
-import { checkKeyKind, memberKey, memberProblem, splitMemberKey } from '../store/members.js';
-import { FLAG_TOMBSTONE } from '../store/record.js';
-import { encodeState, isSimpleState, parseBody, plainState, type RecordState } from '../store/state.js';
-import { MAX_BATCH, Reader, Writer, type WireRecord } from './wire.js';
+import { checkNodeId, checkValue } from '../rules.js';
+import { formatHlc, parseHlc, type Version } from '../hlc.js';
+import { checkKeyKind, encodeState, encodeTransfer, FLAG_TOMBSTONE, isSimpleState, memberKey, memberProblem, parseBody, plainState, type RecordState, splitMemberKey } from '../store/index.js';
+import { MAX_BATCH, Reader, type WireRecord } from './wire.js';
 
 /*
  * The requests anti-entropy sends to a peer's client port, one line each, and the text replies to them:
@@ -87,16 +85,9 @@ export function putLine(rec: WireRecord): Buffer {
   const parts = splitMemberKey(rec.key);
   if (!isSimpleState(state) || state.epoch.node === '' || parts !== undefined) {
     const { flags, body } = encodeState(state);
-    const node = Buffer.from(state.epoch.node, 'utf8');
-    const w = new Writer();
-    w.u8(flags);
-    w.u48(state.epoch.wall);
-    w.u16(state.epoch.counter);
-    w.u8(node.length);
-    w.bytes(node);
-    w.bytes(body);
+    const frame = encodeTransfer(flags, state.epoch, body, false);
     const target = parts === undefined ? `${rec.key.toString('utf8')} x` : `${parts.setKey.toString('utf8')} m ${parts.member.toString('utf8')}`;
-    return Buffer.from(`AE.PUT ${target} ${w.result().toString('base64')}\r\n`);
+    return Buffer.from(`AE.PUT ${target} ${frame.toString('base64')}\r\n`);
   }
   const head = `AE.PUT ${rec.key.toString('utf8')} ${formatHlc(state.epoch)} ${state.epoch.node} `;
   if (state.flags === FLAG_TOMBSTONE) return Buffer.from(`${head}d\r\n`);
@@ -180,9 +171,8 @@ export function parsePut(args: Args): AePutRequest {
     args.end();
     if (packed === undefined) throw args.usage();
     const r = new Reader(Buffer.from(packed.toString('latin1'), 'base64'));
-    const flags = r.u8();
-    const epoch = { wall: r.u48(), counter: r.u16(), node: checkEpochNode(r.bytes(r.u8())) };
-    const state = parseBody(epoch, flags, Buffer.from(r.rest()), args.limits);
+    const { flags, epoch, body } = r.record(false);
+    const state = parseBody(epoch, flags, body, args.limits);
     checkKeyKind(key, state);
     return { kind: 'ae.put', key, state };
   }

@@ -1,6 +1,5 @@
 import { ProtocolError } from '../errors.js';
-import { recordKeyHashBytes, recordNode, recordVersion } from '../store/record.js';
-import type { Store } from '../store/store.js';
+import { recordKeyHashBytes, recordVersionOf, type Store } from '../store/index.js';
 import { childSums } from './nodes.js';
 import { rootReplyLine } from './requests.js';
 import { HASH_WINDOW, itemWindow, KIND_HASHES, KIND_LIST, MAX_DEPTH, MAX_REPLY_BYTES, NodeTable, writeStoredRecord, Writer } from './wire.js';
@@ -14,11 +13,11 @@ export const LIST_MAX = 4;
 
 /** AE.ROOT: checks that both sides hash alike, then returns the root and this node's id. */
 export function rootReply(store: Store, nodeId: string, fingerprint: string, bits: number): string {
-  if (fingerprint !== store.hasher.secretFingerprint) {
+  if (fingerprint !== store.secretFingerprint) {
     throw new ProtocolError('cluster_secret differs from this node: the trees cannot be compared');
   }
-  if (bits !== store.tree.bits) {
-    throw new ProtocolError(`segment_bits differ: this node uses ${store.tree.bits}`);
+  if (bits !== store.merkle.bits) {
+    throw new ProtocolError(`segment_bits differ: this node uses ${store.merkle.bits}`);
   }
   return rootReplyLine(store.rootHash().toString('hex'), nodeId);
 }
@@ -35,7 +34,7 @@ export function nodesReply(store: Store, depth: number, offset: number, indices:
   for (const index of indices) {
     if (!Number.isInteger(index) || index < 0 || index >= 16 ** depth) throw new ProtocolError('no such tree node');
   }
-  const below = depth >= store.tree.depth ? store.keyHashes.recordsUnderEach(depth, indices) : undefined;
+  const below = depth >= store.merkle.depth ? store.ranges.recordsUnderEach(depth, indices) : undefined;
   for (const [i, index] of indices.entries()) {
     const records = below?.[i];
     if (records !== undefined && (records.length <= LIST_MAX || depth === MAX_DEPTH)) {
@@ -43,10 +42,10 @@ export function nodesReply(store: Store, depth: number, offset: number, indices:
       body.u32(records.length);
       for (const { rec } of records) {
         body.bytes(recordKeyHashBytes(rec));
-        const v = recordVersion(rec);
+        const v = recordVersionOf(rec);
         body.u48(v.wall);
         body.u16(v.counter);
-        body.u16(table.index(recordNode(rec)));
+        body.u16(table.index(v.node));
         body.bytes(itemWindow(rec, offset));
       }
     } else {
@@ -69,7 +68,7 @@ export function getReply(store: Store, keyHashes: Buffer[]): Buffer {
   for (const kh of keyHashes) {
     if (w.length >= MAX_REPLY_BYTES) break;
     served++;
-    for (const { key, rec } of store.keyHashes.recordsWithKeyHash(kh)) writeStoredRecord(w, key, rec);
+    for (const { key, rec } of store.ranges.recordsWithKeyHash(kh)) writeStoredRecord(w, key, rec);
   }
   w.patchU32(0, served);
   return w.result();

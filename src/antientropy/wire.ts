@@ -1,9 +1,7 @@
 import { ProtocolError } from '../errors.js';
-import type { Version } from '../store/hlc.js';
-import { recordBody, recordFlags, recordItem, recordVersionOf } from '../store/record.js';
-import { encodeState, parseBody, stateOf, type RecordState } from '../store/state.js';
+import type { Version } from '../hlc.js';
+import { checkKeyKind, checkRecordKey, encodeState, parseBody, decodeTransfer, encodeTransfer, recordItem, type RecordState, stateOf, transferOf } from '../store/index.js';
 import { checkEpochNode, type Limits } from '../rules.js';
-import { checkKeyKind, checkRecordKey } from '../store/members.js';
 
 /*
  * What anti-entropy puts on the wire (docs/ARCHITECTURE.md, "Anti-entropy"). Replies that carry many
@@ -135,6 +133,19 @@ export class Reader {
     return this.buf.subarray(at, at + n);
   }
 
+  /** A record's transfer frame (store/record.ts); its body copied out of the reply. */
+  record(sized: boolean): { flags: number; epoch: Version; body: Buffer } {
+    let frame: ReturnType<typeof decodeTransfer>;
+    try {
+      frame = decodeTransfer(this.buf, this.pos, sized);
+    } catch {
+      throw new ProtocolError('truncated anti-entropy reply');
+    }
+    this.pos = frame.end;
+    const { flags, wall, counter, node, body } = frame.fields;
+    return { flags, epoch: { wall, counter, node: checkEpochNode(node) }, body: Buffer.from(body) };
+  }
+
   /** What is left (a view). */
   rest(): Buffer {
     return this.bytes(this.buf.length - this.pos);
@@ -214,28 +225,18 @@ export function itemWindow(rec: Buffer, offset: number): Buffer {
   return Buffer.from(recordItem(rec).slice(offset, offset + HASH_WINDOW), 'latin1');
 }
 
-/** Writes a stored record as AE.GET sends it. */
+/** Writes a stored record as AE.GET sends it: the key, then the record's transfer frame (store/record.ts). */
 export function writeStoredRecord(w: Writer, key: Buffer, rec: Buffer): void {
-  const v = recordVersionOf(rec);
-  writeFields(w, key, recordFlags(rec), v, recordBody(rec));
+  w.u16(key.length);
+  w.bytes(key);
+  w.bytes(transferOf(rec, true));
 }
 
 export function writeRecord(w: Writer, rec: WireRecord): void {
   const { flags, body } = encodeState(rec.state);
-  writeFields(w, rec.key, flags, rec.state.epoch, body);
-}
-
-function writeFields(w: Writer, key: Buffer, flags: number, epoch: Version, body: Buffer): void {
-  w.u16(key.length);
-  w.bytes(key);
-  w.u8(flags);
-  w.u48(epoch.wall);
-  w.u16(epoch.counter);
-  const node = Buffer.from(epoch.node, 'utf8');
-  w.u8(node.length);
-  w.bytes(node);
-  w.u32(body.length);
-  w.bytes(body);
+  w.u16(rec.key.length);
+  w.bytes(rec.key);
+  w.bytes(encodeTransfer(flags, rec.state.epoch, body, true));
 }
 
 /**
@@ -249,12 +250,8 @@ export function decodeRecords(payload: Buffer, limits: Limits): { served: number
   const out: WireRecord[] = [];
   while (!r.done) {
     const key = checkRecordKey(r.bytes(r.u16()), limits);
-    const flags = r.u8();
-    const wall = r.u48();
-    const counter = r.u16();
-    const node = checkEpochNode(r.bytes(r.u8()));
-    const body = Buffer.from(r.bytes(r.u32()));
-    const state = parseBody({ wall, counter, node }, flags, body, limits);
+    const { flags, epoch, body } = r.record(true);
+    const state = parseBody(epoch, flags, body, limits);
     checkKeyKind(key, state);
     out.push({ key: Buffer.from(key), state });
   }

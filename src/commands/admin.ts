@@ -29,7 +29,7 @@ export const memory = {
     args.end();
     return { kind: 'memory' };
   },
-  run(_req: MemoryRequest, _ctx: Context, out: Output): undefined {
+  execute(_req: MemoryRequest, _ctx: Context, out: Output): undefined {
     out.line(`MEMORY ${process.memoryUsage.rss()}`);
   },
 } as const satisfies Command<MemoryRequest>;
@@ -45,7 +45,7 @@ export const client = {
     if (sub !== 'LIST') throw args.usage();
     return { kind: 'client list' };
   },
-  run(_req: ClientListRequest, ctx: Context, out: Output): undefined {
+  execute(_req: ClientListRequest, ctx: Context, out: Output): undefined {
     const now = Date.now();
     for (const c of ctx.clients()) {
       const age = Math.floor((now - c.openedAt) / 1000);
@@ -70,7 +70,7 @@ export const replicate = {
     if (action !== 'enable' && action !== 'disable' && action !== 'status') throw args.usage();
     return { kind: 'replicate', action };
   },
-  run(req: ReplicateRequest, ctx: Context, out: Output): undefined {
+  execute(req: ReplicateRequest, ctx: Context, out: Output): undefined {
     const r = ctx.replication;
     if (req.action === 'status') {
       out.line(r === undefined ? 'REPLICATION disabled (not configured: [mqtt] enabled = false)' : `REPLICATION ${r.enabled ? 'enabled' : 'disabled'}`);

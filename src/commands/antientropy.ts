@@ -23,7 +23,7 @@ export const aeRoot = {
   access: 'peer',
   requires: 'a secret fingerprint and the segment bits',
   parse: parseRoot,
-  run(req: AeRootRequest, ctx: Context, out: Output): undefined {
+  execute(req: AeRootRequest, ctx: Context, out: Output): undefined {
     out.utf8Line(rootReply(ctx.store, ctx.nodeId, req.fingerprint, req.bits));
   },
 } as const satisfies Command<AeRootRequest>;
@@ -33,7 +33,7 @@ export const aeNodes = {
   access: 'peer',
   requires: 'a depth, a window offset and base64 node indices',
   parse: parseNodes,
-  run(req: AeNodesRequest, ctx: Context, out: Output): undefined {
+  execute(req: AeNodesRequest, ctx: Context, out: Output): undefined {
     out.binary(nodesReply(ctx.store, req.depth, req.offset, req.indices));
   },
 } as const satisfies Command<AeNodesRequest>;
@@ -43,7 +43,7 @@ export const aeGet = {
   access: 'peer',
   requires: 'base64 key hashes',
   parse: parseGet,
-  run(req: AeGetRequest, ctx: Context, out: Output): undefined {
+  execute(req: AeGetRequest, ctx: Context, out: Output): undefined {
     const payload = getReply(ctx.store, req.keyHashes);
     ctx.stats.antiEntropyServed += req.keyHashes.length;
     out.binary(payload);
@@ -55,7 +55,7 @@ export const aePut = {
   access: 'peer',
   requires: 'a key, a version, a node id and d, r <value> or b <base64>; or a key and x <base64 record>',
   parse: parsePut,
-  run(req: AePutRequest, ctx: Context, out: Output): undefined {
+  execute(req: AePutRequest, ctx: Context, out: Output): undefined {
     // The line is reused once the batch is answered: the store copies what it keeps into its record.
     const done = ctx.store.applyRemote(req.key, req.state);
     if (done !== undefined) ctx.stats.antiEntropyApplied++;

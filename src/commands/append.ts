@@ -1,7 +1,7 @@
 import { ProtocolError } from '../errors.js';
 import type { Args } from '../protocol/args.js';
 import { checkValue } from '../rules.js';
-import { expiresAt, setWithExpiry } from '../store/operations.js';
+import { expiresAt, setWithExpiry } from '../store/index.js';
 import type { Output } from '../protocol/output.js';
 import type { Command, Context } from './context.js';
 import { WRONG_KIND } from './kinds.js';
@@ -20,7 +20,7 @@ function parser(prepend: boolean) {
   };
 }
 
-function run(req: AppendRequest, ctx: Context, out: Output): undefined {
+function execute(req: AppendRequest, ctx: Context, out: Output): undefined {
   // A read-modify-write: its reply shows the new value, which waits as the write does.
   const current = ctx.store.readValue(req.key).value;
   if (current === 'set') throw new ProtocolError(WRONG_KIND);
@@ -42,7 +42,7 @@ export const append = {
   access: 'write',
   requires: 'a key and a value',
   parse: parser(false),
-  run,
+  execute,
 } as const satisfies Command<AppendRequest>;
 
 export const prepend = {
@@ -50,5 +50,5 @@ export const prepend = {
   access: 'write',
   requires: 'a key and a value',
   parse: parser(true),
-  run,
+  execute,
 } as const satisfies Command<AppendRequest>;

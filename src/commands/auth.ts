@@ -2,7 +2,8 @@ import { ProtocolError } from '../errors.js';
 import type { Args } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
 import { DEFAULT_USER, type Session } from '../security/auth.js';
-import type { Command, Context, Outcome } from './context.js';
+import type { Outcome } from '../protocol/dialect.js';
+import type { Command, Context } from './context.js';
 
 export interface AuthRequest {
   readonly kind: 'auth';
@@ -23,7 +24,7 @@ export default {
     if (second === undefined) return { kind: 'auth', user: undefined, password: first };
     return { kind: 'auth', user: first.toString('utf8'), password: second };
   },
-  run(req: AuthRequest, ctx: Context, out: Output, session: Session): Outcome {
+  execute(req: AuthRequest, ctx: Context, out: Output, session: Session): Outcome {
     if (!ctx.auth.required) throw new ProtocolError('AUTH called without any password configured');
     const user = req.user ?? DEFAULT_USER;
     const role = ctx.auth.check(user, req.password);

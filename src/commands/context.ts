@@ -1,11 +1,12 @@
 import type { Args } from '../protocol/args.js';
 import type { Limits } from '../rules.js';
+import type { Outcome } from '../protocol/dialect.js';
 import type { Output } from '../protocol/output.js';
 
 import type { AntiEntropy } from '../antientropy/antientropy.js';
 import type { PeerProof } from '../antientropy/handshake.js';
 import type { Access, Authenticator, Session } from '../security/auth.js';
-import type { Store } from '../store/store.js';
+import type { Store } from '../store/index.js';
 
 /** Upper bounds (seconds) of the request latency histogram's buckets (metrics/metrics.ts). */
 export const LATENCY_BOUNDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] as const;
@@ -13,7 +14,7 @@ export const LATENCY_BOUNDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.
 /** Counters shown by STATS/INFO. Plain fields: incremented on the hot path. */
 export class Stats {
   readonly startedAt = Date.now();
-  /** Requests of each command (by CommandParser.id), and how many of them were answered ERROR at once. */
+  /** Requests of each command (by CommandEntry.id), and how many of them were answered ERROR at once. */
   readonly calls: Float64Array;
   readonly failures: Float64Array;
   connectionsTotal = 0;
@@ -103,19 +104,16 @@ export interface Context {
 }
 
 /**
- * What the connection does after a command: nothing special; close once the reply is sent; or
- * 'barrier': run nothing after it until its reply is sent (SYNC: a pipelined GET after it must see
- * what the exchange brought).
+ * One command: its words, how it parses its arguments, and how it runs. A command file exports its
+ * object `as const satisfies Command<ItsRequest>`, so what `parse` returns is what `execute` takes;
+ * commands/index.ts lists it once.
  */
-export type Outcome = undefined | 'close' | 'barrier';
-
-/** One command: its words, how it parses its arguments, and how it runs. */
 export interface Command<R> {
   readonly names: readonly string[];
   /** Completes "<CMD> command requires ..." in arity errors. */
   readonly requires: string;
-  /** What the connection must have proven to run it (checked before parsing, server/connection.ts). */
+  /** What the connection must have proven to run it (checked before parsing, commands/dialect.ts). */
   readonly access: Access;
   parse(args: Args): R;
-  run(req: R, ctx: Context, out: Output, session: Session): Outcome;
+  execute(req: R, ctx: Context, out: Output, session: Session): Outcome;
 }

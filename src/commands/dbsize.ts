@@ -14,7 +14,7 @@ export default {
     args.end();
     return { kind: 'dbsize' };
   },
-  run(_req: DbsizeRequest, ctx: Context, out: Output): undefined {
+  execute(_req: DbsizeRequest, ctx: Context, out: Output): undefined {
     out.line(`DBSIZE ${ctx.store.size}`);
     out.dependOn(ctx.store.acknowledgedAfter());
   },

@@ -16,7 +16,7 @@ export default {
     args.end();
     return { kind: 'del', key };
   },
-  run(req: DelRequest, ctx: Context, out: Output): undefined {
+  execute(req: DelRequest, ctx: Context, out: Output): undefined {
     const held = ctx.store.readValue(req.key).value !== undefined;
     // A tombstone either way (DESIGN.md section 4): a write of this key still on its way from another
     // node is older than this delete, and must not bring the key back when it arrives.

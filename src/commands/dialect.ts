@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
 import { ErrorCode, ProtocolError } from '../errors.js';
-import { decodeRequest } from '../protocol/decode.js';
+import type { Args } from '../protocol/args.js';
+import { decodeLine } from '../protocol/decode.js';
+import { errorMessage, type Dialect, type Outcome } from '../protocol/dialect.js';
 import { LINE_TOO_LONG, LineReader } from '../protocol/lines.js';
 import { errorReply, type Output } from '../protocol/output.js';
-import { roleAllows, Session } from '../security/auth.js';
-import { errorMessage, type Dialect } from '../server/dialect.js';
-import type { Context, Outcome } from './context.js';
-import { COMMAND_NAMES, execute, PARSERS, type CommandParser } from './index.js';
+import { roleAllows, Session, type Access } from '../security/auth.js';
+import type { Context } from './context.js';
+import { COMMAND_NAMES, PARSERS, type CommandEntry } from './index.js';
 
 /**
  * MerkleKV's line protocol (DESIGN.md section 2) for one connection: lines framed by LineReader,
@@ -16,7 +17,7 @@ export class LineDialect implements Dialect {
   private readonly reader: LineReader;
   /** What this client has proven (AUTH, the anti-entropy handshake). */
   private readonly session: Session;
-  /** The command of the request being run (CommandParser.id; -1: not known yet), for its counters. */
+  /** The command of the request being run (CommandEntry.id; -1: not known yet), for its counters. */
   private command = -1;
 
   constructor(
@@ -62,7 +63,7 @@ export class LineDialect implements Dialect {
     this.command = -1;
     out.begin();
     try {
-      return execute(decodeRequest(line, PARSERS, ctx.limits, this.guard), ctx, out, this.session);
+      return decodeLine(line, PARSERS, ctx.limits, this.dispatch, out);
     } catch (err) {
       out.rollback();
       if (this.command !== -1) (ctx.stats.failures[this.command] as number)++;
@@ -72,13 +73,17 @@ export class LineDialect implements Dialect {
   }
 
   /**
-   * Counts the command, and refuses it if this connection may not run it (DESIGN.md section 7), before
-   * its arguments are parsed.
+   * Counts the command, refuses it if this connection may not run it (DESIGN.md section 7) before its
+   * arguments are parsed, then runs it. Made once per connection: decodeLine hands it every request.
    */
-  private readonly guard = (parser: CommandParser, word: string): void => {
-    const { access, id } = parser;
-    this.command = id;
-    (this.ctx.stats.calls[id] as number)++;
+  private readonly dispatch = (entry: CommandEntry, args: Args, out: Output): Outcome => {
+    this.command = entry.id;
+    (this.ctx.stats.calls[entry.id] as number)++;
+    this.admit(entry.access, args.command);
+    return entry.run(args, this.ctx, out, this.session);
+  };
+
+  private admit(access: Access, word: string): void {
     if (access === 'public') return;
     if (access === 'peer') {
       // Peers prove the cluster secret instead of a password (AE.HELLO); a client's role does not reach AE.*.
@@ -91,7 +96,7 @@ export class LineDialect implements Dialect {
       throw new ProtocolError(`${word} is disabled on this node (security.admin_commands = false)`);
     }
     if (!roleAllows(role, access)) throw new ProtocolError(`NOPERM user ${user} (role ${role}) may not run ${word}`);
-  };
+  }
 
   /** A request's error as its `ERROR` reply. */
   private reply(out: Output, err: unknown): void {

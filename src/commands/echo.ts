@@ -16,7 +16,7 @@ export default {
     if (message.length === 0) throw args.usage();
     return { kind: 'echo', message };
   },
-  run(req: EchoRequest, _ctx: unknown, out: Output): undefined {
+  execute(req: EchoRequest, _ctx: unknown, out: Output): undefined {
     out.bytesLine('ECHO ', req.message);
   },
 } as const satisfies Command<EchoRequest>;

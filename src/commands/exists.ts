@@ -16,7 +16,7 @@ export default {
     while (!args.done) keys.push(args.key());
     return { kind: 'exists', keys };
   },
-  run(req: ExistsRequest, ctx: Context, out: Output): undefined {
+  execute(req: ExistsRequest, ctx: Context, out: Output): undefined {
     let count = 0;
     const waits: Promise<unknown>[] = [];
     for (const key of req.keys) {

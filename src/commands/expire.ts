@@ -1,6 +1,6 @@
 import type { Args } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
-import { expire as setExpiry } from '../store/operations.js';
+import { expire as setExpiry } from '../store/index.js';
 import type { Command, Context } from './context.js';
 import { parseSeconds } from './kinds.js';
 
@@ -11,7 +11,7 @@ export interface ExpireRequest {
   readonly seconds: number | undefined;
 }
 
-function run(req: ExpireRequest, ctx: Context, out: Output): undefined {
+function execute(req: ExpireRequest, ctx: Context, out: Output): undefined {
   let done;
   if (req.seconds !== undefined && req.seconds <= 0) {
     // As in Redis: a TTL already over deletes the key.
@@ -39,7 +39,7 @@ export const expire = {
     args.end();
     return { kind: 'expire', key, seconds };
   },
-  run,
+  execute,
 } as const satisfies Command<ExpireRequest>;
 
 export const persist = {
@@ -51,5 +51,5 @@ export const persist = {
     args.end();
     return { kind: 'expire', key, seconds: undefined };
   },
-  run,
+  execute,
 } as const satisfies Command<ExpireRequest>;

@@ -18,7 +18,7 @@ export default {
     args.end();
     return { kind: 'get', key };
   },
-  run(req: GetRequest, ctx: Context, out: Output): undefined {
+  execute(req: GetRequest, ctx: Context, out: Output): undefined {
     const { value, after } = ctx.store.readValue(req.key);
     if (value === 'set') throw new ProtocolError(WRONG_KIND);
     if (value === undefined) {

@@ -1,7 +1,8 @@
 import { challengeLine, parseHello, parseProve, type AeHelloRequest, type AeProveRequest } from '../antientropy/requests.js';
 import type { Output } from '../protocol/output.js';
 import type { Session } from '../security/auth.js';
-import type { Command, Context, Outcome } from './context.js';
+import type { Outcome } from '../protocol/dialect.js';
+import type { Command, Context } from './context.js';
 
 /* The answering side of the anti-entropy handshake (antientropy/handshake.ts has the whole exchange). */
 
@@ -10,7 +11,7 @@ export const aeHello = {
   access: 'public',
   requires: 'a nonce',
   parse: parseHello,
-  run(req: AeHelloRequest, ctx: Context, out: Output, session: Session): undefined {
+  execute(req: AeHelloRequest, ctx: Context, out: Output, session: Session): undefined {
     const sn = ctx.peerProof.nonce();
     session.challenge = { cn: req.cn, sn };
     out.utf8Line(challengeLine(sn, ctx.peerProof.serverProof(req.cn, sn)));
@@ -22,7 +23,7 @@ export const aeProve = {
   access: 'public',
   requires: 'a proof',
   parse: parseProve,
-  run(req: AeProveRequest, ctx: Context, out: Output, session: Session): Outcome {
+  execute(req: AeProveRequest, ctx: Context, out: Output, session: Session): Outcome {
     const challenge = session.challenge;
     // One attempt per challenge: a guesser must start over with a fresh nonce from us.
     session.challenge = undefined;

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Args } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
-import { listMembers } from '../store/setops.js';
-import type { Store } from '../store/store.js';
+import { listMembers, type Store } from '../store/index.js';
 import type { Command, Context } from './context.js';
 
 export interface HashRequest {
@@ -20,7 +19,7 @@ export default {
     args.end();
     return { kind: 'hash', prefix };
   },
-  run(req: HashRequest, ctx: Context, out: Output): undefined {
+  execute(req: HashRequest, ctx: Context, out: Output): undefined {
     if (req.prefix === undefined) out.line(`HASH ${ctx.store.rootHash().toString('hex')}`);
     else out.bytesLine('HASH ', req.prefix, ` ${contentDigest(ctx.store, req.prefix).toString('hex')}`);
     out.dependOn(ctx.store.acknowledgedAfter());

@@ -1,8 +1,7 @@
 import { ProtocolError } from '../errors.js';
 import type { Args } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
-import { parseInt64 } from '../store/counter.js';
-import { increment } from '../store/operations.js';
+import { increment, parseInt64 } from '../store/index.js';
 import type { Command, Context } from './context.js';
 import { WRONG_KIND } from './kinds.js';
 
@@ -29,7 +28,7 @@ function parser(sign: 1n | -1n) {
 }
 
 /** A PN-counter (DESIGN.md section 4): increments on every node add up after replication. */
-function run(req: IncrRequest, ctx: Context, out: Output): undefined {
+function execute(req: IncrRequest, ctx: Context, out: Output): undefined {
   const result = increment(ctx.store, req.key, req.delta);
   if (result === 'wrongtype') throw new ProtocolError(WRONG_KIND);
   if (result === 'not-a-number') throw new ProtocolError(`Value for key '${req.key.toString('utf8')}' is not a valid number`);
@@ -47,7 +46,7 @@ export const inc = {
   access: 'write',
   requires,
   parse: parser(1n),
-  run,
+  execute,
 } as const satisfies Command<IncrRequest>;
 
 export const dec = {
@@ -55,5 +54,5 @@ export const dec = {
   access: 'write',
   requires,
   parse: parser(-1n),
-  run,
+  execute,
 } as const satisfies Command<IncrRequest>;

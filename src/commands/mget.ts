@@ -16,7 +16,7 @@ export default {
     while (!args.done) keys.push(args.key());
     return { kind: 'mget', keys };
   },
-  run(req: MgetRequest, ctx: Context, out: Output): undefined {
+  execute(req: MgetRequest, ctx: Context, out: Output): undefined {
     const values: (Buffer | undefined)[] = [];
     const waits: Promise<unknown>[] = [];
     for (const key of req.keys) {

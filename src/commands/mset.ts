@@ -1,7 +1,7 @@
 import type { Args } from '../protocol/args.js';
 import { checkValue } from '../rules.js';
 import type { Output } from '../protocol/output.js';
-import type { Ack } from '../store/store.js';
+import type { Ack } from '../store/index.js';
 import type { Command, Context } from './context.js';
 
 export interface MsetRequest {
@@ -23,7 +23,7 @@ export default {
     } while (!args.done);
     return { kind: 'mset', pairs };
   },
-  run(req: MsetRequest, ctx: Context, out: Output): undefined {
+  execute(req: MsetRequest, ctx: Context, out: Output): undefined {
     ctx.stats.writes += req.pairs.length;
     // The writes of one batch share one log write (and, with "always", one fdatasync): the last
     // write's wait covers them all.

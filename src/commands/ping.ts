@@ -15,7 +15,7 @@ export default {
   parse(args: Args): PingRequest {
     return { kind: 'ping', message: args.rest() };
   },
-  run(req: PingRequest, _ctx: unknown, out: Output): undefined {
+  execute(req: PingRequest, _ctx: unknown, out: Output): undefined {
     if (req.message.length === 0) out.line('PONG');
     else out.bytesLine('PONG ', req.message);
   },

@@ -13,7 +13,7 @@ export default {
     args.end();
     return { kind: 'quit' };
   },
-  run(): 'close' {
+  execute(): 'close' {
     return 'close';
   },
 } as const satisfies Command<QuitRequest>;

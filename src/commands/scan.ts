@@ -16,7 +16,7 @@ export default {
     args.end();
     return { kind: 'scan', prefix };
   },
-  run(req: ScanRequest, ctx: Context, out: Output): undefined {
+  execute(req: ScanRequest, ctx: Context, out: Output): undefined {
     const keys = ctx.store.scan(req.prefix);
     out.line(`KEYS ${keys.length}`);
     for (const key of keys) out.bytesLine('', key);

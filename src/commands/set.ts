@@ -16,7 +16,7 @@ export default {
     const key = args.key();
     return { kind: 'set', key, value: args.value() };
   },
-  run(req: SetRequest, ctx: Context, out: Output): undefined {
+  execute(req: SetRequest, ctx: Context, out: Output): undefined {
     ctx.stats.writes++;
     // The value is a view of the request line; the store encodes it into a record of its own.
     const done = ctx.store.set(req.key, req.value);

@@ -1,6 +1,6 @@
 import type { Args } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
-import { setWithExpiry } from '../store/operations.js';
+import { setWithExpiry } from '../store/index.js';
 import type { Command, Context } from './context.js';
 import { parseSeconds } from './kinds.js';
 
@@ -20,7 +20,7 @@ export default {
     const seconds = parseSeconds(args, true);
     return { kind: 'setex', key, seconds, value: args.value() };
   },
-  run(req: SetexRequest, ctx: Context, out: Output): undefined {
+  execute(req: SetexRequest, ctx: Context, out: Output): undefined {
     ctx.stats.writes++;
     // The expiry is an absolute time, replicated with the write: every node forgets the key at once.
     const done = setWithExpiry(ctx.store, req.key, req.value, Date.now() + req.seconds * 1000);

@@ -1,8 +1,7 @@
 import { ProtocolError } from '../errors.js';
 import type { Args } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
-import { memberProblem } from '../store/members.js';
-import { addMembers, countMembers, hasMember, listMembers, removeMembers, type SetResult } from '../store/setops.js';
+import { addMembers, countMembers, hasMember, listMembers, memberProblem, removeMembers, type SetResult } from '../store/index.js';
 import type { Command, Context } from './context.js';
 import { WRONG_KIND } from './kinds.js';
 
@@ -43,7 +42,7 @@ export const sadd = {
   access: 'write',
   requires: 'a key and at least one member',
   parse: parser('sadd', 1, Infinity),
-  run(req: MembersRequest, ctx: Context, out: Output): undefined {
+  execute(req: MembersRequest, ctx: Context, out: Output): undefined {
     const added = settle(addMembers(ctx.store, req.key, req.members), out);
     ctx.stats.writes++;
     out.line(`SADD ${added}`);
@@ -55,7 +54,7 @@ export const srem = {
   access: 'write',
   requires: 'a key and at least one member',
   parse: parser('srem', 1, Infinity),
-  run(req: MembersRequest, ctx: Context, out: Output): undefined {
+  execute(req: MembersRequest, ctx: Context, out: Output): undefined {
     const removed = settle(removeMembers(ctx.store, req.key, req.members), out);
     ctx.stats.writes++;
     out.line(`SREM ${removed}`);
@@ -67,7 +66,7 @@ export const smembers = {
   access: 'read',
   requires: 'exactly one key',
   parse: parser('smembers', 0, 0),
-  run(req: MembersRequest, ctx: Context, out: Output): undefined {
+  execute(req: MembersRequest, ctx: Context, out: Output): undefined {
     const members = settle(listMembers(ctx.store, req.key), out);
     out.line(`MEMBERS ${members.length}`);
     for (const m of members) out.bytesLine('', m);
@@ -79,7 +78,7 @@ export const sismember = {
   access: 'read',
   requires: 'a key and a member',
   parse: parser('sismember', 1, 1),
-  run(req: MembersRequest, ctx: Context, out: Output): undefined {
+  execute(req: MembersRequest, ctx: Context, out: Output): undefined {
     const found = settle(hasMember(ctx.store, req.key, req.members[0] as Buffer), out);
     out.line(found ? '1' : '0');
   },
@@ -90,7 +89,7 @@ export const scard = {
   access: 'read',
   requires: 'exactly one key',
   parse: parser('scard', 0, 0),
-  run(req: MembersRequest, ctx: Context, out: Output): undefined {
+  execute(req: MembersRequest, ctx: Context, out: Output): undefined {
     out.line(`SCARD ${settle(countMembers(ctx.store, req.key), out)}`);
   },
 } as const satisfies Command<MembersRequest>;

@@ -31,7 +31,7 @@ export default {
     }
     return { kind: 'sync', host, port, full: flags.has('--full'), verify: flags.has('--verify') };
   },
-  run(req: SyncRequest, ctx: Context, out: Output): 'barrier' {
+  execute(req: SyncRequest, ctx: Context, out: Output): 'barrier' {
     // Answered once the exchange is over: OK, or the SyncError's message after ERROR.
     out.line('OK');
     const done = ctx.antiEntropy.syncWith(req.host, req.port, req.full).then((result) => {

@@ -14,7 +14,7 @@ export default {
     args.end();
     return { kind: 'truncate' };
   },
-  run(_req: TruncateRequest, ctx: Context, out: Output): undefined {
+  execute(_req: TruncateRequest, ctx: Context, out: Output): undefined {
     // Tombstones, not a cleared database: the deletes must replicate and win over older writes elsewhere.
     const done = ctx.store.truncate();
     out.line('OK');

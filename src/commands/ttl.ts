@@ -1,6 +1,6 @@
 import type { Args } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
-import { timeToLive } from '../store/operations.js';
+import { timeToLive } from '../store/index.js';
 import type { Command, Context } from './context.js';
 
 export interface TtlRequest {
@@ -17,7 +17,7 @@ export default {
     args.end();
     return { kind: 'ttl', key };
   },
-  run(req: TtlRequest, ctx: Context, out: Output): undefined {
+  execute(req: TtlRequest, ctx: Context, out: Output): undefined {
     const { value: ms, after } = timeToLive(ctx.store, req.key);
     // Rounded to the nearest second, as Redis does; a key about to expire shows 0, never -1.
     if (ms === undefined) out.line('NOT_FOUND');

@@ -14,7 +14,7 @@ export default {
     args.end();
     return { kind: 'version' };
   },
-  run(_req: VersionRequest, ctx: Context, out: Output): undefined {
+  execute(_req: VersionRequest, ctx: Context, out: Output): undefined {
     out.line(`VERSION ${ctx.version}`);
   },
 } as const satisfies Command<VersionRequest>;

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
-import { parsePeer } from '../antientropy/address.js';
 import { ConfigError } from '../errors.js';
-import { isWord, MAX_NODE_ID_BYTES, nodeIdProblem } from '../rules.js';
+import { isWord, MAX_NODE_ID_BYTES, nodeIdProblem, parsePeer } from '../rules.js';
 import { type Config, type Field, FIELDS, envName, ROLES, type Role, type UserConfig } from './schema.js';
 
 /** Where the config comes from, lowest precedence first: defaults < file < environment < flags. */

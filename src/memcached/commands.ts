@@ -1,10 +1,6 @@
 import { keyProblem, type Limits } from '../rules.js';
 import type { Output } from '../protocol/output.js';
-import { counterValue, decodeCounter } from '../store/counter.js';
-import { expire, increment } from '../store/operations.js';
-import { isAbsent, KIND, recordClientFlags, recordExpiry, recordItem, recordKind, recordValue } from '../store/record.js';
-import { plainState } from '../store/state.js';
-import type { Store } from '../store/store.js';
+import { casUnique, expire, increment, readItem, type Store, writeItem } from '../store/index.js';
 import { toUnsigned64 } from './numbers.js';
 import { TOO_LARGE, type McRequest } from './parser.js';
 
@@ -72,38 +68,6 @@ export function expiryOf(exptime: number, now: number): number {
   // An absolute time already past is expired at once, as memcached has it.
   const at = exptime * 1000;
   return at <= now ? Math.max(1, now - 1) : at;
-}
-
-/**
- * The CAS unique of a stored record: the first 8 bytes of its Merkle item hash, which changes with every
- * new version of the item (value, flags, expiry) and with nothing else. Never 0.
- */
-export function casOf(rec: Buffer): bigint {
-  const cas = Buffer.from(recordItem(rec), 'latin1').readBigUInt64BE(0);
-  return cas === 0n ? 1n : cas;
-}
-
-/**
- * A live item as memcached sees it: its value (a counter's decimal text), flags, expiry (ms, 0 none),
- * kind and CAS. Views into the store's buffers: use before the next store call.
- */
-interface Item {
-  readonly value: Buffer;
-  readonly flags: number;
-  readonly expiresAt: number;
-  readonly counter: boolean;
-  readonly rec: Buffer;
-}
-
-/** The live item under `key`; undefined for absent, expired, and keys memcached cannot see (sets). */
-function itemOf(store: Store, key: Buffer): Item | undefined {
-  const rec = store.readRecord(key).value;
-  if (rec === undefined || isAbsent(rec, Date.now())) return undefined;
-  const kind = recordKind(rec);
-  if (kind === KIND.plain) return { value: recordValue(rec), flags: recordClientFlags(rec), expiresAt: recordExpiry(rec), counter: false, rec };
-  if (kind !== KIND.counter) return undefined;
-  const value = Buffer.from(counterValue(decodeCounter(recordValue(rec), true)).toString());
-  return { value, flags: 0, expiresAt: recordExpiry(rec), counter: true, rec };
 }
 
 /** Runs one request, writing its reply (none with noreply) to `out`. Returns 'close' for quit. */
@@ -179,7 +143,7 @@ function keyed(req: Extract<McRequest, { key: Buffer }>, ctx: McContext, out: Ou
       return;
     }
     case 'delete': {
-      const held = itemOf(store, req.key) !== undefined;
+      const held = readItem(store, req.key) !== undefined;
       count(counters, held ? 'deleteHits' : 'deleteMisses');
       // A tombstone either way, as DEL writes (DESIGN.md section 4).
       reply(held ? 'DELETED' : 'NOT_FOUND');
@@ -187,7 +151,7 @@ function keyed(req: Extract<McRequest, { key: Buffer }>, ctx: McContext, out: Ou
       return;
     }
     case 'touch': {
-      const after = itemOf(store, req.key) === undefined ? undefined : expire(store, req.key, expiryOf(req.exptime, Date.now()));
+      const after = readItem(store, req.key) === undefined ? undefined : expire(store, req.key, expiryOf(req.exptime, Date.now()));
       count(counters, after === undefined ? 'touchMisses' : 'touchHits');
       reply(after === undefined ? 'NOT_FOUND' : 'TOUCHED');
       if (after !== undefined) out.dependOn(after);
@@ -223,7 +187,7 @@ function retrieve(keys: Buffer[], command: 'get' | 'gets' | 'gat' | 'gats', expt
   for (const key of keys) {
     ctx.counters.cmdGet++;
     if (touching) ctx.counters.cmdTouch++;
-    let item = badKey(key, ctx.limits) ? undefined : itemOf(ctx.store, key);
+    let item = badKey(key, ctx.limits) ? undefined : readItem(ctx.store, key);
     if (item === undefined) {
       ctx.counters.getMisses++;
       if (touching) ctx.counters.touchMisses++;
@@ -233,12 +197,12 @@ function retrieve(keys: Buffer[], command: 'get' | 'gets' | 'gat' | 'gats', expt
     if (touching) ctx.counters.touchHits++;
     if (touching) {
       after = expire(ctx.store, key, at) ?? after;
-      item = itemOf(ctx.store, key);
+      item = readItem(ctx.store, key);
       if (item === undefined) continue;
     } else {
-      after = ctx.store.readRecord(key).after ?? after;
+      after = ctx.store.read(key).after ?? after;
     }
-    out.bytesLine('VALUE ', key, ` ${item.flags} ${item.value.length}${withCas ? ` ${casOf(item.rec)}` : ''}`);
+    out.bytesLine('VALUE ', key, ` ${item.flags} ${item.value.length}${withCas ? ` ${casUnique(item)}` : ''}`);
     out.bytesLine('', item.value);
   }
   out.line('END');
@@ -249,7 +213,7 @@ function retrieve(keys: Buffer[], command: 'get' | 'gets' | 'gat' | 'gats', expt
 function storeItem(req: Extract<McRequest, { kind: 'store' }>, store: Store): { text: string; after: Promise<void> | null } {
   // The hot path: a set of a value without flags or expiry is what SET writes.
   if (req.command === 'set' && req.flags === 0 && req.exptime === 0) return { text: 'STORED', after: store.set(req.key, req.data) };
-  const current = req.command === 'set' ? undefined : itemOf(store, req.key);
+  const current = req.command === 'set' ? undefined : readItem(store, req.key);
   let value = req.data;
   let flags = req.flags;
   let at = expiryOf(req.exptime, Date.now());
@@ -271,13 +235,12 @@ function storeItem(req: Extract<McRequest, { kind: 'store' }>, store: Store): { 
       break;
     case 'cas':
       if (current === undefined) return { text: 'NOT_FOUND', after: null };
-      if (casOf(current.rec) !== req.cas) return { text: 'EXISTS', after: null };
+      if (casUnique(current) !== req.cas) return { text: 'EXISTS', after: null };
       break;
     case 'set':
       break;
   }
-  const state = { ...plainState({ ...store.clock.now(), node: store.nodeId }, value, at), clientFlags: flags };
-  return { text: 'STORED', after: store.writeState(req.key, state) };
+  return { text: 'STORED', after: writeItem(store, req.key, { value, flags, expiresAt: at }) };
 }
 
 /**
@@ -286,7 +249,7 @@ function storeItem(req: Extract<McRequest, { kind: 'store' }>, store: Store): { 
  * counter (INC) takes the change as an increment, so it still merges with other nodes' increments.
  */
 function arith(command: 'incr' | 'decr', key: Buffer, delta: bigint, store: Store): { text: string; after: Promise<void> | null } {
-  const item = itemOf(store, key);
+  const item = readItem(store, key);
   if (item === undefined) return { text: 'NOT_FOUND', after: null };
   // Read as memcached reads it (white space around the number is allowed); an empty value is no number.
   const current = item.value.length === 0 ? undefined : toUnsigned64(item.value);
@@ -297,6 +260,5 @@ function arith(command: 'incr' | 'decr', key: Buffer, delta: bigint, store: Stor
     const r = increment(store, key, next - current);
     if (typeof r !== 'string') return { text: String(r.value), after: r.after };
   }
-  const state = { ...plainState({ ...store.clock.now(), node: store.nodeId }, Buffer.from(next.toString()), expiresAt), clientFlags: flags };
-  return { text: next.toString(), after: store.writeState(key, state) };
+  return { text: next.toString(), after: writeItem(store, key, { value: Buffer.from(next.toString()), flags, expiresAt }) };
 }

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
-import type { Outcome } from '../commands/context.js';
+import { errorMessage, type Dialect, type Outcome } from '../protocol/dialect.js';
 import type { Output } from '../protocol/output.js';
-import { errorMessage, type Dialect } from '../server/dialect.js';
 import { execute, type McContext } from './commands.js';
 import { McParser, type McLimits, type McRequest } from './parser.js';
 

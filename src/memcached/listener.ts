@@ -56,7 +56,7 @@ export class MemcachedListener {
           totalConnections: ctx.stats.connectionsTotal,
           rejectedConnections: ctx.stats.connectionsRejected,
           items: ctx.store.size,
-          bytes: ctx.store.lmdbBytes(),
+          bytes: ctx.store.figures().lmdbBytes,
           dataDir: ctx.store.path,
           port: this.address?.port ?? 0,
           bindAddress: this.address?.address ?? '',

@@ -1,5 +1,5 @@
 import { createHash, hash } from 'node:crypto';
-import type { Version } from '../store/hlc.js';
+import type { Version } from '../hlc.js';
 
 /** Used when `cluster_secret` is empty: fine for one node, and the same on every node that leaves it empty. */
 export const DEFAULT_SECRET = 'merkle-kv default cluster secret';

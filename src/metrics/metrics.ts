@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric
 import type { AntiEntropy } from '../antientropy/antientropy.js';
 import { LATENCY_BOUNDS, type Stats } from '../commands/context.js';
 import type { Replicator } from '../replication/replicator.js';
-import type { Store } from '../store/store.js';
+import type { Store } from '../store/index.js';
 
 /** What the metrics are read from, at scrape time: nothing on the request path knows about them. */
 export interface MetricsSource {
@@ -72,13 +72,13 @@ export function createRegistry(src: MetricsSource): Registry {
 
   gauge('merklekv_keys', 'Live keys.', () => store.size);
   gauge('merklekv_tombstones', 'Deleted or expired keys remembered until they are purged.', () => store.tombstoneCount);
-  gauge('merklekv_expiring_keys', 'Live keys with an expiry time.', () => store.expiringCount);
-  gauge('merklekv_lmdb_size_bytes', "Size of LMDB's data file.", () => store.lmdbBytes());
-  gauge('merklekv_log_sync_lag_seconds', 'Age of the oldest write in the log not yet on disk (0: none).', () => store.storageFigures().syncLagMs / 1000);
-  gauge('merklekv_lmdb_lag_seconds', 'Age of the oldest write in the log that LMDB does not hold yet (0: none).', () => store.storageFigures().lmdbLagMs / 1000);
-  gauge('merklekv_pending_writes', 'Writes in the log that LMDB does not hold yet.', () => store.storageFigures().pendingWrites);
-  counter('merklekv_log_syncs_total', 'fdatasyncs of the write-ahead log.', [], (set) => set({}, store.storageFigures().syncs));
-  counter('merklekv_lmdb_commit_failures_total', 'LMDB commits that failed (and were retried).', [], (set) => set({}, store.storageFigures().lmdbFailures));
+  gauge('merklekv_expiring_keys', 'Live keys with an expiry time.', () => store.figures().expiring);
+  gauge('merklekv_lmdb_size_bytes', "Size of LMDB's data file.", () => store.figures().lmdbBytes);
+  gauge('merklekv_log_sync_lag_seconds', 'Age of the oldest write in the log not yet on disk (0: none).', () => store.figures().syncLagMs / 1000);
+  gauge('merklekv_lmdb_lag_seconds', 'Age of the oldest write in the log that LMDB does not hold yet (0: none).', () => store.figures().lmdbLagMs / 1000);
+  gauge('merklekv_pending_writes', 'Writes in the log that LMDB does not hold yet.', () => store.figures().pendingWrites);
+  counter('merklekv_log_syncs_total', 'fdatasyncs of the write-ahead log.', [], (set) => set({}, store.figures().syncs));
+  counter('merklekv_lmdb_commit_failures_total', 'LMDB commits that failed (and were retried).', [], (set) => set({}, store.figures().lmdbFailures));
 
   const r = src.replicator;
   if (r !== undefined) {

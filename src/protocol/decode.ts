@@ -3,27 +3,44 @@ import { ProtocolError } from '../errors.js';
 import type { Limits } from '../rules.js';
 import { Args } from './args.js';
 
-/** How a command word turns its arguments into a typed request. */
-export interface Parser<R> {
+/** A command word's entry in a decoder's table: at least what its arity errors say. */
+export interface Entry {
   /** Completes "<CMD> command requires ..." in arity errors. */
   readonly requires: string;
+}
+
+/** How a command word turns its arguments into a typed request. */
+export interface Parser<R> extends Entry {
   parse(args: Args): R;
 }
 
-/** Called with the command word's parser before it parses; throws to refuse the command. */
-export type Guard<P> = (parser: P, word: string) => void;
+/**
+ * Takes a request line's command word (its entry) and its arguments, not parsed yet; `context` is what
+ * the caller of decodeLine passed along, so a handler made once serves every request.
+ */
+export type Handler<P, C, T> = (entry: P, args: Args, context: C) => T;
 
 const SPACE = 0x20;
 const TAB = 0x09;
 const CR = 0x0d;
 
+/** Turns one request line into a typed request with its word's parser (as decodeLine reads it), or throws `ProtocolError`. */
+export function decodeRequest<R>(raw: Buffer, parsers: ReadonlyMap<string, Parser<R>>, limits: Limits): R {
+  return decodeLine(raw, parsers, limits, parse, undefined);
+}
+
+function parse<R>(parser: Parser<R>, args: Args): R {
+  return parser.parse(args);
+}
+
 /**
- * Turns one request line (without its `\n`) into a typed request, or throws `ProtocolError`.
- * The line is trimmed of a trailing `\r` and of surrounding spaces and tabs; the command word is
- * case-insensitive (DESIGN.md section 2). `guard` sees the command before its arguments are parsed, so
- * a refused command (not authenticated) says only that, whatever its arguments.
+ * Splits one request line (without its `\n`) into its command word's entry in `table` and the arguments
+ * after the word, and hands both to `handle`; or throws `ProtocolError`. The line is trimmed of a
+ * trailing `\r` and of surrounding spaces and tabs; the command word is case-insensitive (DESIGN.md
+ * section 2). The handler sees the command before its arguments are parsed, so it can refuse it (not
+ * authenticated) saying only that, whatever its arguments.
  */
-export function decodeRequest<R, P extends Parser<R>>(raw: Buffer, parsers: ReadonlyMap<string, P>, limits: Limits, guard?: Guard<P>): R {
+export function decodeLine<P extends Entry, C, T>(raw: Buffer, table: ReadonlyMap<string, P>, limits: Limits, handle: Handler<P, C, T>, context: C): T {
   let start = 0;
   let end = raw.length;
   if (end > 0 && raw[end - 1] === CR) end--;
@@ -36,12 +53,11 @@ export function decodeRequest<R, P extends Parser<R>>(raw: Buffer, parsers: Read
   if (wordEnd === -1) wordEnd = line.length;
   // Command words are short ASCII: latin1 is the cheapest exact decoding, and anything else is unknown.
   const word = hotWord(line, wordEnd) ?? line.toString('latin1', 0, Math.min(wordEnd, 32)).toUpperCase();
-  const parser = parsers.get(word);
-  if (parser === undefined) {
+  const entry = table.get(word);
+  if (entry === undefined) {
     throw new ProtocolError(`Unknown command: ${printable(line.toString('utf8', 0, Math.min(wordEnd, 64)))}`);
   }
-  guard?.(parser, word);
-  return parser.parse(new Args(line, wordEnd, limits, word, parser.requires));
+  return handle(entry, new Args(line, wordEnd, limits, word, entry.requires), context);
 }
 
 /** GET and SET, recognised without building strings: most requests are one of them. */

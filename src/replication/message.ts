@@ -1,10 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { isValidKey, isValidNodeId, isValidValue, maxMessageBytes, MAX_OPS_PER_MESSAGE, type Limits } from '../rules.js';
-import { decodeCounter, encodeCounter, MAX_COUNTER_NODES, parseInt64, sortByNode, type Counter, type CounterEntry } from '../store/counter.js';
-import { decodeMember, encodeMember, MAX_MEMBER_NODES, memberKey, memberProblem, splitMemberKey, type MemberEntry } from '../store/members.js';
-import { formatHlc, parseHlc, type Version } from '../store/hlc.js';
-import { FLAG_TOMBSTONE, KIND, kindFlags } from '../store/record.js';
-import { stateKind, type ExpiryRegister, type RecordState } from '../store/state.js';
+import { type AcknowledgedWrite, type Counter, type CounterEntry, decodeCounter, decodeMember, encodeCounter, encodeMember, type ExpiryRegister, FLAG_TOMBSTONE, KIND, kindFlags, MAX_COUNTER_NODES, MAX_MEMBER_NODES, type MemberEntry, memberKey, memberProblem, parseInt64, type RecordState, sortByNode, splitMemberKey, stateKind, stateOf, isSimple, isTombstone, recordValue, recordVersionOf } from '../store/index.js';
+import { formatHlc, parseHlc, type Version } from '../hlc.js';
 
 /*
  * Replication messages (DESIGN.md section 5): JSON that `mosquitto_sub -v` shows readably.
@@ -48,12 +45,34 @@ export function opOf(key: Buffer, state: RecordState, node: string): Op {
 
 /** Encodes ops into messages of at most about `maxBytes` each (one op larger than that goes alone). */
 export function encodeMessages(node: string, ops: readonly Op[], maxBytes: number): Buffer[] {
+  return pack(node, ops.map((op) => wireOp(op.key, op.state, node, false)), maxBytes);
+}
+
+/**
+ * Encodes records this node wrote (store/index.ts AcknowledgedWrite) as `encodeMessages` encodes their
+ * ops (`opOf`), read from the record's bytes: a plain value or tombstone without decoding it into a
+ * state, a counter decoded once.
+ */
+export function encodeWrites(node: string, writes: readonly AcknowledgedWrite[], maxBytes: number): Buffer[] {
+  const parts: string[] = [];
+  for (const { key, rec } of writes) {
+    if (!isSimple(rec)) {
+      parts.push(wireOp(key, stateOf(rec), node, true));
+      continue;
+    }
+    const epoch = recordVersionOf(rec);
+    parts.push(isTombstone(rec) ? delJson(key, epoch, node) : setJson(key, recordValue(rec), undefined, epoch, node, ''));
+  }
+  return pack(node, parts, maxBytes);
+}
+
+/** Packs ops' JSON into messages of at most about `maxBytes` each (one op larger than that goes alone). */
+function pack(node: string, ops: readonly string[], maxBytes: number): Buffer[] {
   const head = `{"v":${MESSAGE_VERSION},"node":${JSON.stringify(node)},"ops":[`;
   const out: Buffer[] = [];
   let parts: string[] = [];
   let size = head.length + 2;
-  for (const op of ops) {
-    const json = wireOp(op, node);
+  for (const json of ops) {
     if (parts.length > 0 && size + json.length + 1 > maxBytes) {
       out.push(Buffer.from(`${head}${parts.join(',')}]}`));
       parts = [];
@@ -68,31 +87,44 @@ export function encodeMessages(node: string, ops: readonly Op[], maxBytes: numbe
 
 /**
  * One op as JSON, members in the order JSON.stringify would write them, built as text (a message may
- * carry thousands of ops; no object per op).
+ * carry thousands of ops; no object per op). `ownTotals`: of a counter, only `node`'s totals (opOf).
  */
-function wireOp(op: Op, node: string): string {
-  const { state } = op;
-  const key = JSON.stringify(op.key.toString('utf8'));
-  const version = `"hlc":"${formatHlc(state.epoch)}"${state.epoch.node === node ? '' : `,"by":${JSON.stringify(state.epoch.node)}`}`;
+function wireOp(key: Buffer, state: RecordState, node: string, ownTotals: boolean): string {
   const expiry = state.expiry === undefined ? '' : wireExpiry(state.expiry, node);
-  if ((state.flags & FLAG_TOMBSTONE) !== 0) return `{"op":"del","key":${key},${version}}`;
+  if ((state.flags & FLAG_TOMBSTONE) !== 0) return delJson(key, state.epoch, node);
   const kind = stateKind(state);
-  if (kind === KIND.set) return `{"op":"newset","key":${key},${version}${expiry}}`;
+  const k = JSON.stringify(key.toString('utf8'));
+  const version = versionJson(state.epoch, node);
+  if (kind === KIND.set) return `{"op":"newset","key":${k},${version}${expiry}}`;
   if (kind === KIND.member) {
-    const parts = splitMemberKey(op.key) as { setKey: Buffer; member: Buffer };
+    const parts = splitMemberKey(key) as { setKey: Buffer; member: Buffer };
     const adds = decodeMember(state.payload, true).map((e) => `[${JSON.stringify(e.node)},"${formatHlc(e.dot)}","${e.removed === undefined ? '' : formatHlc(e.removed)}"]`);
     return `{"op":"member","key":${JSON.stringify(parts.setKey.toString('utf8'))},"member":${JSON.stringify(parts.member.toString('utf8'))},${version},"adds":[${adds.join(',')}]}`;
   }
   if (kind === KIND.counter) {
     const c = decodeCounter(state.payload, true);
-    const totals = c.entries.map((e) => `[${JSON.stringify(e.node)},"${e.p}","${e.n}","${formatHlc(e.at)}"]`).join(',');
-    return `{"op":"counter","key":${key},${version},"base":"${c.base}","totals":[${totals}]${expiry}}`;
+    const entries = ownTotals ? c.entries.filter((e) => e.node === node) : c.entries;
+    const totals = entries.map((e) => `[${JSON.stringify(e.node)},"${e.p}","${e.n}","${formatHlc(e.at)}"]`).join(',');
+    return `{"op":"counter","key":${k},${version},"base":"${c.base}","totals":[${totals}]${expiry}}`;
   }
-  const v = state.payload;
-  // memcached's client flags, when the value has any.
-  const mcf = (state.clientFlags ?? 0) === 0 ? '' : `,"mcf":${state.clientFlags}`;
-  if (isUtf8(v)) return `{"op":"set","key":${key},"val":${JSON.stringify(v.toString('utf8'))}${mcf},${version}${expiry}}`;
-  return `{"op":"set","key":${key},"val":"${v.toString('base64')}","enc":"b64"${mcf},${version}${expiry}}`;
+  return setJson(key, state.payload, state.clientFlags, state.epoch, node, expiry);
+}
+
+function versionJson(epoch: Version, node: string): string {
+  return `"hlc":"${formatHlc(epoch)}"${epoch.node === node ? '' : `,"by":${JSON.stringify(epoch.node)}`}`;
+}
+
+function delJson(key: Buffer, epoch: Version, node: string): string {
+  return `{"op":"del","key":${JSON.stringify(key.toString('utf8'))},${versionJson(epoch, node)}}`;
+}
+
+/** A value: as text if it is UTF-8, else base64; with memcached's client flags when it has any. */
+function setJson(key: Buffer, v: Buffer, clientFlags: number | undefined, epoch: Version, node: string, expiry: string): string {
+  const k = JSON.stringify(key.toString('utf8'));
+  const mcf = (clientFlags ?? 0) === 0 ? '' : `,"mcf":${clientFlags}`;
+  const version = versionJson(epoch, node);
+  if (isUtf8(v)) return `{"op":"set","key":${k},"val":${JSON.stringify(v.toString('utf8'))}${mcf},${version}${expiry}}`;
+  return `{"op":"set","key":${k},"val":"${v.toString('base64')}","enc":"b64"${mcf},${version}${expiry}}`;
 }
 
 function wireExpiry(x: ExpiryRegister, node: string): string {

@@ -2,10 +2,9 @@ import type { Socket } from 'node:net';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import type { AcknowledgedWrite, Store } from '../store/store.js';
+import { type AcknowledgedWrite, newestWall, type Store } from '../store/index.js';
 import { maxMessageBytes, type Limits } from '../rules.js';
-import { decodeMessage, encodeMessages, opOf, type Op } from './message.js';
-import { newestWall, stateOf } from '../store/state.js';
+import { decodeMessage, encodeWrites } from './message.js';
 import { decodeStatus, encodeStatus, statusTopic, type NodeState, type Presence } from './presence.js';
 import { MessageSigner } from './signature.js';
 
@@ -69,11 +68,12 @@ export class Replicator {
   private readonly subscription: string;
   private readonly maxMessageBytes: number;
   private readonly signer: MessageSigner | undefined;
-  private queued: Op[] = [];
+  private queued: AcknowledgedWrite[] = [];
   private flushScheduled = false;
   private backoffMs = 1000;
   private outageLogged = false;
   private stopped = false;
+  private started = false;
   private retryingOlderProtocol = false;
   private rejectWarnedAt = -Infinity;
   private on = true;
@@ -131,6 +131,7 @@ export class Replicator {
    * port (`host:port`), which its status tells the other nodes.
    */
   start(address: string): void {
+    this.started = true;
     this.address = address;
     this.setWill();
     this.client.connect();
@@ -195,6 +196,8 @@ export class Replicator {
   async stop(): Promise<void> {
     this.flush();
     this.stopped = true;
+    // Never connected (a start-up that failed first): mqtt has nothing to end, and throws if asked to.
+    if (!this.started) return;
     // A clean disconnect sends no last will: say offline ourselves.
     if (this.client.connected && this.address !== '') this.client.publish(this.statusTopic, this.status('offline'), { qos: 1, retain: true });
     // A clean end waits for in-flight publishes to be acknowledged; a broker that is away never will.
@@ -204,6 +207,8 @@ export class Replicator {
   }
 
   private onConnect(sessionPresent: boolean): void {
+    // A CONNACK that arrives while stop() ends the client: publishing on it now would throw.
+    if (this.stopped) return;
     this.stats.connected = true;
     this.backoffMs = 1000;
     this.client.options.reconnectPeriod = this.backoffMs;
@@ -281,7 +286,7 @@ export class Replicator {
       this.stats.publishFailures += writes.length;
       return;
     }
-    for (const w of writes) this.queued.push(opOf(w.key, stateOf(w.rec), this.opts.nodeId));
+    for (const w of writes) this.queued.push(w);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -298,7 +303,7 @@ export class Replicator {
       this.stats.publishFailures += ops.length;
       return;
     }
-    for (const message of encodeMessages(this.opts.nodeId, ops, this.maxMessageBytes)) {
+    for (const message of encodeWrites(this.opts.nodeId, ops, this.maxMessageBytes)) {
       const payload = this.signer ? this.signer.sign(this.topic, message) : message;
       this.stats.publishedMessages++;
       this.client.publish(this.topic, payload, { qos: 1 }, (err) => {

@@ -1,8 +1,8 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { ClientInfo, Context, Outcome } from '../commands/context.js';
+import type { ClientInfo, Context } from '../commands/context.js';
+import type { Dialect, Outcome } from '../protocol/dialect.js';
 import type { Output, Part } from '../protocol/output.js';
-import type { Dialect } from './dialect.js';
 
 export interface ConnectionOptions {
   readonly ctx: Context;

@@ -3,9 +3,9 @@ import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ClientInfo, Context } from '../commands/context.js';
+import type { Dialect } from '../protocol/dialect.js';
 import { errorReply, Output } from '../protocol/output.js';
 import { Connection } from './connection.js';
-import type { Dialect } from './dialect.js';
 
 export interface ServerOptions {
   readonly ctx: Context;

@@ -1,6 +1,6 @@
 import { ProtocolError } from '../errors.js';
 import { checkNodeId } from '../rules.js';
-import { compareHlc, type Hlc } from './hlc.js';
+import { compareHlc, type Hlc } from '../hlc.js';
 
 /*
  * A PN-counter's payload (DESIGN.md section 4): a base, the value the counter started from in its epoch

@@ -19,6 +19,16 @@ export interface RecordSource {
   recordCount(): number;
 }
 
+/** What anti-entropy asks of the records by key hash (DESIGN.md section 6). */
+export interface KeyHashRanges {
+  /** Every record under tree node (`depth`, `index`); keys and records are copies. */
+  recordsUnder(depth: number, index: number): StoredEntry[];
+  /** `recordsUnder()` for many nodes of one depth, in the order given. */
+  recordsUnderEach(depth: number, indices: readonly number[]): StoredEntry[][];
+  /** The records whose key hash is `keyHash` (8 bytes; normally one). Copies. */
+  recordsWithKeyHash(keyHash: Buffer): StoredEntry[];
+}
+
 /** Keys a range scan can read in the time it takes to set up another one (recordsUnderEach). */
 const SCAN_EQUIVALENT_KEYS = 6;
 
@@ -27,7 +37,7 @@ const SCAN_EQUIVALENT_KEYS = 6;
  * every record: the records of a Merkle segment, or of any node of the tree below it, are one range
  * scan. Anti-entropy asks these (DESIGN.md section 6). Pending writes are included.
  */
-export class KeyHashIndex {
+export class KeyHashIndex implements KeyHashRanges {
   constructor(
     private readonly index: Database<Buffer, Buffer>,
     private readonly source: RecordSource,
@@ -120,9 +130,4 @@ function hiPrefix(hi: number): Buffer {
   const b = Buffer.alloc(8);
   b.writeUInt32BE(hi, 0);
   return b;
-}
-
-/** The index key of a record: its key hash (8 bytes, big-endian, as stored in `rec`), then the key. */
-export function indexKey(rec: Buffer, key: Buffer): Buffer {
-  return Buffer.concat([recordKeyHashBytes(rec), key]);
 }

@@ -1,7 +1,7 @@
 import { ProtocolError } from '../errors.js';
 import { checkKey, checkNodeId, type Limits } from '../rules.js';
 import { sortByNode } from './counter.js';
-import { compareHlc, type Hlc } from './hlc.js';
+import { compareHlc, type Hlc } from '../hlc.js';
 import { KIND, kindOf } from './record.js';
 
 /*

@@ -1,8 +1,10 @@
 import { counterValue, decodeCounter, encodeCounter, increment as add, parseInt64, type Counter } from './counter.js';
-import type { Version } from './hlc.js';
-import { KIND, kindFlags } from './record.js';
+import type { Version } from '../hlc.js';
+import { isAbsent, KIND, kindFlags, recordClientFlags, recordExpiry, recordItem, recordKind, recordValue } from './record.js';
 import { epochOfAbsent, isAbsentState, plainState, stateKind, stateOf, type ExpiryRegister, type RecordState } from './state.js';
-import type { Ack, Read, Store } from './store.js';
+import type { Store } from './store.js';
+import type { Read } from './types.js';
+import type { Ack } from './writepath.js';
 
 /*
  * The commands that build on what a key holds (DESIGN.md sections 2 and 4): they read its state, make
@@ -39,15 +41,54 @@ export function increment(store: Store, key: Buffer, delta: bigint): IncrementRe
       return 'wrongtype';
     }
   }
-  const next = add(counter, store.nodeId, delta, store.clock.now());
+  const next = add(counter, store.nodeId, delta, store.newVersion());
   if (next === undefined) return 'overflow';
   const after = store.writeState(key, { epoch, flags: kindFlags(KIND.counter), expiry, payload: encodeCounter(next) });
   return { value: counterValue(next), after };
 }
 
+/**
+ * A live value as memcached sees it: its bytes (a counter's decimal text), client flags, expiry (ms,
+ * 0 none), whether it is a counter, and its CAS unique. Views into the store's buffers: use before
+ * the next store call.
+ */
+export interface Item {
+  readonly value: Buffer;
+  readonly flags: number;
+  readonly expiresAt: number;
+  readonly counter: boolean;
+  /** The record it was read from, for `casUnique` (opaque outside the store). */
+  readonly rec: Buffer;
+}
+
+/** The live item under `key`; undefined for absent and expired keys and sets (memcached cannot see them). */
+export function readItem(store: Store, key: Buffer): Item | undefined {
+  const rec = store.read(key).value;
+  if (rec === undefined || isAbsent(rec, Date.now())) return undefined;
+  const kind = recordKind(rec);
+  if (kind === KIND.plain) return { value: recordValue(rec), flags: recordClientFlags(rec), expiresAt: recordExpiry(rec), counter: false, rec };
+  if (kind !== KIND.counter) return undefined;
+  const value = Buffer.from(counterValue(decodeCounter(recordValue(rec), true)).toString());
+  return { value, flags: 0, expiresAt: recordExpiry(rec), counter: true, rec };
+}
+
+/**
+ * The CAS unique of an item: the first 8 bytes of its record's Merkle item hash, which changes with
+ * every new version of the item (value, flags, expiry) and with nothing else. Never 0.
+ */
+export function casUnique(item: Item): bigint {
+  const cas = Buffer.from(recordItem(item.rec), 'latin1').readBigUInt64BE(0);
+  return cas === 0n ? 1n : cas;
+}
+
+/** memcached's set: a plain value with client flags, expiring at `expiresAt` (ms since the Unix epoch; 0 never). */
+export function writeItem(store: Store, key: Buffer, item: { readonly value: Buffer; readonly flags: number; readonly expiresAt: number }): Ack {
+  return store.writeState(key, { ...plainState(store.newVersion(), item.value, item.expiresAt), clientFlags: item.flags });
+}
+
 /** SETEX: a plain value that expires at `at` (ms since the Unix epoch). */
 export function setWithExpiry(store: Store, key: Buffer, value: Buffer, at: number): Ack {
-  return store.writeState(key, plainState({ ...store.clock.now(), node: store.nodeId }, value, at));
+  return store.writeState(key, plainState(store.newVersion(), value, at));
 }
 
 /**
@@ -57,8 +98,8 @@ export function setWithExpiry(store: Store, key: Buffer, value: Buffer, at: numb
 export function expire(store: Store, key: Buffer, at: number): Ack | undefined {
   const state = current(store, key);
   if (state === undefined || isAbsentState(state, Date.now())) return undefined;
-  if (at === 0 && (state.expiry === undefined || state.expiry.at === 0)) return store.readRecord(key).after;
-  return store.writeState(key, { ...state, expiry: { at, version: { ...store.clock.now(), node: store.nodeId } } });
+  if (at === 0 && (state.expiry === undefined || state.expiry.at === 0)) return store.read(key).after;
+  return store.writeState(key, { ...state, expiry: { at, version: store.newVersion() } });
 }
 
 /** When the live value under `key` expires (ms since the Unix epoch), or 0 if it does not or is absent. */
@@ -70,7 +111,7 @@ export function expiresAt(store: Store, key: Buffer): number {
 
 /** TTL: ms until the key expires, null if it does not, undefined if it is absent. */
 export function timeToLive(store: Store, key: Buffer): Read<number | null | undefined> {
-  const { value: rec, after } = store.readRecord(key);
+  const { value: rec, after } = store.read(key);
   const now = Date.now();
   if (rec === undefined) return { value: undefined, after };
   const state = stateOf(rec);
@@ -82,6 +123,6 @@ export function timeToLive(store: Store, key: Buffer): Read<number | null | unde
 
 /** The state under `key`, copied out of LMDB's buffer (the write that follows reads it again). */
 function current(store: Store, key: Buffer): RecordState | undefined {
-  const rec = store.readRecord(key).value;
+  const rec = store.read(key).value;
   return rec === undefined ? undefined : stateOf(Buffer.from(rec));
 }

@@ -1,7 +1,6 @@
 import type { Database } from 'lmdb';
 import type { Logger } from 'pino';
-import { indexKey } from './keyhash.js';
-import { keyedKey } from './record.js';
+import { indexKey, keyedKey, keyedRecordOffset } from './record.js';
 import type { WriteAheadLog } from './wal.js';
 
 /**
@@ -12,30 +11,30 @@ import type { WriteAheadLog } from './wal.js';
 export class PendingWrite {
   /** The next write of the same key while this one is pending (see Overlay.add). */
   next: PendingWrite | undefined = undefined;
+  /**
+   * The pending write it replaced, restored if this one is undone; cleared once that one is in LMDB,
+   * so a key rewritten without pause does not chain every write it ever had.
+   */
+  prev: PendingWrite | undefined = undefined;
+  /** The LMDB batch (= log segment) it belongs to. */
+  batch = 0;
+  /** LMDB's key-hash index lacks this key: the batch that writes the record also indexes it. */
+  newKey = false;
+  /** Log position after it (for "always": the fdatasync it waits for). */
+  logEnd = 0;
+  /** Where the record starts in `body`. */
+  readonly recOffset: number;
 
   constructor(
     /** The key in latin1: the overlay's map key. */
     readonly k: string,
     /** Key and record in one buffer (record.ts, keyed record), as the log holds it. */
     readonly body: Buffer,
-    /** Where the record starts in `body`. */
-    readonly recOffset: number,
     /** Written by this node's clients, not applied from elsewhere. */
     readonly local: boolean,
-    /** The LMDB batch (= log segment) it belongs to. */
-    readonly batch: number,
-    /** LMDB's key-hash index lacks this key: the batch that writes the record also indexes it. */
-    readonly newKey: boolean,
-    /** Log position after it (for "always": the fdatasync it waits for). */
-    readonly logEnd: number,
-    /**
-     * The pending write it replaced, restored if this one is undone; cleared once that one is in LMDB,
-     * so a key rewritten without pause does not chain every write it ever had.
-     */
-    public prev: PendingWrite | undefined,
-    /** Its Merkle segment. */
-    readonly segment: number,
-  ) {}
+  ) {
+    this.recOffset = keyedRecordOffset(body.readUInt16BE(0));
+  }
 
   get key(): Buffer {
     return keyedKey(this.body);
@@ -107,11 +106,6 @@ export class Overlay {
     return this.bytes;
   }
 
-  /** The batch new writes join. */
-  get currentBatch(): number {
-    return this.batchNo;
-  }
-
   /** Milliseconds since the oldest write that LMDB does not hold yet (0: none). */
   get lagMs(): number {
     const since = this.applying?.started ?? (this.batch.length > 0 ? this.batchStarted : 0);
@@ -135,8 +129,17 @@ export class Overlay {
     return this.unindexed.size;
   }
 
-  /** Adds a write; `e.prev` must be what `get(e.k)` returned. */
-  add(e: PendingWrite): void {
+  /**
+   * Adds a write made by the store and links it to the pending write of its key, if any; `replaced`:
+   * whether the key had a record before it (with no write pending, LMDB's: if none, this write's
+   * batch indexes the key).
+   */
+  add(e: PendingWrite, replaced: boolean): void {
+    const prev = this.map.get(e.k);
+    e.batch = this.batchNo;
+    // A rewrite within the batch takes over the index entry its predecessor would have written.
+    e.newKey = prev === undefined ? !replaced : prev.newKey && prev.batch === e.batch;
+    e.prev = prev;
     if (e.prev !== undefined) e.prev.next = e;
     this.map.set(e.k, e);
     // A rewrite of a key whose index entry is still in a batch on its way stays unindexed too.

@@ -1,8 +1,7 @@
 import type { Logger } from 'pino';
 import type { Databases } from './databases.js';
-import { indexKey } from './keyhash.js';
 import { decodeMember, isPresent, newestMemberChange } from './members.js';
-import { isTombstone, KIND, payloadOffset, recordExpiry, recordKind, recordVersion, recordVersionOf } from './record.js';
+import { indexKey, isTombstone, KIND, payloadOffset, recordExpiry, recordKind, recordVersion, recordVersionOf } from './record.js';
 import { isDead } from './sets.js';
 
 export interface PurgeOptions extends Databases {

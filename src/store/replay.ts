@@ -2,9 +2,8 @@ import { rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Databases } from './databases.js';
 import { StorageError } from '../errors.js';
-import { compareVersion } from './hlc.js';
-import { indexKey } from './keyhash.js';
-import { isKeyedRecord, isSimple, keyedKey, keyedRecord, recordVersionOf } from './record.js';
+import { compareVersion } from '../hlc.js';
+import { indexKey, isKeyedRecord, isSimple, keyedKey, keyedRecord, recordVersionOf } from './record.js';
 import { listSegments, readSegment } from './wal.js';
 
 export interface ReplayTarget extends Omit<Databases, 'meta'> {

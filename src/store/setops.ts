@@ -1,8 +1,10 @@
-import type { Version } from './hlc.js';
+import type { Version } from '../hlc.js';
 import { addMember, decodeMember, encodeMember, isPresent, memberKey, removeMember, type MemberState } from './members.js';
 import { compareWithRecord, KIND, kindFlags, payloadOffset } from './record.js';
 import { epochOfAbsent, isAbsentState, stateKind, stateOf, type RecordState } from './state.js';
-import type { Ack, Read, Store } from './store.js';
+import type { Store } from './store.js';
+import type { Read } from './types.js';
+import type { Ack } from './writepath.js';
 
 /*
  * The set commands (DESIGN.md sections 2 and 4): SADD, SREM, SMEMBERS, SISMEMBER, SCARD. A set is a
@@ -34,7 +36,7 @@ export function addMembers(store: Store, key: Buffer, members: readonly Buffer[]
     epoch = state.epoch;
     // An emptied set is gone in Redis, its TTL with it: the set made again here has none.
     if (store.cardinality(key, view.header) === 0 && state.expiry !== undefined && state.expiry.at !== 0) {
-      last = store.writeState(key, { ...state, expiry: { at: 0, version: { ...store.clock.now(), node: store.nodeId } } });
+      last = store.writeState(key, { ...state, expiry: { at: 0, version: store.newVersion() } });
     }
   } else {
     // The epoch of what it grows from, so that nodes making it at once merge their members (state.ts).
@@ -48,7 +50,7 @@ export function addMembers(store: Store, key: Buffer, members: readonly Buffer[]
     if (!isPresent(current)) added++;
     // A new add even of a member already there: a remove made elsewhere at the same time saw only
     // the older adds, so the member survives it (add wins).
-    last = store.writeState(mk, memberState(epoch, addMember(current, store.nodeId, store.clock.now()))) ?? last;
+    last = store.writeState(mk, memberState(epoch, addMember(current, store.nodeId, store.newVersion()))) ?? last;
   }
   return { value: added, after: last };
 }
@@ -57,7 +59,7 @@ export function addMembers(store: Store, key: Buffer, members: readonly Buffer[]
 export function removeMembers(store: Store, key: Buffer, members: readonly Buffer[]): SetResult<number> {
   const view = viewOf(store, key);
   if (view === 'wrongtype') return view;
-  if (view.header === undefined || view.state === undefined) return { value: 0, after: store.readRecord(key).after };
+  if (view.header === undefined || view.state === undefined) return { value: 0, after: store.read(key).after };
   const epoch = view.state.epoch;
   let last: Ack = null;
   let removed = 0;
@@ -65,7 +67,7 @@ export function removeMembers(store: Store, key: Buffer, members: readonly Buffe
     const mk = memberKey(key, member);
     const current = memberOf(store, mk, epoch);
     if (!isPresent(current)) continue;
-    last = store.writeState(mk, memberState(epoch, removeMember(current, store.clock.now()))) ?? last;
+    last = store.writeState(mk, memberState(epoch, removeMember(current, store.newVersion()))) ?? last;
     removed++;
   }
   return { value: removed, after: last };
@@ -84,9 +86,9 @@ export function listMembers(store: Store, key: Buffer): SetResult<Buffer[]> {
 export function hasMember(store: Store, key: Buffer, member: Buffer): SetResult<boolean> {
   const view = viewOf(store, key);
   if (view === 'wrongtype') return view;
-  if (view.header === undefined || view.state === undefined) return { value: false, after: store.readRecord(key).after };
+  if (view.header === undefined || view.state === undefined) return { value: false, after: store.read(key).after };
   const mk = memberKey(key, member);
-  return { value: isPresent(memberOf(store, mk, view.state.epoch)), after: store.readRecord(mk).after };
+  return { value: isPresent(memberOf(store, mk, view.state.epoch)), after: store.read(mk).after };
 }
 
 /** SCARD. */
@@ -102,7 +104,7 @@ export function countMembers(store: Store, key: Buffer): SetResult<number> {
  * grows from); 'wrongtype' for a live value of another kind.
  */
 function viewOf(store: Store, key: Buffer): SetView | 'wrongtype' {
-  const rec = store.readRecord(key).value;
+  const rec = store.read(key).value;
   if (rec === undefined) return { header: undefined, state: undefined };
   const header = Buffer.from(rec);
   const state = stateOf(header);
@@ -113,7 +115,7 @@ function viewOf(store: Store, key: Buffer): SetView | 'wrongtype' {
 
 /** The member record's state in `epoch` (empty if there is none, or only one of another epoch). */
 function memberOf(store: Store, mk: Buffer, epoch: Version): MemberState {
-  const rec = store.readRecord(mk).value;
+  const rec = store.read(mk).value;
   if (rec === undefined || compareWithRecord(epoch, rec) !== 0) return [];
   return decodeMember(Buffer.from(rec.subarray(payloadOffset(rec))), true);
 }

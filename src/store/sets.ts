@@ -1,10 +1,9 @@
 import type { Logger } from 'pino';
 import type { Databases } from './databases.js';
-import type { Version } from './hlc.js';
-import { indexKey } from './keyhash.js';
+import type { Version } from '../hlc.js';
 import { isPresentEncoded, memberPrefix, setKeyOf } from './members.js';
 import type { PendingWrite } from './overlay.js';
-import { compareWithRecord, isTombstone, KIND, recordEpochId, payloadOffset, recordKind, recordVersionOf } from './record.js';
+import { compareWithRecord, indexKey, isTombstone, KIND, payloadOffset, recordEpochId, recordKind, recordVersionOf } from './record.js';
 
 export interface SetIndexOptions extends Databases {
   readonly logger: Logger;

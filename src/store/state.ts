@@ -1,9 +1,9 @@
 import { ProtocolError } from '../errors.js';
 import { checkEpochNode, type Limits } from '../rules.js';
 import { decodeCounter, encodeCounter, mergeCounters, newestChange } from './counter.js';
-import { compareVersion, type Version } from './hlc.js';
+import { compareVersion, type Version } from '../hlc.js';
 import { decodeMember, encodeMember, mergeMembers, newestMemberChange } from './members.js';
-import { CLIENT_FLAGS_BYTES, compareWithRecord, FLAG_CLIENT_FLAGS, FLAG_EXPIRY, FLAG_TOMBSTONE, isSimple, KIND, kindOf, KNOWN_FLAGS, recordBody, recordFlags, recordVersionOf, type Kind } from './record.js';
+import { CLIENT_FLAGS_BYTES, compareWithRecord, FLAG_CLIENT_FLAGS, FLAG_EXPIRY, FLAG_TOMBSTONE, isSimple, KIND, kindOf, KNOWN_FLAGS, readRegister, recordBody, recordFlags, recordVersionOf, registerLength, writeRegister, type Kind } from './record.js';
 
 /*
  * A record's state, and the one merge every path uses (DESIGN.md section 4; docs/ARCHITECTURE.md,
@@ -68,15 +68,9 @@ export function encodeState(s: RecordState): { flags: number; body: Buffer } {
   const flags = (s.flags & ~(FLAG_EXPIRY | FLAG_CLIENT_FLAGS)) | (s.expiry === undefined ? 0 : FLAG_EXPIRY) | (client === 0 ? 0 : FLAG_CLIENT_FLAGS);
   if (s.expiry === undefined && client === 0) return { flags, body: s.payload };
   const node = s.expiry === undefined ? undefined : Buffer.from(s.expiry.version.node, 'utf8');
-  const body = Buffer.allocUnsafe((node === undefined ? 0 : 15 + node.length) + client + s.payload.length);
+  const body = Buffer.allocUnsafe((node === undefined ? 0 : registerLength(node.length)) + client + s.payload.length);
   let o = 0;
-  if (s.expiry !== undefined && node !== undefined) {
-    o = body.writeUIntBE(s.expiry.at, 0, 6);
-    o = body.writeUIntBE(s.expiry.version.wall, o, 6);
-    o = body.writeUInt16BE(s.expiry.version.counter, o);
-    body[o++] = node.length;
-    o += node.copy(body, o);
-  }
+  if (s.expiry !== undefined && node !== undefined) o = writeRegister(body, 0, s.expiry.at, s.expiry.version, node);
   if (clientFlags !== undefined) o = body.writeUInt32BE(clientFlags, o);
   s.payload.copy(body, o);
   return { flags, body };
@@ -96,11 +90,10 @@ export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: 
   let expiry: ExpiryRegister | undefined;
   let o = 0;
   if ((flags & FLAG_EXPIRY) !== 0) {
-    if (body.length < 15) throw bad('truncated expiry');
-    const len = body[14] as number;
-    if (body.length < 15 + len) throw bad('truncated expiry');
-    expiry = { at: body.readUIntBE(0, 6), version: { wall: body.readUIntBE(6, 6), counter: body.readUInt16BE(12), node: checkEpochNode(body.subarray(15, 15 + len)) } };
-    o = 15 + len;
+    const r = readRegister(body);
+    if (r === undefined) throw bad('truncated expiry');
+    expiry = { at: r.at, version: { wall: r.wall, counter: r.counter, node: checkEpochNode(r.node) } };
+    o = r.end;
   }
   let clientFlags: number | undefined;
   if ((flags & FLAG_CLIENT_FLAGS) !== 0) {
@@ -126,19 +119,33 @@ export function plainState(epoch: Version, value: Buffer | undefined, expiresAt 
   return { epoch, flags: 0, expiry: expiresAt === 0 ? undefined : { at: expiresAt, version: epoch }, payload: value };
 }
 
+/** A state to write, and its encoding (flags byte and body, record.ts). */
+export interface EncodedState {
+  readonly state: RecordState;
+  readonly flags: number;
+  readonly body: Buffer;
+}
+
 /**
  * What merging `incoming` into the stored record `current` writes, or undefined if it changes nothing:
  * the incoming state if its epoch is newer (or nothing is stored), the merge if the epochs are equal.
- * Plain values of one epoch are one write, decided without decoding.
+ * Plain values of one epoch are one write, decided without decoding. The result is encoded once, and
+ * compared with the stored bytes as they are (the store writes only canonical encodings).
  */
-export function mergeInto(current: Buffer | undefined, incoming: RecordState): RecordState | undefined {
-  if (current === undefined) return incoming;
+export function mergeInto(current: Buffer | undefined, incoming: RecordState): EncodedState | undefined {
+  if (current === undefined) return encoded(incoming);
   const order = compareWithRecord(incoming.epoch, current);
-  if (order > 0) return incoming;
+  if (order > 0) return encoded(incoming);
   if (order < 0 || (isSimpleState(incoming) && isSimple(current))) return undefined;
-  const mine = stateOf(current);
-  const merged = mergeStates(mine, incoming);
-  return sameState(merged, mine) ? undefined : merged;
+  const merged = mergeStates(stateOf(current), incoming);
+  const out = encoded(merged);
+  const same = compareWithRecord(merged.epoch, current) === 0 && out.flags === recordFlags(current) && out.body.equals(recordBody(current));
+  return same ? undefined : out;
+}
+
+function encoded(state: RecordState): EncodedState {
+  const { flags, body } = encodeState(state);
+  return { state, flags, body };
 }
 
 /** The join of two states of a key (see above). */
@@ -162,12 +169,6 @@ function newerRegister(a: ExpiryRegister | undefined, b: ExpiryRegister | undefi
   if (b === undefined) return a;
   const order = compareVersion(a.version, b.version);
   return order > 0 || (order === 0 && a.at >= b.at) ? a : b;
-}
-
-export function sameState(a: RecordState, b: RecordState): boolean {
-  const x = encodeState(a);
-  const y = encodeState(b);
-  return compareVersion(a.epoch, b.epoch) === 0 && x.flags === y.flags && x.body.equals(y.body);
 }
 
 /** The latest wall time of anything in the state: how old the newest news it carries is. */

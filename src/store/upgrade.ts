@@ -1,8 +1,7 @@
 import type { Logger } from 'pino';
 import type { TreeHasher } from '../merkle/hash.js';
 import type { Databases } from './databases.js';
-import { indexKey } from './keyhash.js';
-import { decodeFormat1, encodeRecord, RECORD_FORMAT } from './record.js';
+import { decodeFormat1, encodeRecord, indexKey, RECORD_FORMAT } from './record.js';
 
 export interface UpgradeTarget extends Databases {
   readonly hasher: TreeHasher;

@@ -4,6 +4,7 @@ import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { FsyncMode } from '../config/schema.js';
 import { StorageError } from '../errors.js';
+import { expected } from '../expected.js';
 
 /*
  * The write-ahead log (DESIGN.md section 4): every write is appended here before it is acknowledged,
@@ -124,12 +125,13 @@ interface SyncGroup {
 function group(): SyncGroup {
   let resolve!: () => void;
   let reject!: (err: Error) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
   // A failed sync is reported to whoever waits on it; nobody waiting must not crash the process.
-  promise.catch(() => {});
+  const promise = expected(
+    new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    }),
+  );
   return { target: 0, promise, resolve, reject };
 }
 

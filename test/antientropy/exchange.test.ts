@@ -8,8 +8,8 @@ import { freePort, waitFor } from '../replication/cluster.js';
 /** Every record of a node, tombstones included, as comparable text. */
 function contents(node: RunningNode): string[] {
   const out: string[] = [];
-  for (const { key, rec } of node.store.keyHashes.recordsUnder(0, 0)) {
-    const v = recordVersion(node.store.read(key) ?? rec);
+  for (const { key, rec } of node.store.ranges.recordsUnder(0, 0)) {
+    const v = recordVersion(node.store.read(key).value ?? rec);
     const value = isTombstone(rec) ? '<deleted>' : recordValue(rec).toString('base64');
     out.push(`${key.toString('latin1')} ${v.wall}.${v.counter}@${recordNode(rec)} ${value}`);
   }

@@ -2,7 +2,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { plainState } from '../../src/store/state.js';
-import type { Version } from '../../src/store/hlc.js';
+import type { Version } from '../../src/hlc.js';
 
 const plain = (key: string, version: Version, value: Buffer | undefined) => ({ key: Buffer.from(key), state: plainState(version, value) });
 import { PeerClient } from '../../src/antientropy/peer.js';

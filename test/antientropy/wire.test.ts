@@ -5,7 +5,7 @@ import { PeerProof } from '../../src/antientropy/handshake.js';
 import { putLine } from '../../src/antientropy/requests.js';
 import { decodeNodeReplies, decodeRecords, HASH_WINDOW, writeRecord, Writer } from '../../src/antientropy/wire.js';
 import { ProtocolError } from '../../src/errors.js';
-import { formatHlc } from '../../src/store/hlc.js';
+import { formatHlc } from '../../src/hlc.js';
 import { LineClient, startTestNode } from '../helpers.js';
 
 const limits = { maxKeyBytes: 512, maxValueBytes: 1024 };

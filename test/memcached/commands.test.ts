@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
-import { casOf, execute, expiryOf, McCounters, type McContext } from '../../src/memcached/commands.js';
+import { execute, expiryOf, McCounters, type McContext } from '../../src/memcached/commands.js';
+import { casUnique } from '../../src/store/index.js';
 import { McParser } from '../../src/memcached/parser.js';
 import { Output } from '../../src/protocol/output.js';
 import { Store } from '../../src/store/store.js';
@@ -137,8 +138,9 @@ describe('memcached commands on the store', () => {
 
   it('derives CAS uniques from the record, never 0', () => {
     const rec = Buffer.alloc(64);
-    expect(casOf(rec)).toBe(1n);
+    const item = { value: Buffer.alloc(0), flags: 0, expiresAt: 0, counter: false, rec };
+    expect(casUnique(item)).toBe(1n);
     rec.writeBigUInt64BE(12345n, 10);
-    expect(casOf(rec)).toBe(12345n);
+    expect(casUnique(item)).toBe(12345n);
   });
 });

@@ -125,7 +125,7 @@ describe('the memcached listener', () => {
     c.send('set user:1 77 3600 5\r\nalice\r\n');
     await c.until(/STORED/);
     await waitFor('replicated', () => valueOn(b, 'user:1') === 'alice');
-    const rec = b.node.store.readRecord(Buffer.from('user:1')).value as Buffer;
+    const rec = b.node.store.read(Buffer.from('user:1')).value as Buffer;
     const { recordClientFlags, recordExpiry } = await import('../../src/store/record.js');
     expect(recordClientFlags(rec)).toBe(77);
     expect(recordExpiry(rec)).toBeGreaterThan(Date.now() + 3_500_000);

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import mqtt from 'mqtt';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { formatHlc } from '../../src/store/hlc.js';
+import { formatHlc } from '../../src/hlc.js';
 import { LineClient } from '../helpers.js';
 import { startCluster, valueOn, waitFor, type ClusterNode } from './cluster.js';
 

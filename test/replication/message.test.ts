@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeMessage, encodeMessages, opOf, type Op } from '../../src/replication/message.js';
 import { encodeCounter } from '../../src/store/counter.js';
 import { encodeMember, memberKey } from '../../src/store/members.js';
-import type { Hlc } from '../../src/store/hlc.js';
+import type { Hlc } from '../../src/hlc.js';
 import { KIND, kindFlags } from '../../src/store/record.js';
 import { plainState } from '../../src/store/state.js';
 

@@ -24,7 +24,7 @@ describe('commands over TCP', () => {
   it('DEL of a key this node does not hold still writes a tombstone, so an older write arriving later stays deleted', async () => {
     const node = await startTestNode();
     const c = await LineClient.connect(node.address.port);
-    const before = node.store.clock.now();
+    const before = node.store.newVersion();
     expect(await c.call('DEL never:seen')).toBe('NOT_FOUND');
     expect(node.store.tombstoneCount).toBe(1);
     // A SET made elsewhere before the DEL, delivered after it (replication or repair).

@@ -25,7 +25,7 @@ describe('counters', () => {
     expect(await c.call('DBSIZE')).toBe('DBSIZE 1');
     expect(await c.call('SCAN h')).toBe('KEYS 1');
     expect(await c.lines(1)).toEqual(['hits']);
-    const state = stateOf(n.store.read(Buffer.from('hits')) as Buffer);
+    const state = stateOf(n.store.read(Buffer.from('hits')).value as Buffer);
     expect(state.flags).toBe(kindFlags(KIND.counter));
     // One entry for this node, whatever the number of increments.
     expect(decodeCounter(state.payload)).toMatchObject({ base: 0n, entries: [{ node: n.store.nodeId, p: 10n, n: 3n }] });
@@ -35,11 +35,11 @@ describe('counters', () => {
   it('grow out of a plain integer, keeping its epoch; SET, DEL and APPEND make them plain again', async () => {
     const [n, c] = await node();
     expect(await c.call('SET n 5')).toBe('OK');
-    const epoch = stateOf(n.store.read(Buffer.from('n')) as Buffer).epoch;
+    const epoch = stateOf(n.store.read(Buffer.from('n')).value as Buffer).epoch;
     expect(await c.call('INC n 2')).toBe('VALUE 7');
-    expect(stateOf(n.store.read(Buffer.from('n')) as Buffer).epoch).toEqual(epoch);
+    expect(stateOf(n.store.read(Buffer.from('n')).value as Buffer).epoch).toEqual(epoch);
     expect(await c.call('APPEND n 0')).toBe('VALUE 70');
-    expect(stateOf(n.store.read(Buffer.from('n')) as Buffer).flags).toBe(0);
+    expect(stateOf(n.store.read(Buffer.from('n')).value as Buffer).flags).toBe(0);
     expect(await c.call('INC n')).toBe('VALUE 71');
     expect(await c.call('SET n 1')).toBe('OK');
     expect(await c.call('INC n')).toBe('VALUE 2');
@@ -131,10 +131,10 @@ describe('expiry', () => {
     expect(n.store.rootHash().toString('hex')).toBe(rootBefore);
     // A counter made on an expired key starts again from zero.
     expect(await c.call('INC count')).toBe('VALUE 1');
-    const expired = stateOf(Buffer.from(n.store.read(Buffer.from('gone')) as Buffer));
+    const expired = stateOf(Buffer.from(n.store.read(Buffer.from('gone')).value as Buffer));
     // The grace period is a day: purge as if it had passed.
     expect(await n.store.purgeTombstones(Date.now() + 1)).toBe(1);
-    expect(n.store.read(Buffer.from('gone'))).toBeUndefined();
+    expect(n.store.read(Buffer.from('gone')).value).toBeUndefined();
     // A peer that has not purged it yet offers it back: refused, it may be an expiry forgotten here.
     expect(n.store.applyRemote(Buffer.from('gone'), expired)).toBeUndefined();
     expect(n.store.refusedPurged).toBe(1);
@@ -216,7 +216,7 @@ describe('sets', () => {
     await c.call('DEL t');
     await n.store.settled();
     // DEL leaves t's tombstone; its member record is gone.
-    const records = n.store.keyHashes.recordsUnder(0, 0).map((e) => e.key.toString('latin1'));
+    const records = n.store.ranges.recordsUnder(0, 0).map((e) => e.key.toString('latin1'));
     expect(records.filter((k) => k.startsWith('\0'))).toHaveLength(3);
     expect(records).toContain('t');
     expect(await c.call('EXPIRE s 1')).toBe('OK');
@@ -228,7 +228,7 @@ describe('sets', () => {
     expect(await c.call('SADD s d')).toBe('SADD 1');
     expect(await c.members('s')).toBe('MEMBERS 1\nd');
     await n.store.settled();
-    expect(n.store.keyHashes.recordsUnder(0, 0).filter((e) => e.key[0] === 0)).toHaveLength(1);
+    expect(n.store.ranges.recordsUnder(0, 0).filter((e) => e.key[0] === 0)).toHaveLength(1);
   });
 
   it('keep their members and counts across a restart (log replay and LMDB)', async () => {

@@ -50,13 +50,13 @@ describe('client flags', () => {
     await store.writeState(Buffer.from('a'), withFlags(42));
     await store.writeState(Buffer.from('b'), plainState(epoch, Buffer.from('value')));
     expect(store.readValue(Buffer.from('a')).value).toEqual(Buffer.from('value'));
-    const a = Buffer.from(store.readRecord(Buffer.from('a')).value as Buffer);
+    const a = Buffer.from(store.read(Buffer.from('a')).value as Buffer);
     expect(recordClientFlags(a)).toBe(42);
     expect(stateOf(a)).toMatchObject({ clientFlags: 42, payload: Buffer.from('value') });
-    expect(recordClientFlags(store.readRecord(Buffer.from('b')).value as Buffer)).toBe(0);
+    expect(recordClientFlags(store.read(Buffer.from('b')).value as Buffer)).toBe(0);
     const other = openStore();
     await other.writeState(Buffer.from('a'), withFlags(43));
-    expect(recordItem(other.readRecord(Buffer.from('a')).value as Buffer)).not.toBe(recordItem(a));
+    expect(recordItem(other.read(Buffer.from('a')).value as Buffer)).not.toBe(recordItem(a));
   });
 
   it('travel in a replication op as "mcf" and through anti-entropy as the record', () => {

@@ -2,10 +2,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { compareHlc } from '../../src/store/hlc.js';
+import { compareHlc } from '../../src/hlc.js';
 import { increment } from '../../src/store/operations.js';
 import { decodeRecord, FLAG_TOMBSTONE, isTombstone, recordNode, recordValue } from '../../src/store/record.js';
 import { Store } from '../../src/store/store.js';
+import { plainState } from '../../src/store/state.js';
 import { applyPlain, silent, tempDir } from '../helpers.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -38,9 +39,9 @@ describe('Store', () => {
   it('versions writes by its clock and keeps deletes as tombstones', async () => {
     const store = openStore();
     await store.set(b('k'), b('v'));
-    const first = decodeRecord(Buffer.from(store.read(b('k')) as Buffer));
+    const first = decodeRecord(Buffer.from(store.read(b('k')).value as Buffer));
     await store.delete(b('k'));
-    const tomb = decodeRecord(Buffer.from(store.read(b('k')) as Buffer));
+    const tomb = decodeRecord(Buffer.from(store.read(b('k')).value as Buffer));
     expect(tomb.flags).toBe(FLAG_TOMBSTONE);
     expect(tomb.node).toBe('n1');
     expect(compareHlc(tomb, first)).toBeGreaterThan(0);
@@ -94,9 +95,9 @@ describe('Store', () => {
     await store.set(b('gone'), b('x'));
     await store.delete(b('gone'));
     expect(await store.purgeTombstones(Date.now() - 86_400_000)).toBe(0);
-    expect(store.read(b('gone'))).toBeDefined();
+    expect(store.read(b('gone')).value).toBeDefined();
     expect(await store.purgeTombstones(Date.now() + 1)).toBe(1);
-    expect(store.read(b('gone'))).toBeUndefined();
+    expect(store.read(b('gone')).value).toBeUndefined();
     expect(store.readValue(b('live')).value?.toString()).toBe('x');
     expect(store.tombstoneCount).toBe(0);
     expect(store.size).toBe(1);
@@ -106,7 +107,7 @@ describe('Store', () => {
     const path = join(tempDir(), 'db');
     const first = openStore(path);
     await first.set(b('gone'), b('x'));
-    const old = { ...(first.clock.now()), node: 'peer' };
+    const old = { ...first.newVersion(), node: 'peer' };
     await first.delete(b('gone'));
     await first.purgeTombstones(Date.now() + 1);
     await first.close();
@@ -114,7 +115,7 @@ describe('Store', () => {
     const store = openStore(path);
     // A peer that missed the delete pushes its old live copy back: refused, the delete stays.
     expect(applyPlain(store, b('gone'), old, b('x'))).toBeUndefined();
-    expect(store.read(b('gone'))).toBeUndefined();
+    expect(store.read(b('gone')).value).toBeUndefined();
     expect(store.refusedPurged).toBe(1);
     // Newer writes, and old ones for keys it holds, are applied as usual.
     await store.set(b('held'), b('v'));
@@ -147,7 +148,7 @@ describe('Store', () => {
     expect(upgraded.readValue(b('live')).value?.toString()).toBe('value one');
     expect(upgraded.size).toBe(1);
     expect(upgraded.tombstoneCount).toBe(1);
-    expect(upgraded.keyHashes.recordsUnder(0, 0).map((e) => e.key.toString()).sort()).toEqual(['dead', 'live']);
+    expect(upgraded.ranges.recordsUnder(0, 0).map((e) => e.key.toString()).sort()).toEqual(['dead', 'live']);
     // The same writes applied to a fresh store give the same root.
     const fresh = openStore();
     await applyPlain(fresh, b('live'), { wall, counter: 1, node: 'n0' }, b('value one'));
@@ -182,7 +183,7 @@ describe('Store', () => {
     expect(store.rootHash().equals(root)).toBe(true);
     // Written anew in format 3; an INC on an old plain integer keeps its epoch.
     await store.set(b('live'), b('value two'));
-    expect(store.read(b('live'))?.[0]).toBe(3);
+    expect(store.read(b('live')).value?.[0]).toBe(3);
     expect(increment(store, b('n'), 1n)).toMatchObject({ value: 42n });
   });
 
@@ -191,22 +192,22 @@ describe('Store', () => {
     for (let i = 0; i < 300; i++) void store.set(b(`k${i}`), b('v'));
     await store.settled();
     const pending = store.set(b('pending'), b('p'));
-    const all = store.keyHashes.recordsUnder(0, 0);
+    const all = store.ranges.recordsUnder(0, 0);
     expect(all).toHaveLength(301);
     let total = 0;
     for (let i = 0; i < 16; i++) {
-      const part = store.keyHashes.recordsUnder(1, i);
+      const part = store.ranges.recordsUnder(1, i);
       for (const { rec } of part) expect(rec.readUInt32BE(26) >>> 28).toBe(i);
       total += part.length;
     }
     expect(total).toBe(301);
     const one = all.find((e) => e.key.toString() === 'pending');
     expect(one).toBeDefined();
-    const byHash = store.keyHashes.recordsWithKeyHash(Buffer.from((one as { rec: Buffer }).rec.subarray(26, 34)));
+    const byHash = store.ranges.recordsWithKeyHash(Buffer.from((one as { rec: Buffer }).rec.subarray(26, 34)));
     expect(byHash.map((e) => e.key.toString())).toEqual(['pending']);
     await pending;
-    expect(store.keyHashes.recordsWithKeyHash(Buffer.from((one as { rec: Buffer }).rec.subarray(26, 34)))).toHaveLength(1);
-    expect(store.keyHashes.recordsUnder(8, 0xffffffff).length).toBeLessThan(2);
+    expect(store.ranges.recordsWithKeyHash(Buffer.from((one as { rec: Buffer }).rec.subarray(26, 34)))).toHaveLength(1);
+    expect(store.ranges.recordsUnder(8, 0xffffffff).length).toBeLessThan(2);
   });
 });
 
@@ -215,12 +216,12 @@ describe('Store clock', () => {
     const path = join(tempDir(), 'db');
     const first = Store.open({ path, nodeId: 'n1', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 10, logger: silent });
     // A record from a minute in the future, as if this node's clock had been ahead before a restart.
-    first.clock.observe({ wall: Date.now() + 30_000, counter: 5 });
+    await first.applyRemote(b('ahead'), plainState({ wall: Date.now() + 30_000, counter: 5, node: 'n0' }, b('v')));
     await first.set(b('k'), b('old'));
-    const stored = decodeRecord(Buffer.from(first.read(b('k')) as Buffer));
+    const stored = decodeRecord(Buffer.from(first.read(b('k')).value as Buffer));
     await first.close();
     const second = openStore(path);
-    const next = second.clock.now();
+    const next = second.newVersion();
     expect(compareHlc(next, stored)).toBeGreaterThan(0);
   });
 });
@@ -240,7 +241,7 @@ describe('Store.applyRemote', () => {
     expect(store.readValue(b('gone')).value).toBeUndefined();
     // A local write after observing remote versions orders after them.
     await store.set(b('k'), b('local'));
-    expect(decodeRecord(Buffer.from(store.read(b('k')) as Buffer)).node).toBe('n1');
+    expect(decodeRecord(Buffer.from(store.read(b('k')).value as Buffer)).node).toBe('n1');
   });
 
   it('with "always", serves a remote write not yet on disk at once, but not a local one', () => {

@@ -1,7 +1,18 @@
 import type { Logger } from 'pino';
-import type { Outcome } from '../commands/context.js';
 import { ProtocolError, StorageError } from '../errors.js';
-import type { Output } from '../protocol/output.js';
+import type { Output } from './output.js';
+
+/*
+ * What a connection (server/) and the protocols it speaks (commands/, memcached/) agree on. It lives
+ * below both, so neither imports the other to reach it.
+ */
+
+/**
+ * What the connection does after a command: nothing special; close once the reply is sent; or
+ * 'barrier': run nothing after it until its reply is sent (SYNC: a pipelined GET after it must see
+ * what the exchange brought).
+ */
+export type Outcome = undefined | 'close' | 'barrier';
 
 /**
  * A wire protocol as a connection speaks it (server/connection.ts): it takes the client's bytes and

@@ -47,6 +47,12 @@ export class HybridClock {
     return { wall: this.wall, counter: this.counter };
   }
 
+  /** A new reading (see now()) as the version of a write made by `node`. */
+  stamp(node: string): Version {
+    const { wall, counter } = this.now();
+    return { wall, counter, node };
+  }
+
   /**
    * Merges a remote reading so that later local readings order after it. A reading more than
    * `maxSkewMs` ahead of the physical clock is clamped to that bound: a peer with a runaway clock

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compareHlc, compareVersion, formatHlc, HybridClock, parseHlc, type Hlc } from '../../src/store/hlc.js';
+import { compareHlc, compareVersion, formatHlc, HybridClock, parseHlc, type Hlc } from '../src/hlc.js';
 
 describe('HybridClock', () => {
   it('issues strictly increasing readings even when the wall clock stands still or goes back', () => {

@@ -1,0 +1,77 @@
+import type { Logger } from 'pino';
+import type { FsyncMode } from './wal.js';
+import type { Version } from '../hlc.js';
+import type { Ack } from './writepath.js';
+
+export interface StoreOptions {
+  readonly path: string;
+  readonly nodeId: string;
+  readonly maxClockSkewMs: number;
+  readonly tombstoneGraceSeconds: number;
+  readonly logger: Logger;
+  /** Keys the Merkle hashes; the same on every node of a cluster ('' for the built-in default). */
+  readonly clusterSecret?: string;
+  /** Segment bits of the Merkle tree (default 16). */
+  readonly treeBits?: number;
+  /** `[storage] fsync` (default "periodic") and `fsync_period_ms` (default 100). */
+  readonly fsync?: FsyncMode;
+  readonly fsyncPeriodMs?: number;
+  /** The largest value a write may carry (bounds what start-up accepts from the log). */
+  readonly maxValueBytes?: number;
+}
+
+/** A value read, and what a reply showing it must wait for. */
+export interface Read<T> {
+  readonly value: T;
+  readonly after: Ack;
+}
+
+/** What a key holds, as GET sees it: a value (a counter's in decimal), a set, or nothing. */
+export type Held = Buffer | 'set' | undefined;
+
+/** The store's figures, for STATS and metrics. */
+export interface StoreFigures {
+  /** Live keys (tombstones and expired keys excluded), pending writes included. */
+  readonly keys: number;
+  /** Tombstones and expired records not purged yet. */
+  readonly tombstones: number;
+  /** Live keys that will expire. */
+  readonly expiring: number;
+  readonly fsync: FsyncMode;
+  readonly syncLagMs: number;
+  readonly syncs: number;
+  readonly pendingWrites: number;
+  readonly pendingBytes: number;
+  readonly lmdbLagMs: number;
+  readonly lmdbBatches: number;
+  readonly lmdbFailures: number;
+  /** The size of LMDB's data file (0 if it cannot be read). */
+  readonly lmdbBytes: number;
+  /** Remote writes refused because they may bring back a key whose tombstone was purged here. */
+  readonly refusedPurged: number;
+}
+
+/** What anti-entropy reads of the Merkle tree (DESIGN.md section 6): its shape and node sums. */
+export interface MerkleView {
+  readonly bits: number;
+  /** Depth of the segment level (the root is depth 0). */
+  readonly depth: number;
+  /** The 16 children's sums of node (`depth`, `index`), 16 bytes each. */
+  children(depth: number, index: number): Buffer;
+}
+
+
+/** How a write came: made here (published once acknowledged) or merged from elsewhere. */
+export type Origin = 'local' | 'remote';
+
+/** A write's record, as the store makes it (one options object: see `write`). */
+export interface WriteSpec {
+  readonly key: Buffer;
+  readonly version: Version;
+  readonly flags: number;
+  readonly body: Buffer;
+  readonly origin: Origin;
+  /** The key in latin1 and its record as read just before, when the caller has them. */
+  readonly k?: string;
+  readonly current?: Buffer | undefined;
+}
