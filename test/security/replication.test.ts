@@ -3,7 +3,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { encodeMessages } from '../../src/replication/message.js';
 import { plainState } from '../../src/store/state.js';
 import { MessageSigner } from '../../src/replication/signature.js';
-import { formatHlc } from '../../src/store/hlc.js';
+import { formatHlc } from '../../src/hlc.js';
 import { LineClient } from '../helpers.js';
 import { startCluster, valueOn, waitFor, type ClusterNode } from '../replication/cluster.js';
 import { hasMosquitto, startMosquitto } from '../replication/mosquitto.js';
