@@ -33,6 +33,17 @@ export class HybridClock {
 
   /** A new reading, strictly greater than every reading this clock has issued or observed. */
   now(): Hlc {
+    this.tick();
+    return { wall: this.wall, counter: this.counter };
+  }
+
+  /** A new reading (see now()) as the version of a write made by `node`. */
+  stamp(node: string): Version {
+    this.tick();
+    return { wall: this.wall, counter: this.counter, node };
+  }
+
+  private tick(): void {
     const pt = this.physical();
     if (pt > this.wall) {
       this.wall = pt;
@@ -44,13 +55,6 @@ export class HybridClock {
       this.wall++;
       this.counter = 0;
     }
-    return { wall: this.wall, counter: this.counter };
-  }
-
-  /** A new reading (see now()) as the version of a write made by `node`. */
-  stamp(node: string): Version {
-    const { wall, counter } = this.now();
-    return { wall, counter, node };
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ErrorCode, ProtocolError } from '../errors.js';
-import type { Args } from '../protocol/args.js';
+import { Args } from '../protocol/args.js';
 import { decodeLine } from '../protocol/decode.js';
 import { errorMessage, type Dialect, type Outcome } from '../protocol/dialect.js';
 import { LINE_TOO_LONG, LineReader } from '../protocol/lines.js';
@@ -19,6 +19,8 @@ export class LineDialect implements Dialect {
   private readonly session: Session;
   /** The command of the request being run (CommandEntry.id; -1: not known yet), for its counters. */
   private command = -1;
+  /** Reset for each request (Args.reset). */
+  private readonly args: Args;
 
   constructor(
     private readonly ctx: Context,
@@ -27,6 +29,7 @@ export class LineDialect implements Dialect {
   ) {
     this.reader = new LineReader(maxLineBytes);
     this.session = new Session(ctx.auth);
+    this.args = new Args(EMPTY, 0, ctx.limits, '', '');
   }
 
   get lastCommand(): string {
@@ -63,7 +66,7 @@ export class LineDialect implements Dialect {
     this.command = -1;
     out.begin();
     try {
-      return decodeLine(line, PARSERS, ctx.limits, this.dispatch, out);
+      return decodeLine(line, PARSERS, this.args, this.dispatch, out);
     } catch (err) {
       out.rollback();
       if (this.command !== -1) (ctx.stats.failures[this.command] as number)++;
@@ -104,3 +107,5 @@ export class LineDialect implements Dialect {
     out.raw(this.failure(err));
   }
 }
+
+const EMPTY = Buffer.alloc(0);

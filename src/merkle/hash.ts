@@ -12,6 +12,8 @@ export interface KeyHash {
 
 /** Inputs up to this size are hashed in one call from a scratch buffer; larger ones are streamed. */
 const SCRATCH_BYTES = 8192;
+/** Views of the scratch buffer kept, one per input length (bounded: lengths are up to SCRATCH_BYTES). */
+const MAX_VIEWS = 1024;
 
 /**
  * Keyed hashes for the Merkle tree: SHA-256 over (secret, domain tag, input), truncated, so there is no
@@ -28,6 +30,11 @@ export class TreeHasher {
   private readonly base: number;
   /** A fingerprint of the secret, so peers find out they were given different secrets. */
   readonly secretFingerprint: string;
+  private lastNode = '';
+  private lastNodeBytes = Buffer.alloc(0);
+  /** Views of `scratch` by length (see digest). */
+  private readonly views: (Buffer | undefined)[] = new Array<Buffer | undefined>(SCRATCH_BYTES + 1).fill(undefined);
+  private viewCount = 0;
 
   constructor(secret: string) {
     const s = Buffer.from(secret === '' ? DEFAULT_SECRET : secret, 'utf8');
@@ -58,7 +65,8 @@ export class TreeHasher {
    * release, whose hashes are therefore unchanged. Stored with the record so start-up never rehashes values.
    */
   item(key: Buffer, version: Version, flags: number, body: Buffer): string {
-    const nodeLen = Buffer.byteLength(version.node);
+    const node = this.nodeBytes(version.node);
+    const nodeLen = node.length;
     const val = body;
     // Lengths go before the variable parts, so no two different inputs share a byte string.
     const size = 4 + key.length + VERSION_PART + nodeLen + val.length;
@@ -68,19 +76,45 @@ export class TreeHasher {
       writeVersionPart(head, 4, version, flags, nodeLen);
       return this.streamed('i', [head.subarray(0, 4), key, head.subarray(4), Buffer.from(version.node), val]).slice(0, 16);
     }
+    // Byte stores and `set`, not Buffer's write methods (see store/record.ts, writeRecord): every write hashes here.
     const b = this.scratch;
     let o = this.base;
-    b.writeUInt32BE(key.length, o);
-    o += 4 + key.copy(b, o + 4);
-    o = writeVersionPart(b, o, version, flags, nodeLen);
-    o += b.write(version.node, o, 'utf8');
-    o += val.copy(b, o);
+    const keyLen = key.length;
+    b[o] = keyLen >>> 24;
+    b[o + 1] = keyLen >>> 16;
+    b[o + 2] = keyLen >>> 8;
+    b[o + 3] = keyLen;
+    b.set(key, o + 4);
+    o = writeVersionPart(b, o + 4 + keyLen, version, flags, nodeLen);
+    b.set(node, o);
+    o += nodeLen;
+    b.set(val, o);
+    o += val.length;
     return this.digest('i', o - this.base).slice(0, 16);
+  }
+
+  /** The UTF-8 bytes of a node id: every write names one of a few, so the last is kept. */
+  private nodeBytes(node: string): Buffer {
+    if (node !== this.lastNode) {
+      this.lastNode = node;
+      this.lastNodeBytes = Buffer.from(node, 'utf8');
+    }
+    return this.lastNodeBytes;
   }
 
   private digest(tag: string, inputLength: number): string {
     this.scratch[this.base - 1] = tag.charCodeAt(0);
-    return hash('sha256', this.scratch.subarray(0, this.base + inputLength), 'binary');
+    const n = this.base + inputLength;
+    // One view of the scratch buffer per input length, kept: a view made per hash cost more than the hashing.
+    let view = this.views[n];
+    if (view === undefined) {
+      view = this.scratch.subarray(0, n);
+      if (this.viewCount < MAX_VIEWS) {
+        this.views[n] = view;
+        this.viewCount++;
+      }
+    }
+    return hash('sha256', view, 'binary');
   }
 
   private streamed(tag: string, parts: Buffer[]): string {
@@ -95,8 +129,16 @@ const VERSION_PART = 6 + 2 + 1 + 1;
 
 /** Writes wall, counter, flags and node id length at `o`; returns the offset after them. */
 function writeVersionPart(b: Buffer, o: number, v: Version, flags: number, nodeLen: number): number {
-  b.writeUIntBE(v.wall, o, 6);
-  b.writeUInt16BE(v.counter, o + 6);
+  const wall = v.wall;
+  const high = Math.floor(wall / 2 ** 32);
+  b[o] = high >>> 8;
+  b[o + 1] = high;
+  b[o + 2] = wall >>> 24;
+  b[o + 3] = wall >>> 16;
+  b[o + 4] = wall >>> 8;
+  b[o + 5] = wall;
+  b[o + 6] = v.counter >>> 8;
+  b[o + 7] = v.counter;
   b[o + 8] = flags;
   b[o + 9] = nodeLen;
   return o + VERSION_PART;

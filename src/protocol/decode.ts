@@ -26,7 +26,7 @@ const CR = 0x0d;
 
 /** Turns one request line into a typed request with its word's parser (as decodeLine reads it), or throws `ProtocolError`. */
 export function decodeRequest<R>(raw: Buffer, parsers: ReadonlyMap<string, Parser<R>>, limits: Limits): R {
-  return decodeLine(raw, parsers, limits, parse, undefined);
+  return decodeLine(raw, parsers, new Args(raw, 0, limits, '', ''), parse, undefined);
 }
 
 function parse<R>(parser: Parser<R>, args: Args): R {
@@ -40,30 +40,31 @@ function parse<R>(parser: Parser<R>, args: Args): R {
  * section 2). The handler sees the command before its arguments are parsed, so it can refuse it (not
  * authenticated) saying only that, whatever its arguments.
  */
-export function decodeLine<P extends Entry, C, T>(raw: Buffer, table: ReadonlyMap<string, P>, limits: Limits, handle: Handler<P, C, T>, context: C): T {
+export function decodeLine<P extends Entry, C, T>(raw: Buffer, table: ReadonlyMap<string, P>, args: Args, handle: Handler<P, C, T>, context: C): T {
   let start = 0;
   let end = raw.length;
   if (end > 0 && raw[end - 1] === CR) end--;
   while (start < end && isBlank(raw[start])) start++;
   while (end > start && isBlank(raw[end - 1])) end--;
   if (start === end) throw new ProtocolError('empty command');
-  const line = raw.subarray(start, end);
-  if (!isUtf8(line)) throw new ProtocolError('invalid UTF-8 in request');
-  let wordEnd = line.indexOf(SPACE);
-  if (wordEnd === -1) wordEnd = line.length;
+  // Trimming takes only ASCII bytes off the ends: the whole line is UTF-8 exactly when the trimmed one is.
+  if (!isUtf8(raw)) throw new ProtocolError('invalid UTF-8 in request');
+  // Offsets into `raw` rather than a trimmed view: no object made per request.
+  let wordEnd = start;
+  while (wordEnd < end && raw[wordEnd] !== SPACE) wordEnd++;
   // Command words are short ASCII: latin1 is the cheapest exact decoding, and anything else is unknown.
-  const word = hotWord(line, wordEnd) ?? line.toString('latin1', 0, Math.min(wordEnd, 32)).toUpperCase();
+  const word = hotWord(raw, start, wordEnd) ?? raw.toString('latin1', start, Math.min(wordEnd, start + 32)).toUpperCase();
   const entry = table.get(word);
   if (entry === undefined) {
-    throw new ProtocolError(`Unknown command: ${printable(line.toString('utf8', 0, Math.min(wordEnd, 64)))}`);
+    throw new ProtocolError(`Unknown command: ${printable(raw.toString('utf8', start, Math.min(wordEnd, start + 64)))}`);
   }
-  return handle(entry, new Args(line, wordEnd, limits, word, entry.requires), context);
+  return handle(entry, args.reset(raw, wordEnd, end, word, entry.requires), context);
 }
 
 /** GET and SET, recognised without building strings: most requests are one of them. */
-function hotWord(line: Buffer, length: number): string | undefined {
-  if (length !== 3 || ((line[1] as number) | 0x20) !== 0x65 || ((line[2] as number) | 0x20) !== 0x74) return undefined;
-  const first = (line[0] as number) | 0x20;
+function hotWord(line: Buffer, start: number, end: number): string | undefined {
+  if (end - start !== 3 || ((line[start + 1] as number) | 0x20) !== 0x65 || ((line[start + 2] as number) | 0x20) !== 0x74) return undefined;
+  const first = (line[start] as number) | 0x20;
   return first === 0x67 ? 'GET' : first === 0x73 ? 'SET' : undefined;
 }
 

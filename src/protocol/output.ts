@@ -12,7 +12,8 @@ interface Range {
   after: Promise<unknown> | null;
 }
 
-const CRLF = 0x0d0a;
+const CR = 0x0d;
+const LF = 0x0a;
 
 // Reply prefixes are a handful of constants ('VALUE ', 'PONG ', ...): copying bytes beats encoding.
 const prefixes = new Map<string, Buffer>();
@@ -73,16 +74,26 @@ export class Output {
 
   /** Writes ASCII text and CRLF. */
   line(text: string): void {
-    this.ensure(text.length + 2);
-    this.len += this.buf.write(text, this.len, 'latin1');
+    const n = text.length;
+    this.ensure(n + 2);
+    // Most replies are a few letters (OK, DELETED, NOT_FOUND): storing their bytes beats a call into
+    // Buffer#write, and Buffer's methods are slow to call from optimised code (store/record.ts, writeRecord).
+    if (n <= 32) {
+      const buf = this.buf;
+      const at = this.len;
+      for (let i = 0; i < n; i++) buf[at + i] = text.charCodeAt(i);
+      this.len += n;
+    } else {
+      this.len += this.buf.write(text, this.len, 'latin1');
+    }
     this.crlf();
   }
 
   /** Writes `prefix`, the bytes, an optional suffix and CRLF: `VALUE <v>`, `<k> NOT_FOUND`, `ECHO <msg>`. */
   bytesLine(prefix: string, bytes: Buffer, suffix = ''): void {
     this.ensure(prefix.length + bytes.length + suffix.length + 2);
-    if (prefix !== '') this.len += asciiBytes(prefix).copy(this.buf, this.len);
-    this.len += bytes.copy(this.buf, this.len);
+    if (prefix !== '') this.put(asciiBytes(prefix));
+    this.put(bytes);
     if (suffix !== '') this.len += this.buf.write(suffix, this.len, 'latin1');
     this.crlf();
   }
@@ -147,8 +158,15 @@ export class Output {
   }
 
   private crlf(): void {
-    this.buf.writeUInt16BE(CRLF, this.len);
+    this.buf[this.len] = CR;
+    this.buf[this.len + 1] = LF;
     this.len += 2;
+  }
+
+  /** Appends bytes there is room for. */
+  private put(bytes: Buffer): void {
+    this.buf.set(bytes, this.len);
+    this.len += bytes.length;
   }
 
   private ensure(extra: number): void {

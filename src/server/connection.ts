@@ -102,45 +102,63 @@ export class Connection implements ClientInfo {
     const parts = out.take();
     // After a barrier the requests left unread still count as more input to come.
     const finished = outcome === 'close' || ((this.peerEnded || this.closing) && !more && outcome !== 'barrier');
-    const store = this.opts.ctx.store;
-    let waiting: Promise<void>;
-    if (count > 0 && store.hasUnflushed) {
+    if (count > 0 && this.opts.ctx.store.hasUnflushed) {
       // The replies show writes not yet in the log: they go out once the turn's flush has put them there.
-      waiting = store
+      this.hold();
+      this.opts.ctx.store
         .flushed()
         .then(
-          () => this.send(parts),
-          (err: unknown) => this.send(this.failures(err, count)),
+          () => this.release(this.deliver(parts, started, count), finished, more),
+          (err: unknown) => this.release(this.deliver(this.failures(err, count), started, count), finished, more),
         )
-        .then(() => this.opts.ctx.stats.observeLatency((performance.now() - started) / 1000, count));
-    } else if (parts.every(isBuffer)) {
-      // Nothing waits for a commit: write now; wait only if the client is slow to read.
-      if (count > 0) this.opts.ctx.stats.observeLatency((performance.now() - started) / 1000, count);
-      if (this.write(parts)) {
-        if (!finished && !more && outcome !== 'barrier') return;
-        waiting = Promise.resolve();
-      } else {
-        waiting = this.drained();
-      }
-    } else {
-      waiting = this.send(parts).then(() => this.opts.ctx.stats.observeLatency((performance.now() - started) / 1000, count));
+        .catch((err: unknown) => this.fail(err));
+      return;
     }
+    const waiting = this.deliver(parts, started, count);
+    // Sent, and nothing else to do for this batch: keep reading.
+    if (waiting === undefined && !finished && !more && outcome !== 'barrier') return;
+    this.hold();
+    this.release(waiting ?? SETTLED, finished, more);
+  }
+
+  /**
+   * Sends a batch's replies and observes its latency: at once when none waits for a commit (undefined,
+   * or the wait for the client to read them), else once the commits have settled.
+   */
+  private deliver(parts: Part[], started: number, count: number): Promise<void> | undefined {
+    const stats = this.opts.ctx.stats;
+    if (!parts.every(isBuffer)) return this.send(parts).then(() => stats.observeLatency((performance.now() - started) / 1000, count));
+    if (count > 0) stats.observeLatency((performance.now() - started) / 1000, count);
+    return this.write(parts) ? undefined : this.drained();
+  }
+
+  /** While a batch's replies wait, the connection reads nothing more: it never holds two batches. */
+  private hold(): void {
     this.busy = true;
     this.stream.pause();
+  }
+
+  /** Once `waiting` (the batch's replies) settles: read on, finish, or give up on a client that failed. */
+  private release(waiting: Promise<void> | undefined, finished: boolean, more: boolean): void {
+    if (waiting === undefined) return this.next(finished, more);
     waiting.then(
-      () => {
-        this.busy = false;
-        if (finished) return this.finish();
-        if (!this.closing) this.stream.resume();
-        // Input may have ended, or shutdown begun, while this batch waited.
-        if (more) setImmediate(() => this.pump());
-        else this.pump();
-      },
-      (err: unknown) => {
-        this.opts.logger.debug({ err }, 'closing connection');
-        this.stream.destroy();
-      },
+      () => this.next(finished, more),
+      (err: unknown) => this.fail(err),
     );
+  }
+
+  private fail(err: unknown): void {
+    this.opts.logger.debug({ err }, 'closing connection');
+    this.stream.destroy();
+  }
+
+  private next(finished: boolean, more: boolean): void {
+    this.busy = false;
+    if (finished) return this.finish();
+    if (!this.closing) this.stream.resume();
+    // Input may have ended, or shutdown begun, while this batch waited.
+    if (more) setImmediate(() => this.pump());
+    else this.pump();
   }
 
   /**

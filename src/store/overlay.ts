@@ -1,6 +1,6 @@
 import type { Database } from 'lmdb';
 import type { Logger } from 'pino';
-import { indexKey, keyedKey, keyedRecordOffset } from './record.js';
+import { indexKey, keyedKey, keyedKeyLength, keyedRecordOffset } from './record.js';
 import type { WriteAheadLog } from './wal.js';
 
 /**
@@ -33,7 +33,7 @@ export class PendingWrite {
     /** Written by this node's clients, not applied from elsewhere. */
     readonly local: boolean,
   ) {
-    this.recOffset = keyedRecordOffset(body.readUInt16BE(0));
+    this.recOffset = keyedRecordOffset(keyedKeyLength(body));
   }
 
   get key(): Buffer {
@@ -198,8 +198,10 @@ export class Overlay {
   private schedule(): void {
     if (this.applying !== null || this.batch.length === 0 || this.stopped) return;
     const big = this.batch.length >= APPLY_MAX_WRITES || this.bytes > MAX_PENDING_BYTES / 2;
-    const wait = this.batchStarted + APPLY_DELAY_MS - Date.now();
-    if (big || wait <= 0) {
+    // The timer set for this batch applies it (and calls back here): no clock read per write.
+    if (!big && this.timer !== undefined) return;
+    const wait = big ? 0 : this.batchStarted + APPLY_DELAY_MS - Date.now();
+    if (wait <= 0) {
       if (this.immediate) return;
       // Not inline: the write that got here is in the middle of a client's batch.
       this.immediate = true;
@@ -207,7 +209,7 @@ export class Overlay {
         this.immediate = false;
         this.apply();
       });
-    } else if (this.timer === undefined) {
+    } else {
       this.timer = setTimeout(() => {
         this.timer = undefined;
         this.schedule();

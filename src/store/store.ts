@@ -9,12 +9,12 @@ import { counterValue, decodeCounter } from './counter.js';
 import { openDatabases, type Databases } from './databases.js';
 import { KeyHashIndex, type KeyHashRanges } from './keyhash.js';
 import { lockDataDirectory } from './lock.js';
-import { isMemberKey } from './members.js';
 import { Overlay, PendingWrite } from './overlay.js';
 import { TombstonePurger } from './purge.js';
 import { encodeKeyedRecord, FLAG_TOMBSTONE, isAbsent, isSimple, isTombstone, KIND, keyedRecordOffset, recordEpochId, recordKeyHash, recordKind, recordValue } from './record.js';
 import { replayLog } from './replay.js';
-import { isSetHeader, SetIndex } from './sets.js';
+import { scanKeys } from './scan.js';
+import { SetIndex } from './sets.js';
 import { encodeState, type RecordState } from './state.js';
 import type { Held, MerkleView, Read, StoreFigures, StoreOptions, WriteSpec } from './types.js';
 import { RemoteMerge } from './remote.js';
@@ -226,6 +226,17 @@ export class Store {
     return this.overlay.get(k)?.rec ?? this.readDurable(key);
   }
 
+  /**
+   * LMDB's record under `key`, as a write that replaces it reads it: a plain value's or tombstone's in
+   * lmdb's shared buffer itself (no view made: the write reads only fixed offsets of it, before any
+   * other LMDB read), any other record as readDurable gives it.
+   */
+  private replacedInLmdb(key: Buffer): Buffer | undefined {
+    const shared = this.db.getBinaryFast(key);
+    if (shared === undefined || isSimple(shared)) return shared;
+    return shared.subarray(0, shared.length);
+  }
+
   private readDurable(key: Buffer): Buffer | undefined {
     const shared = this.db.getBinaryFast(key);
     // getBinaryFast hands out lmdb's shared buffer with an overridden length: re-slice it into an
@@ -278,7 +289,7 @@ export class Store {
     const k = w.k ?? key.toString('latin1');
     const prev = this.overlay.get(k);
     // The record replaced: a pending one (inside its keyed buffer, at an offset) or LMDB's.
-    const before = prev !== undefined ? prev.body : w.k !== undefined ? w.current : this.readDurable(key);
+    const before = prev !== undefined ? prev.body : w.k !== undefined ? w.current : this.replacedInLmdb(key);
     const at = prev !== undefined ? prev.recOffset : 0;
     const item = this.hasher.item(key, version, flags, body);
     // A key's hash never changes: take it from the record being replaced when there is one.
@@ -322,26 +333,9 @@ export class Store {
     return this.tree.root();
   }
 
-  /** Live keys starting with `prefix`, in byte order. */
+  /** Live keys starting with `prefix`, in byte order (scan.ts). */
   scan(prefix: Buffer): Buffer[] {
-    const found = new Map<string, Buffer>();
-    const now = Date.now();
-    for (const { key, value } of this.db.getRange({ start: prefix.length === 0 ? FIRST_CLIENT_KEY : prefix })) {
-      if (!startsWith(key, prefix)) break;
-      const k = key.toString('latin1');
-      if (!this.isAbsentAt(k, value, now)) found.set(k, Buffer.from(key));
-    }
-    for (const p of this.overlay.values()) {
-      if (!startsWith(p.key, prefix) || isMemberKey(p.key)) continue;
-      if (this.isAbsentAt(p.k, p.rec, now)) found.delete(p.k);
-      else found.set(p.k, p.key);
-    }
-    return [...found.values()].sort((a, b) => Buffer.compare(a, b));
-  }
-
-  /** Whether a key's record reads as absent: a tombstone, expired, or a set without members. */
-  private isAbsentAt(k: string, rec: Buffer, now: number): boolean {
-    return isAbsent(rec, now) || (isSetHeader(rec) && this.sets.card(k, rec) === 0);
+    return scanKeys({ db: this.db, pending: this.overlay.values(), cardinality: (k, rec) => this.sets.card(k, rec) }, prefix);
   }
 
   /** Deletes every live key (as tombstones, so the deletes replicate). */
@@ -384,9 +378,3 @@ export class Store {
 
 const EMPTY = Buffer.alloc(0);
 const NOTHING: Read<Held> = { value: undefined, after: null };
-/** Client keys start at 0x21 (rules.ts): member keys (0x00...) sort before them. */
-const FIRST_CLIENT_KEY = Buffer.from([0x21]);
-
-function startsWith(key: Buffer, prefix: Buffer): boolean {
-  return key.length >= prefix.length && key.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
-}

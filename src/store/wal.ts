@@ -206,10 +206,11 @@ export class WriteAheadLog {
     if (this.len + need > this.buf.length) this.grow(need);
     const b = this.buf;
     const o = this.len;
-    b.writeUInt32LE(body.length, o);
-    b.writeUInt32LE(~body.length >>> 0, o + 4);
-    b.writeUInt32LE(crc32(body), o + 8);
-    body.copy(b, o + HEADER);
+    // Byte stores and `set`, not Buffer's write methods: see record.ts, writeRecord.
+    putLe32(b, o, body.length);
+    putLe32(b, o + 4, ~body.length);
+    putLe32(b, o + 8, crc32(body));
+    b.set(body, o + HEADER);
     this.len += need;
     return this.written + this.len;
   }
@@ -384,4 +385,12 @@ export class WriteAheadLog {
     for (const fd of files) fdatasync(fd, done);
     if (dir) fsync(this.dirFd, done);
   }
+}
+
+/** Little-endian 32 bits at `o`. */
+function putLe32(b: Buffer, o: number, v: number): void {
+  b[o] = v;
+  b[o + 1] = v >>> 8;
+  b[o + 2] = v >>> 16;
+  b[o + 3] = v >>> 24;
 }
