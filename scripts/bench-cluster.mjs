@@ -17,13 +17,15 @@
 //   - server CPU per write (user + system, all threads, from /proc) at 50 connections x depth 32: on the
 //     node alone, on the origin with replication on, and on each replica per write it applied;
 //   - writes lost: keys whose value on nodes 2 and 3 differs from node 1 once replication has settled;
-//   - replication lag at light load: from sending SET to node 1 until node 2 answers GET with the value.
+//   - replication lag at light load: from sending SET to node 1 until node 2 answers GET with the value,
+//     beside the SET's own reply time and the time a subscriber on the broker got node 1's message.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import mqtt from 'mqtt';
 import { cpuSecondsOf, freePort, list, median, quantile, root, runLoad, startProcess, waitReady } from './bench-lib.mjs';
 
 const { values: args } = parseArgs({
@@ -106,7 +108,7 @@ async function startNodes(n, dir, brokerUrl, secret = '') {
       ...(args.fsync ? ['--fsync', args.fsync] : []),
     ], env);
     await waitReady(port);
-    nodes.push({ port, pid: proc.child.pid, stop: () => proc.stop() });
+    nodes.push({ port, pid: proc.child.pid, brokerUrl: url, stop: () => proc.stop() });
   }
   if (n > 1) {
     for (const node of nodes) {
@@ -176,27 +178,48 @@ async function lostWrites(reference, port) {
   return diff;
 }
 
-/** Light load: one SET at a time on A, then GET on B until it answers with the value. */
-async function lag(aPort, bPort, samples) {
+/**
+ * Light load: one SET at a time on A, then GET on B until it answers with the value. Per sample, in µs
+ * from sending the SET: `lag` until B shows the value, `ack` until A answered OK, and `seen` until an
+ * MQTT subscriber of A's topic on the broker got the message (the hop from A through the broker); so
+ * visible - seen is the replica's part (delivery to B, apply, and the GET that saw it).
+ */
+async function lag(aPort, bPort, samples, brokerUrl) {
   const a = await lineClient(aPort);
   const b = await lineClient(bPort);
-  const lags = [];
+  const watcher = mqtt.connect(brokerUrl, { clientId: `bench-lag-${process.pid}`, clean: true });
+  await new Promise((resolve, reject) => {
+    watcher.once('connect', resolve);
+    watcher.once('error', reject);
+  });
+  watcher.stream.setNoDelay?.(true);
+  const seenAt = new Map();
+  watcher.on('message', (_topic, payload) => {
+    const at = performance.now();
+    for (const m of payload.toString().matchAll(/"key":"(lag:[^"]*)"/g)) seenAt.set(m[1], at);
+  });
+  await watcher.subscribeAsync('merkle-kv/updates/node-1', { qos: 0 });
+  const out = { lag: [], ack: [], seen: [] };
   for (let i = 0; i < samples; i++) {
     const key = `lag:${i}:${Date.now()}`;
     const t0 = performance.now();
-    const stored = a.call(`SET ${key} v${i}`);
+    let ackAt = 0;
+    const stored = a.call(`SET ${key} v${i}`).then(() => (ackAt = performance.now()));
     for (;;) {
       const reply = await b.call(`GET ${key}`);
       if (reply.startsWith('VALUE')) break;
       if (performance.now() - t0 > 5000) throw new Error('no replication within 5 s');
     }
-    lags.push((performance.now() - t0) * 1000);
+    out.lag.push((performance.now() - t0) * 1000);
     await stored;
+    out.ack.push((ackAt - t0) * 1000);
     await new Promise((r) => setTimeout(r, 5));
+    out.seen.push(((seenAt.get(key) ?? NaN) - t0) * 1000);
   }
   a.close();
   b.close();
-  return lags;
+  await watcher.endAsync();
+  return out;
 }
 
 const opMatch = /^(set|inc|sadd|saddrem)(?::(\d+))?$/.exec(args.op);
@@ -225,7 +248,7 @@ for (const broker of list(args.brokers)) {
     continue;
   }
   const alone = { alone1: [], alone32: [], cpuAlone: [] };
-  const byVariant = new Map(variants.map((v) => [v, { repl1: [], repl32: [], lost: [], lagP50: [], lagP99: [], cpuOrigin: [], cpuReplica: [] }]));
+  const byVariant = new Map(variants.map((v) => [v, { repl1: [], repl32: [], lost: [], lagP50: [], lagP99: [], ackP50: [], seenP50: [], cpuOrigin: [], cpuReplica: [] }]));
   for (let round = 0; round < Number(args.rounds); round++) {
     const dir = mkdtempSync(join(tmpdir(), 'bench-cluster-'));
     try {
@@ -240,9 +263,11 @@ for (const broker of list(args.brokers)) {
         const res = byVariant.get(signed);
         const mosq = broker === 'mosquitto' ? await startMosquitto(dir) : undefined;
         const nodes = await startNodes(3, join(dir, `cluster-${signed}`), mosq?.url, signed ? 'bench-secret' : '');
-        const lags = await lag(nodes[0].port, nodes[1].port, Number(args['lag-samples']));
-        res.lagP50.push(quantile(lags, 0.5));
-        res.lagP99.push(quantile(lags, 0.99));
+        const lags = await lag(nodes[0].port, nodes[1].port, Number(args['lag-samples']), nodes[1].brokerUrl);
+        res.lagP50.push(quantile(lags.lag, 0.5));
+        res.lagP99.push(quantile(lags.lag, 0.99));
+        res.ackP50.push(quantile(lags.ack, 0.5));
+        res.seenP50.push(quantile(lags.seen.filter((x) => !Number.isNaN(x)), 0.5));
         res.repl1.push((await setLoad(nodes[0], 50, 1, false)).opsPerSec);
         const before = await Promise.all(nodes.slice(1).map(replicaSample));
         const repl32 = await setLoad(nodes[0], 50, 32, false);
@@ -256,7 +281,7 @@ for (const broker of list(args.brokers)) {
         res.lost.push((await lostWrites(reference, nodes[1].port)) + (await lostWrites(reference, nodes[2].port)));
         for (const n of nodes) await n.stop();
         await mosq?.stop();
-        console.error(`  round ${round + 1} ${broker}${signed ? ' signed' : ''}: alone ${Math.round(alone.alone32.at(-1))} / replicated ${Math.round(res.repl32.at(-1))} ${OP}/s (c=50 p=32), lag p50 ${Math.round(res.lagP50.at(-1))}us p99 ${Math.round(res.lagP99.at(-1))}us, lost ${res.lost.at(-1)}, cpu us/write alone ${alone.cpuAlone.at(-1).toFixed(1)} origin ${res.cpuOrigin.at(-1).toFixed(1)} replica ${res.cpuReplica.at(-1).toFixed(1)}`);
+        console.error(`  round ${round + 1} ${broker}${signed ? ' signed' : ''}: alone ${Math.round(alone.alone32.at(-1))} / replicated ${Math.round(res.repl32.at(-1))} ${OP}/s (c=50 p=32), lag p50 ${Math.round(res.lagP50.at(-1))}us p99 ${Math.round(res.lagP99.at(-1))}us (OK ${Math.round(res.ackP50.at(-1))}us, on the broker ${Math.round(res.seenP50.at(-1))}us), lost ${res.lost.at(-1)}, cpu us/write alone ${alone.cpuAlone.at(-1).toFixed(1)} origin ${res.cpuOrigin.at(-1).toFixed(1)} replica ${res.cpuReplica.at(-1).toFixed(1)}`);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -269,12 +294,13 @@ for (const broker of list(args.brokers)) {
 
 console.log(`\nmedians of ${args.rounds} rounds; ${args.cli}; fsync = ${args.fsync ?? 'default'}; ${{ set: 'SET with 100-byte values', inc: 'INC on 10k counters' }[args.op] ?? `${OP} on a set of ${SET_OP} members`}, 50 connections; lag at light load (${args['lag-samples']} samples)`);
 console.log('cpu: server CPU us per write at p=32, on the node alone, on the origin with replication on, on a replica per write applied');
-console.log(`broker         ${OP}/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us | cpu alone origin replica`);
+console.log('lag: p50 from sending SET to node 1 until node 2 shows it; OK: until node 1 answers; broker: until a subscriber of node 1\'s topic has the message');
+console.log(`broker         ${OP}/s alone p=1  replicated  ratio | alone p=32  replicated  ratio | lost | lag p50us  p99us  OK p50 broker p50 lag/OK | cpu alone origin replica`);
 for (const r of rows) {
   console.log(
     `${r.broker.padEnd(13)} ${Math.round(r.alone1).toString().padStart(12)} ${Math.round(r.repl1).toString().padStart(11)} ${(r.repl1 / r.alone1).toFixed(2).padStart(6)} |` +
       ` ${Math.round(r.alone32).toString().padStart(10)} ${Math.round(r.repl32).toString().padStart(11)} ${(r.repl32 / r.alone32).toFixed(2).padStart(6)} |` +
-      ` ${String(r.lost).padStart(4)} | ${Math.round(r.lagP50).toString().padStart(9)} ${Math.round(r.lagP99).toString().padStart(6)} |` +
+      ` ${String(r.lost).padStart(4)} | ${Math.round(r.lagP50).toString().padStart(9)} ${Math.round(r.lagP99).toString().padStart(6)} ${Math.round(r.ackP50).toString().padStart(6)} ${Math.round(r.seenP50).toString().padStart(10)} ${(r.lagP50 / r.ackP50).toFixed(2).padStart(6)} |` +
       ` ${r.cpuAlone.toFixed(1).padStart(9)} ${r.cpuOrigin.toFixed(1).padStart(6)} ${r.cpuReplica.toFixed(1).padStart(7)}`,
   );
 }

@@ -69,7 +69,6 @@ export class Replicator {
   private readonly maxMessageBytes: number;
   private readonly signer: MessageSigner | undefined;
   private queued: AcknowledgedWrite[] = [];
-  private flushScheduled = false;
   private backoffMs = 1000;
   private outageLogged = false;
   private stopped = false;
@@ -287,14 +286,12 @@ export class Replicator {
       return;
     }
     for (const w of writes) this.queued.push(w);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    // Published at once: the store announces a whole turn's writes together (its one flush per turn of the
+    // event loop), so waiting for another turn would only add latency (one more loop turn per write).
+    this.flush();
   }
 
   private flush(): void {
-    this.flushScheduled = false;
     const ops = this.queued;
     if (ops.length === 0) return;
     this.queued = [];

@@ -172,7 +172,14 @@ export class WritePath {
 
   private announce(writes: PendingWrite[]): void {
     const acked = writes.map((w) => ({ key: w.key, rec: w.rec }));
-    for (const listener of this.listeners) listener(acked);
+    for (const listener of this.listeners) {
+      try {
+        listener(acked);
+      } catch (err) {
+        // The writes are in the log and acknowledged: a listener that fails (replication) must not undo that.
+        this.opts.logger.error({ err }, 'a listener of acknowledged writes failed');
+      }
+    }
   }
 
   /** Takes back writes whose log append failed, newest first. */
