@@ -32,14 +32,14 @@ export class MerkleTree {
    */
   replaceBytes(segment: number, from: Buffer | undefined, fromOffset: number, to: Buffer, toOffset: number): void {
     if (from === undefined) return this.updateBytes(segment, to, toOffset, 1);
-    let d = le32(to, toOffset) - le32(from, fromOffset);
-    const w0 = d >>> 0;
-    d = le32(to, toOffset + 4) - le32(from, fromOffset + 4) - (d < 0 ? 1 : 0);
-    const w1 = d >>> 0;
-    d = le32(to, toOffset + 8) - le32(from, fromOffset + 8) - (d < 0 ? 1 : 0);
-    const w2 = d >>> 0;
-    d = le32(to, toOffset + 12) - le32(from, fromOffset + 12) - (d < 0 ? 1 : 0);
-    this.add(segment, w0, w1, w2, d >>> 0, 1);
+    let d = (le32(to, toOffset) >>> 0) - (le32(from, fromOffset) >>> 0);
+    const w0 = d | 0;
+    d = (le32(to, toOffset + 4) >>> 0) - (le32(from, fromOffset + 4) >>> 0) - (d < 0 ? 1 : 0);
+    const w1 = d | 0;
+    d = (le32(to, toOffset + 8) >>> 0) - (le32(from, fromOffset + 8) >>> 0) - (d < 0 ? 1 : 0);
+    const w2 = d | 0;
+    d = (le32(to, toOffset + 12) >>> 0) - (le32(from, fromOffset + 12) >>> 0) - (d < 0 ? 1 : 0);
+    this.add(segment, w0, w1, w2, d | 0, 1);
   }
 
   /** Adds (sign 1) or removes (sign -1) the 16-byte item hash at `buf[offset]` in `segment`. */
@@ -85,27 +85,30 @@ export class MerkleTree {
   }
 }
 
-/** a[o..o+3] += (w0..w3), little-endian words, carries propagated, mod 2^128. */
+/**
+ * a[o..o+3] += (w0..w3), little-endian words, carries propagated, mod 2^128. The words come as signed
+ * 32-bit integers (unboxed) and are read as unsigned.
+ */
 function add128(a: Uint32Array, o: number, w0: number, w1: number, w2: number, w3: number): void {
-  let s = (a[o] as number) + w0;
+  let s = (a[o] as number) + (w0 >>> 0);
   a[o] = s >>> 0;
-  s = (a[o + 1] as number) + w1 + (s > 0xffffffff ? 1 : 0);
+  s = (a[o + 1] as number) + (w1 >>> 0) + (s > 0xffffffff ? 1 : 0);
   a[o + 1] = s >>> 0;
-  s = (a[o + 2] as number) + w2 + (s > 0xffffffff ? 1 : 0);
+  s = (a[o + 2] as number) + (w2 >>> 0) + (s > 0xffffffff ? 1 : 0);
   a[o + 2] = s >>> 0;
-  s = (a[o + 3] as number) + w3 + (s > 0xffffffff ? 1 : 0);
+  s = (a[o + 3] as number) + (w3 >>> 0) + (s > 0xffffffff ? 1 : 0);
   a[o + 3] = s >>> 0;
 }
 
-/** a[o..o+3] -= (w0..w3), borrows propagated, mod 2^128. */
+/** a[o..o+3] -= (w0..w3), borrows propagated, mod 2^128 (words as in add128). */
 function sub128(a: Uint32Array, o: number, w0: number, w1: number, w2: number, w3: number): void {
-  let d = (a[o] as number) - w0;
+  let d = (a[o] as number) - (w0 >>> 0);
   a[o] = d >>> 0;
-  d = (a[o + 1] as number) - w1 - (d < 0 ? 1 : 0);
+  d = (a[o + 1] as number) - (w1 >>> 0) - (d < 0 ? 1 : 0);
   a[o + 1] = d >>> 0;
-  d = (a[o + 2] as number) - w2 - (d < 0 ? 1 : 0);
+  d = (a[o + 2] as number) - (w2 >>> 0) - (d < 0 ? 1 : 0);
   a[o + 2] = d >>> 0;
-  d = (a[o + 3] as number) - w3 - (d < 0 ? 1 : 0);
+  d = (a[o + 3] as number) - (w3 >>> 0) - (d < 0 ? 1 : 0);
   a[o + 3] = d >>> 0;
 }
 
@@ -132,5 +135,7 @@ export class ChildSums {
  * property load, 3x slower than these element reads (measured).
  */
 function le32(b: Buffer, o: number): number {
-  return ((b[o] as number) | ((b[o + 1] as number) << 8) | ((b[o + 2] as number) << 16)) + (b[o + 3] as number) * 0x1000000;
+  // As a signed 32-bit integer, which V8 keeps unboxed (an unsigned one of 2^31 or more would be a heap
+  // number); the sums read it back with `>>> 0`.
+  return (b[o] as number) | ((b[o + 1] as number) << 8) | ((b[o + 2] as number) << 16) | ((b[o + 3] as number) << 24);
 }
