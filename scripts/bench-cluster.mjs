@@ -182,8 +182,11 @@ async function lostWrites(reference, port) {
  * Light load: one SET at a time on A, then GET on B until it answers with the value. Per sample, in µs
  * from sending the SET: `lag` until B shows the value, `ack` until A answered OK, and `seen` until an
  * MQTT subscriber of A's topic on the broker got the message (the hop from A through the broker); so
- * visible - seen is the replica's part (delivery to B, apply, and the GET that saw it).
+ * visible - seen is the replica's part (delivery to B, apply, and the GET that saw it). B is asked every
+ * 0.1 ms, which bounds the resolution.
  */
+const POLL_MS = 0.1;
+
 async function lag(aPort, bPort, samples, brokerUrl) {
   const a = await lineClient(aPort);
   const b = await lineClient(bPort);
@@ -209,6 +212,10 @@ async function lag(aPort, bPort, samples, brokerUrl) {
       const reply = await b.call(`GET ${key}`);
       if (reply.startsWith('VALUE')) break;
       if (performance.now() - t0 > 5000) throw new Error('no replication within 5 s');
+      // Not back to back: the nodes share one CPU, and a replica answering GETs without pause would take
+      // it from the origin and the broker whose latency this measures. Waits on the generator's CPU.
+      const until = performance.now() + POLL_MS;
+      while (performance.now() < until) await new Promise((r) => setImmediate(r));
     }
     out.lag.push((performance.now() - t0) * 1000);
     await stored;

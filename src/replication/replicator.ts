@@ -73,6 +73,7 @@ export class Replicator {
   private outageLogged = false;
   private stopped = false;
   private started = false;
+  private flushScheduled = false;
   private retryingOlderProtocol = false;
   private rejectWarnedAt = -Infinity;
   private on = true;
@@ -286,12 +287,18 @@ export class Replicator {
       return;
     }
     for (const w of writes) this.queued.push(w);
-    // Published at once: the store announces a whole turn's writes together (its one flush per turn of the
-    // event loop), so waiting for another turn would only add latency (one more loop turn per write).
-    this.flush();
+    // Published on the next turn, not from inside the store's flush: the clients' replies to these
+    // writes go out first. Measured (bench:cluster, nodes and Mosquitto on one CPU): publishing at once
+    // delayed a light-load SET's reply from 0.85 to 2.7 ms (the broker and replicas woke and ran
+    // first) and did not shorten the replication lag.
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
   }
 
   private flush(): void {
+    this.flushScheduled = false;
     const ops = this.queued;
     if (ops.length === 0) return;
     this.queued = [];

@@ -1,8 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { openDatabases, type Databases } from '../../src/store/databases.js';
+import { describe, expect, it, vi } from 'vitest';
+import { tempDatabases } from './fixture.js';
+import type { Databases } from '../../src/store/databases.js';
 import { KeyHashIndex, type StoredEntry } from '../../src/store/keyhash.js';
 import { PendingWrite } from '../../src/store/overlay.js';
 import { encodeKeyedRecord, encodeRecord, indexKey, type StoredRecord } from '../../src/store/record.js';
@@ -10,13 +8,6 @@ import { encodeKeyedRecord, encodeRecord, indexKey, type StoredRecord } from '..
 const EMPTY = Buffer.alloc(0);
 const b = (s: string): Buffer => Buffer.from(s);
 
-let cleanups: (() => Promise<void> | void)[] = [];
-
-afterEach(async () => {
-  const todo = cleanups.reverse();
-  cleanups = [];
-  for (const f of todo) await f();
-});
 
 let version = 1;
 
@@ -42,10 +33,7 @@ interface Fixture {
 }
 
 function fixture(readAt?: (fx: Fixture, k: string) => Buffer | undefined): Fixture {
-  const dir = mkdtempSync(join(tmpdir(), 'merkle-kv-keyhash-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const dbs = openDatabases(dir);
-  cleanups.push(() => dbs.root.close());
+  const { dbs } = tempDatabases('keyhash');
   const fx: Fixture = {
     dbs,
     stored: new Map(),

@@ -1,28 +1,19 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { openDatabases, type Databases } from '../../src/store/databases.js';
+import { join } from 'node:path';
+import { defer, silent, tempDatabases } from './fixture.js';
+import type { Databases } from '../../src/store/databases.js';
 import { Overlay, PendingWrite } from '../../src/store/overlay.js';
 import { decodeRecord, encodeKeyedRecord, encodeRecord, indexKey, type StoredRecord } from '../../src/store/record.js';
 import { listSegments, readSegment, segmentName, WriteAheadLog } from '../../src/store/wal.js';
 
-// Not test/helpers.ts: it imports the whole node, and these tests need only the store's parts.
-const silent = pino({ level: 'silent' });
 const EMPTY = Buffer.alloc(0);
 const b = (s: string): Buffer => Buffer.from(s);
 /** The overlay's own caps (overlay.ts). */
 const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 const APPLY_DELAY_MS = 200;
 
-let cleanups: (() => Promise<void> | void)[] = [];
-
-afterEach(async () => {
+afterEach(() => {
   vi.restoreAllMocks();
-  const todo = cleanups.reverse();
-  cleanups = [];
-  for (const f of todo) await f();
 });
 
 interface Fixture {
@@ -34,14 +25,11 @@ interface Fixture {
 
 /** An overlay over a real log and LMDB in one temporary directory, as the store wires them. */
 function fixture(): Fixture {
-  const dir = mkdtempSync(join(tmpdir(), 'merkle-kv-overlay-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const dbs = openDatabases(dir);
-  cleanups.push(() => dbs.root.close());
+  const { dir, dbs } = tempDatabases('overlay');
   const log = new WriteAheadLog({ dir, mode: 'periodic', periodMs: 1000, logger: silent, firstSeq: 0 });
-  cleanups.push(() => log.close(false));
+  defer(() => log.close(false));
   const overlay = new Overlay({ db: dbs.db, index: dbs.index, log, logger: silent, flush: () => log.flush() });
-  cleanups.push(async () => {
+  defer(async () => {
     overlay.stop();
     await overlay.settle();
   });

@@ -1,34 +1,19 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { defer, silent, tempDatabases } from './fixture.js';
 import type { Hlc } from '../../src/hlc.js';
-import { openDatabases, type Databases } from '../../src/store/databases.js';
+import type { Databases } from '../../src/store/databases.js';
 import { encodeMember, memberKey, setKeyOf } from '../../src/store/members.js';
 import { TombstonePurger } from '../../src/store/purge.js';
 import { encodeRecord, FLAG_TOMBSTONE, indexKey, KIND, kindFlags } from '../../src/store/record.js';
 import { encodeState } from '../../src/store/state.js';
 
-// Not test/helpers.ts: it imports the whole node, and these tests need only the store's parts.
-const silent = pino({ level: 'silent' });
 const T = 1_700_000_000_000;
 const EMPTY = Buffer.alloc(0);
 const b = (s: string): Buffer => Buffer.from(s);
 
-let cleanups: (() => Promise<void> | void)[] = [];
-
-afterEach(async () => {
-  const todo = cleanups.reverse();
-  cleanups = [];
-  for (const f of todo) await f();
-});
 
 function open(): Databases {
-  const dir = mkdtempSync(join(tmpdir(), 'merkle-kv-purge-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const dbs = openDatabases(dir);
-  cleanups.push(() => dbs.root.close());
+  const { dbs } = tempDatabases('purge');
   return dbs;
 }
 
@@ -75,7 +60,7 @@ function purger(dbs: Databases, opts: { pending?: Set<string>; removed?: [string
     headerOf: (k) => dbs.db.getBinary(Buffer.from(setKeyOf(k), 'latin1')),
     onRemoved: (k, rec) => opts.removed?.push([k, Buffer.from(rec)]),
   });
-  cleanups.push(() => p.stop());
+  defer(() => p.stop());
   return p;
 }
 

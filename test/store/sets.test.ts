@@ -1,16 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { openDatabases, type Databases } from '../../src/store/databases.js';
+import { describe, expect, it, vi } from 'vitest';
+import { defer, silent, tempDatabases } from './fixture.js';
+import type { Databases } from '../../src/store/databases.js';
 import { encodeMember, memberKey } from '../../src/store/members.js';
 import { PendingWrite } from '../../src/store/overlay.js';
 import { encodeKeyedRecord, encodeRecord, FLAG_TOMBSTONE, indexKey, KIND, keyedRecordOffset, kindFlags, type StoredRecord } from '../../src/store/record.js';
 import { isDead, isSetHeader, SetIndex } from '../../src/store/sets.js';
 
-// Not test/helpers.ts: it imports the whole node, and these tests need only the store's parts.
-const silent = pino({ level: 'silent' });
 const EMPTY = Buffer.alloc(0);
 const b = (s: string): Buffer => Buffer.from(s);
 const latin1 = (key: Buffer): string => key.toString('latin1');
@@ -21,13 +16,6 @@ const E1 = E0 + 1000;
 const E2 = E1 + 1000;
 const E3 = E2 + 1000;
 
-let cleanups: (() => Promise<void> | void)[] = [];
-
-afterEach(async () => {
-  const todo = cleanups.reverse();
-  cleanups = [];
-  for (const f of todo) await f();
-});
 
 let nextHash = 1;
 
@@ -63,10 +51,7 @@ interface Fixture {
 }
 
 function fixture(): Fixture {
-  const dir = mkdtempSync(join(tmpdir(), 'merkle-kv-sets-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const dbs = openDatabases(dir);
-  cleanups.push(() => dbs.root.close());
+  const { dbs } = tempDatabases('sets');
   const pending = new Map<string, PendingWrite>();
   const removed: [string, Buffer][] = [];
   const sets = new SetIndex({
@@ -77,7 +62,7 @@ function fixture(): Fixture {
     pending: () => pending.values(),
     onRemoved: (k, rec) => removed.push([k, Buffer.from(rec)]),
   });
-  cleanups.push(() => sets.stop());
+  defer(() => sets.stop());
   return {
     dbs,
     sets,
