@@ -196,7 +196,7 @@ export function parsePut(args: Args): AePutRequest {
 export function parseVersionWord(word: Buffer | undefined, node: Buffer | undefined): Version {
   const hlc = word === undefined ? undefined : parseHlc(word.toString('latin1'));
   if (hlc === undefined || node === undefined) throw new ProtocolError('invalid version');
-  return { ...hlc, node: checkNodeId(node) };
+  return { wall: hlc.wall, counter: hlc.counter, node: checkNodeId(node) };
 }
 
 /** A base64 word of fixed-size items: at most MAX_BATCH of them, at least one. */
