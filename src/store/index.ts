@@ -19,4 +19,4 @@ export { checkKeyKind, checkRecordKey, decodeMember, encodeMember, MAX_MEMBER_NO
 
 // The record's fields, read and framed only by record.ts.
 export { FLAG_TOMBSTONE, isSimple, isTombstone, KIND, kindFlags, ITEM_OFFSET, recordItem, recordKeyHashBytes, recordKeyHashHi, recordValue, recordVersionOf } from './record.js';
-export { decodeTransfer, encodeTransfer, transferOf, type TransferFields } from './record.js';
+export { decodeTransfer, encodeTransfer, transferOf, type TransferFields } from './transfer.js';

@@ -189,10 +189,8 @@ export class Store {
    * power loss takes back here is a replica of it.
    */
   read(key: Buffer): Read<Buffer | undefined> {
-    if (this.overlay.size > 0) {
-      const p = this.overlay.get(key.toString('latin1'));
-      if (p !== undefined) return { value: p.rec, after: this.writes.ackOf(p) };
-    }
+    const p = this.pendingOf(key);
+    if (p !== undefined) return { value: p.rec, after: this.writes.ackOf(p) };
     return { value: this.readDurable(key), after: null };
   }
 
@@ -202,10 +200,8 @@ export class Store {
    * reply showing it must wait for (see read).
    */
   readValue(key: Buffer): Read<Held> {
-    if (this.overlay.size > 0) {
-      const p = this.overlay.get(key.toString('latin1'));
-      if (p !== undefined) return this.valueOf(key, p.rec, this.writes.ackOf(p));
-    }
+    const p = this.pendingOf(key);
+    if (p !== undefined) return this.valueOf(key, p.rec, this.writes.ackOf(p));
     // The hot path of GET: one slice of lmdb's shared buffer (whose length is overridden, see readDurable).
     const shared = this.db.getBinaryFast(key);
     if (shared === undefined) return NOTHING;
@@ -220,6 +216,11 @@ export class Store {
     if (kind === KIND.counter) return { value: Buffer.from(counterValue(decodeCounter(value, true)).toString(), 'latin1'), after };
     if (kind === KIND.set) return { value: this.sets.card(key.toString('latin1'), rec) === 0 ? undefined : 'set', after };
     return { value, after };
+  }
+
+  /** The pending write of `key`; with none pending at all, found without making the key's string. */
+  private pendingOf(key: Buffer): PendingWrite | undefined {
+    return this.overlay.size > 0 ? this.overlay.get(key.toString('latin1')) : undefined;
   }
 
   private readAt(key: Buffer, k: string): Buffer | undefined {
