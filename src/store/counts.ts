@@ -58,6 +58,19 @@ export class RecordCounts {
     if (at !== 0) this.expiring.add(k, at);
   }
 
+  /** The counts as they stand (records whose time has come swept), and the expiring keys with their times. */
+  saved(): { live: number; tombstones: number; expiring: ReadonlyMap<string, number> } {
+    this.sweep();
+    return { live: this.liveCount, tombstones: this.tombstoneCount, expiring: this.expiring.entries };
+  }
+
+  /** Counts as `saved()` gave them (a snapshot, tally.ts), in place of counting every record. */
+  restore(live: number, tombstones: number, expiring: Map<string, number>): void {
+    this.liveCount = live;
+    this.tombstoneCount = tombstones;
+    this.expiring.restore(expiring);
+  }
+
   private sweep(): void {
     const due = this.expiring.sweep(Date.now()).length;
     this.liveCount -= due;
@@ -74,11 +87,22 @@ export class RecordCounts {
  * skipped when it surfaces, and the heap is rebuilt from the map when stale entries outnumber live ones.
  */
 class ExpiryIndex {
-  private readonly at = new Map<string, number>();
+  private at = new Map<string, number>();
   private heap: [number, string][] = [];
 
   get size(): number {
     return this.at.size;
+  }
+
+  /** Each tracked key's time (read-only). */
+  get entries(): ReadonlyMap<string, number> {
+    return this.at;
+  }
+
+  /** Tracks exactly the keys of `at`, at their times. */
+  restore(at: Map<string, number>): void {
+    this.at = at;
+    this.rebuild();
   }
 
   add(k: string, at: number): void {
@@ -105,9 +129,12 @@ class ExpiryIndex {
     return due;
   }
 
+  /** The heap anew from the map, bottom-up (Floyd): linear in its size. */
   private rebuild(): void {
-    this.heap = [];
-    for (const [k, at] of this.at) this.push([at, k]);
+    const h: [number, string][] = [];
+    for (const [k, at] of this.at) h.push([at, k]);
+    this.heap = h;
+    for (let i = (h.length >> 1) - 1; i >= 0; i--) this.down(i, h[i] as [number, string]);
   }
 
   private push(e: [number, string]): void {
@@ -124,19 +151,22 @@ class ExpiryIndex {
   }
 
   private pop(): void {
+    const last = this.heap.pop();
+    if (last !== undefined && this.heap.length > 0) this.down(0, last);
+  }
+
+  /** Puts `e` at `i` and moves it down until both children are later. */
+  private down(i: number, e: [number, string]): void {
     const h = this.heap;
-    const last = h.pop();
-    if (last === undefined || h.length === 0) return;
-    let i = 0;
     for (;;) {
       const l = 2 * i + 1;
       if (l >= h.length) break;
       const r = l + 1;
       const c = r < h.length && (h[r] as [number, string])[0] < (h[l] as [number, string])[0] ? r : l;
-      if ((h[c] as [number, string])[0] >= last[0]) break;
+      if ((h[c] as [number, string])[0] >= e[0]) break;
       h[i] = h[c] as [number, string];
       i = c;
     }
-    h[i] = last;
+    h[i] = e;
   }
 }

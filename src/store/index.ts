@@ -3,7 +3,7 @@
  * no-restricted-imports). Everything not exported here is the store's own business.
  */
 export { Store } from './store.js';
-export type { Held, MerkleView, Read, StoreFigures, StoreOptions } from './types.js';
+export type { Hashes, Held, MerkleView, Read, StoreFigures, StoreOptions } from './types.js';
 export type { Ack, AcknowledgedWrite } from './writepath.js';
 export type { KeyHashRanges, StoredEntry } from './keyhash.js';
 export type { FsyncMode } from './wal.js';
@@ -18,5 +18,5 @@ export { decodeCounter, encodeCounter, MAX_COUNTER_NODES, parseInt64, sortByNode
 export { checkKeyKind, checkRecordKey, decodeMember, encodeMember, MAX_MEMBER_NODES, memberKey, memberProblem, splitMemberKey, type MemberEntry } from './members.js';
 
 // The record's fields, read and framed only by record.ts.
-export { FLAG_TOMBSTONE, isSimple, isTombstone, KIND, kindFlags, ITEM_OFFSET, recordItem, recordKeyHashBytes, recordKeyHashHi, recordValue, recordVersionOf } from './record.js';
+export { FLAG_TOMBSTONE, isSimple, isTombstone, KIND, kindFlags, ITEM_OFFSET, recordBody, recordFlags, recordItem, recordKeyHashBytes, recordKeyHashHi, recordValue, recordVersionOf } from './record.js';
 export { decodeTransfer, encodeTransfer, transferOf, type TransferFields } from './transfer.js';

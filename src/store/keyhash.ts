@@ -1,6 +1,6 @@
 import type { Database } from 'lmdb';
 import type { PendingWrite } from './overlay.js';
-import { recordKeyHashBytes, recordKeyHashHi } from './record.js';
+import { indexKey, recordKeyHashBytes, recordKeyHashHi } from './record.js';
 
 /** A key and its encoded record. */
 export interface StoredEntry {
@@ -27,6 +27,20 @@ export interface KeyHashRanges {
   recordsUnderEach(depth: number, indices: readonly number[]): StoredEntry[][];
   /** The records whose key hash is `keyHash` (8 bytes; normally one). Copies. */
   recordsWithKeyHash(keyHash: Buffer): StoredEntry[];
+  /**
+   * Visits the records in key-hash order from index key `start` (an 8-byte key hash, or a key hash and
+   * a key as `indexKey` makes them: inclusive) up to key hash `end` (8 bytes, exclusive; undefined: to
+   * the end), until `visit` returns false. Reads LMDB's index, so a key written in the last moments
+   * (not committed yet) may be missed: whoever streams follows up with a comparison. The arguments are
+   * views, valid during the call only.
+   */
+  visitRange(start: Buffer, end: Buffer | undefined, visit: (indexKey: Buffer, key: Buffer, rec: Buffer) => boolean): void;
+}
+
+/** A pending write and its index key. */
+interface PendingEntry {
+  readonly ik: Buffer;
+  readonly p: PendingWrite;
 }
 
 /** Keys a range scan can read in the time it takes to set up another one (recordsUnderEach). */
@@ -85,6 +99,38 @@ export class KeyHashIndex implements KeyHashRanges {
       range.end = end;
     }
     return this.collect(this.index.getKeys(range), () => true, keyHash);
+  }
+
+  visitRange(start: Buffer, end: Buffer | undefined, visit: (indexKey: Buffer, key: Buffer, rec: Buffer) => boolean): void {
+    const range: { start: Buffer; end?: Buffer } = { start };
+    if (end !== undefined) range.end = end;
+    // Pending writes of keys the index lacks yet go in their place in the order.
+    const extra = this.source.unindexedCount() > 0 ? this.unindexedBetween(start, end) : [];
+    let x = 0;
+    for (const ik of this.index.getKeys(range)) {
+      for (; x < extra.length && (extra[x] as PendingEntry).ik.compare(ik) <= 0; x++) {
+        const e = extra[x] as PendingEntry;
+        // A key whose batch committed a moment ago is in both: visited once, below.
+        if (!e.ik.equals(ik) && !visit(e.ik, e.p.key, e.p.rec)) return;
+      }
+      const key = ik.subarray(8);
+      const rec = this.source.readAt(key, key.toString('latin1'));
+      if (rec !== undefined && !visit(ik, key, rec)) return;
+    }
+    for (; x < extra.length; x++) {
+      const e = extra[x] as PendingEntry;
+      if (!visit(e.ik, e.p.key, e.p.rec)) return;
+    }
+  }
+
+  /** The unindexed pending writes whose index keys are in [start, end), in index-key order. */
+  private unindexedBetween(start: Buffer, end: Buffer | undefined): PendingEntry[] {
+    const out: PendingEntry[] = [];
+    for (const p of this.source.unindexed()) {
+      const ik = indexKey(p.rec, p.key);
+      if (ik.compare(start) >= 0 && (end === undefined || ik.compare(end) < 0)) out.push({ ik, p });
+    }
+    return out.sort((a, b) => a.ik.compare(b.ik));
   }
 
   /** The records under the nodes `first..last` of `depth` that `wanted` accepts (by key hash's top 32 bits). */

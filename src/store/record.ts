@@ -233,6 +233,11 @@ export function recordKeyHash(buf: Buffer, o = 0): KeyHash {
   return { hi: get32(buf, o + KEY_HASH), lo: get32(buf, o + KEY_HASH + 4) };
 }
 
+/** A key hash from its 8 bytes, big-endian (as records and the key-hash index hold it). */
+export function keyHashOf(bytes: Buffer): KeyHash {
+  return { hi: get32(bytes, 0), lo: get32(bytes, 4) };
+}
+
 /** Big-endian unsigned 32 bits at `o` (see writeRecord for why not readUInt32BE). */
 function get32(buf: Buffer, o: number): number {
   return (buf[o] as number) * 0x1000000 + (((buf[o + 1] as number) << 16) | ((buf[o + 2] as number) << 8) | (buf[o + 3] as number));

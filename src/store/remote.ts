@@ -3,7 +3,7 @@ import { checkKeyKind, isMemberKey, setKeyOf } from './members.js';
 import { KIND, kindFlags } from './record.js';
 import { isDead } from './sets.js';
 import { isSimpleState, mergeInto, newestWall, type RecordState } from './state.js';
-import type { WriteSpec } from './types.js';
+import type { Hashes, WriteSpec } from './types.js';
 import type { Ack } from './writepath.js';
 
 export interface RemoteMergeOptions {
@@ -32,9 +32,10 @@ export class RemoteMerge {
 
   /**
    * Merges `state` into the record under `key`; the remote clock reading is merged into ours (and
-   * clamped if too far ahead). Returns the write's `Ack`, or undefined when nothing changed.
+   * clamped if too far ahead). Returns the write's `Ack`, or undefined when nothing changed. `hashes`:
+   * the state's hashes as its sender computed them (see Store.applyRemote).
    */
-  apply(key: Buffer, state: RecordState): Ack | undefined {
+  apply(key: Buffer, state: RecordState, hashes?: Hashes): Ack | undefined {
     const { observe, readAt } = this.opts;
     const hlc = observe(state.epoch);
     // A local EXPIRE after this one must carry a newer version to win within the epoch.
@@ -51,7 +52,8 @@ export class RemoteMerge {
       this.opts.onRefused();
       return undefined;
     }
-    const done = this.merge(key, k, current, incoming);
+    // The sender's item hash holds only for the state exactly as it sent it.
+    const done = this.merge(key, k, current, incoming, clamped ? undefined : hashes);
     if (!member) return done;
     // A member implies its set's header of its epoch, which replication may deliver later, or not at
     // all if the set grew from an epoch this node already holds: merge it in (a join, like any other).
@@ -62,11 +64,11 @@ export class RemoteMerge {
   }
 
   /** Merges `incoming` into `current`, the record under `key` (latin1 `k`); undefined if nothing changed. */
-  private merge(key: Buffer, k: string, current: Buffer | undefined, incoming: RecordState): Ack | undefined {
+  private merge(key: Buffer, k: string, current: Buffer | undefined, incoming: RecordState, hashes?: Hashes): Ack | undefined {
     const merged = mergeInto(current, incoming);
     if (merged === undefined) return undefined;
     const { state, flags, body } = merged;
-    return this.opts.write({ key, version: state.epoch, flags, body, origin: 'remote', k, current });
+    return this.opts.write({ key, version: state.epoch, flags, body, origin: 'remote', k, current, hashes: state === incoming ? hashes : undefined });
   }
 
   /**

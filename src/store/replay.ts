@@ -18,11 +18,11 @@ export interface ReplayTarget extends Omit<Databases, 'meta'> {
  * transaction, then deletes the segments. Each write goes through last-writer-wins on its epoch, so
  * writes LMDB already holds change nothing and a replay twice equals a replay once (a crash during
  * recovery is safe). A counter (or a record with an expiry) keeps its epoch while it changes: each
- * logged state was merged from everything before it, so of one epoch the later entry is put. Returns the number to give the next segment, and what was replayed.
+ * logged state was merged from everything before it, so of one epoch the later entry is put. Returns the number to give the next segment, how many segments there were (none after a clean stop), and what was replayed.
  */
-export function replayLog(t: ReplayTarget): { nextSeq: number; entries: number; applied: number } {
+export function replayLog(t: ReplayTarget): { nextSeq: number; segments: number; entries: number; applied: number } {
   const segments = listSegments(t.dir);
-  if (segments.length === 0) return { nextSeq: 0, entries: 0, applied: 0 };
+  if (segments.length === 0) return { nextSeq: 0, segments: 0, entries: 0, applied: 0 };
   const bodies: Buffer[] = [];
   for (const seg of segments) {
     const found = readSegment(seg.path, t.maxEntryBytes, (offset, why) =>
@@ -48,7 +48,7 @@ export function replayLog(t: ReplayTarget): { nextSeq: number; entries: number; 
   for (const seg of segments) rmSync(seg.path, { force: true });
   const last = segments[segments.length - 1]?.seq ?? -1;
   t.logger.info({ segments: segments.length, entries: bodies.length, applied }, 'write-ahead log replayed');
-  return { nextSeq: last + 1, entries: bodies.length, applied };
+  return { nextSeq: last + 1, segments: segments.length, entries: bodies.length, applied };
 }
 
 /** Whether the logged record `rec` is not newer than LMDB's `current` (see above). */

@@ -37,3 +37,11 @@ export function scanKeys(src: ScanSource, prefix: Buffer): Buffer[] {
 function startsWith(key: Buffer, prefix: Buffer): boolean {
   return key.length >= prefix.length && key.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
 }
+
+/**
+ * Visits LMDB's records from `from` (inclusive) in key order until `visit` returns false (anti-entropy's
+ * copy of a whole store, which follows up with a comparison: writes pending here are left to it).
+ */
+export function visitKeyOrder(db: Database<Buffer, Buffer>, from: Buffer, visit: (key: Buffer, rec: Buffer) => boolean): void {
+  for (const { key, value } of db.getRange({ start: from })) if (!visit(key, value)) return;
+}

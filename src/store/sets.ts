@@ -34,9 +34,9 @@ const SWEEP_RETRY_MS = 500;
  */
 export class SetIndex {
   /** Present members per set key and epoch (`setK \0 epochId`). */
-  private readonly cards = new Map<string, number>();
+  private cards = new Map<string, number>();
   /** Member records (present or not, any epoch) per set key. */
-  private readonly records = new Map<string, number>();
+  private records = new Map<string, number>();
   private readonly queued = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -70,6 +70,17 @@ export class SetIndex {
     const card = (this.cards.get(group) ?? 0) + sign;
     if (card === 0) this.cards.delete(group);
     else this.cards.set(group, card);
+  }
+
+  /** The counts as they stand (read-only): what a clean stop saves (tally.ts). */
+  saved(): { cards: ReadonlyMap<string, number>; records: ReadonlyMap<string, number> } {
+    return { cards: this.cards, records: this.records };
+  }
+
+  /** Counts as `saved()` gave them, in place of counting every member record at start-up. */
+  restore(cards: Map<string, number>, records: Map<string, number>): void {
+    this.cards = cards;
+    this.records = records;
   }
 
   /** Whether the key (latin1) has member records, of any epoch. */

@@ -11,12 +11,12 @@ import { KeyHashIndex, type KeyHashRanges } from './keyhash.js';
 import { lockDataDirectory } from './lock.js';
 import { Overlay, PendingWrite } from './overlay.js';
 import { TombstonePurger } from './purge.js';
-import { encodeKeyedRecord, FLAG_TOMBSTONE, isAbsent, isSimple, isTombstone, KIND, keyedRecordOffset, recordEpochId, recordKeyHash, recordKind, recordValue } from './record.js';
+import { encodeKeyedRecord, FLAG_TOMBSTONE, isAbsent, isSimple, isTombstone, KIND, keyedRecordOffset, keyHashOf, recordEpochId, recordKeyHash, recordKind, recordValue } from './record.js';
 import { replayLog } from './replay.js';
-import { scanKeys } from './scan.js';
+import { scanKeys, visitKeyOrder } from './scan.js';
 import { SetIndex } from './sets.js';
 import { encodeState, type RecordState } from './state.js';
-import type { Held, MerkleView, Read, StoreFigures, StoreOptions, WriteSpec } from './types.js';
+import type { Hashes, Held, MerkleView, Read, StoreFigures, StoreOptions, WriteSpec } from './types.js';
 import { RemoteMerge } from './remote.js';
 import { Tally } from './tally.js';
 import { upgradeDataDirectory } from './upgrade.js';
@@ -74,8 +74,9 @@ export class Store {
     this.sets = new SetIndex({ ...dbs, logger, readAt, isPending, pending: () => this.overlay.values(), onRemoved: forgotten });
     this.tally = new Tally({ tree: this.tree, sets: this.sets, readAt });
     const maxEntryBytes = 4096 + (opts.maxValueBytes ?? 64 * 1024 * 1024);
-    const { nextSeq } = replayLog({ ...dbs, dir: opts.path, logger, maxEntryBytes });
-    this.clock.observe(this.tally.countAll(db));
+    const { nextSeq, segments } = replayLog({ ...dbs, dir: opts.path, logger, maxEntryBytes });
+    const mark = { bits: this.tree.bits, fingerprint: this.hasher.secretFingerprint };
+    this.clock.observe(this.tally.start({ ...dbs, mark, logSegments: segments, logger }));
     this.log = new WriteAheadLog({ dir: opts.path, mode: opts.fsync ?? 'periodic', periodMs: opts.fsyncPeriodMs ?? 100, logger, firstSeq: nextSeq });
     this.overlay = new Overlay({ db, index, log: this.log, logger, flush: () => this.writes.flush() });
     this.writes = new WritePath({
@@ -273,11 +274,18 @@ export class Store {
 
   /**
    * Merges a state made elsewhere (replication, repair) into what is stored (remote.ts). Returns the
-   * write's `Ack`, or undefined when nothing changed.
+   * write's `Ack`, or undefined when nothing changed. `hashes`: the record's hashes as its sender
+   * stored them, used when the state is stored unchanged; only from a peer that proved the cluster
+   * secret (anti-entropy's streams), which spares hashing every key and value again.
    */
-  applyRemote(key: Buffer, state: RecordState): Ack | undefined {
+  applyRemote(key: Buffer, state: RecordState, hashes?: Hashes): Ack | undefined {
     if (this.closed) throw new StorageError('store is closed');
-    return this.remote.apply(key, state);
+    return this.remote.apply(key, state, hashes);
+  }
+
+  /** Visits the records from `from` (inclusive) in key order until `visit` returns false (scan.ts). */
+  visitKeyOrder(from: Buffer, visit: (key: Buffer, rec: Buffer) => boolean): void {
+    visitKeyOrder(this.db, from, visit);
   }
 
   /**
@@ -292,9 +300,9 @@ export class Store {
     // The record replaced: a pending one (inside its keyed buffer, at an offset) or LMDB's.
     const before = prev !== undefined ? prev.body : w.k !== undefined ? w.current : this.replacedInLmdb(key);
     const at = prev !== undefined ? prev.recOffset : 0;
-    const item = this.hasher.item(key, version, flags, body);
+    const item = w.hashes?.item ?? this.hasher.item(key, version, flags, body);
     // A key's hash never changes: take it from the record being replaced when there is one.
-    const keyHash = before === undefined ? this.hasher.keyHash(key) : recordKeyHash(before, at);
+    const keyHash = before !== undefined ? recordKeyHash(before, at) : w.hashes !== undefined ? keyHashOf(w.hashes.keyHash) : this.hasher.keyHash(key);
     // An explicit literal: a spread here cost more than the hashing (measured with --prof).
     const keyed = encodeKeyedRecord(key, { wall: version.wall, counter: version.counter, node: version.node, flags, body, item, keyHash });
     const recOffset = keyedRecordOffset(key.length);
@@ -372,6 +380,8 @@ export class Store {
     this.closed = true;
     await this.overlay.settle();
     await this.log.close(true);
+    // LMDB holds every write and the log is gone: the next start-up may load the tally (snapshot.ts).
+    if (this.overlay.size === 0) this.tally.save(this.clock.now());
     await this.root.close();
     this.unlock();
   }

@@ -1,10 +1,12 @@
-import type { Database } from 'lmdb';
+import type { Logger } from 'pino';
 import { compareHlc, type Hlc } from '../hlc.js';
 import type { MerkleTree } from '../merkle/tree.js';
 import { RecordCounts } from './counts.js';
+import type { RecordScan } from './databases.js';
 import { setKeyOf } from './members.js';
 import { isSimple, ITEM_OFFSET, KIND, recordEpochId, recordKeyHashHi, recordKind, recordVersion } from './record.js';
 import { isSetHeader, type SetIndex } from './sets.js';
+import { decodeEntries, encodeEntries, saveSnapshot, takeSnapshot, type Snapshot, type SnapshotMark, type SnapshotTarget } from './snapshot.js';
 
 export interface TallyOptions {
   readonly tree: MerkleTree;
@@ -13,15 +15,29 @@ export interface TallyOptions {
   readonly readAt: (key: Buffer, k: string) => Buffer | undefined;
 }
 
+/** What the tally starts from (`start`). */
+export interface TallyStart extends SnapshotTarget {
+  readonly scan: RecordScan;
+  /** The tree's bits and the secret's fingerprint: a snapshot saved with others is not used. */
+  readonly mark: SnapshotMark;
+  /** Log segments found at start-up (replay.ts): after a crash LMDB may hold more than a snapshot says. */
+  readonly logSegments: number;
+  readonly logger: Logger;
+}
+
 /**
  * What the store knows about all its records at once, kept in step with every record that comes and
  * goes: the Merkle tree (DESIGN.md section 6), the live, tombstone and expiring counts (counts.ts) and
- * the sets' cardinalities (sets.ts). Built by one scan at start-up (`countAll`), then adjusted per write.
+ * the sets' cardinalities (sets.ts). Built at start-up (`start`: from the snapshot of a clean stop, or
+ * by one scan), then adjusted per write, and saved at a clean stop (`save`).
  */
 export class Tally {
   readonly counts: RecordCounts;
   private readonly tree: MerkleTree;
   private readonly sets: SetIndex;
+  /** The newest version stored at start-up (or the floor a snapshot saved). */
+  private newest: Hlc = { wall: 0, counter: 0 };
+  private target: TallyStart | undefined;
 
   constructor(private readonly opts: TallyOptions) {
     this.tree = opts.tree;
@@ -61,22 +77,86 @@ export class Tally {
   }
 
   /**
-   * Counts every record of `db` and adds its stored item hash to the tree (one cursor scan, no value
-   * rehashed). Returns the newest version stored, which the clock must move past: a node whose wall
-   * clock went back while it was down still versions new writes after its old ones.
+   * Builds the tally at start-up: from the snapshot that the last clean stop saved when it is valid
+   * and the log left nothing (snapshot.ts says when), else by one scan of every record. Any snapshot
+   * is deleted here, before the store takes a write. Returns what the clock must move past.
    */
-  countAll(db: Database<Buffer, Buffer>): Hlc {
-    let newest: Hlc = { wall: 0, counter: 0 };
-    for (const { key, value } of db.getRange({})) {
-      // Member keys sort first (they start with 0x00): every set's cardinality is known before its header is counted.
-      if (recordKind(value) === KIND.member) this.sets.count(key.toString('latin1'), value, 0, 1);
-      // The key is only read for records with an expiry and sets' headers.
-      else this.counts.count(isSimple(value) ? '' : key.toString('latin1'), value, 0, 1);
-      this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(value)), value, ITEM_OFFSET, 1);
-      const v = recordVersion(value);
-      if (compareHlc(v, newest) > 0) newest = v;
+  start(s: TallyStart): Hlc {
+    this.target = s;
+    const began = performance.now();
+    const taken = takeSnapshot(s, s.mark);
+    if (taken !== undefined) {
+      const why = 'ignored' in taken ? taken.ignored : s.logSegments > 0 ? 'the write-ahead log was not empty' : this.restore(taken.snapshot);
+      if (why === undefined) {
+        s.logger.debug({ records: this.counts.total, ms: Math.round(performance.now() - began) }, 'counts and Merkle tree loaded from the snapshot of the last clean stop');
+        return this.newest;
+      }
+      s.logger.info({ why }, 'snapshot of the last clean stop not used; counting every record');
     }
+    this.newest = this.countAll(s.scan);
+    s.logger.debug({ records: this.counts.total, ms: Math.round(performance.now() - began) }, 'counted every record');
+    return this.newest;
+  }
+
+  /**
+   * Counts every record and adds its stored item hash to the tree (one cursor scan, no value rehashed,
+   * no record copied). Returns the newest version stored, which the clock must move past: a node whose
+   * wall clock went back while it was down still versions new writes after its old ones.
+   */
+  countAll(scan: RecordScan): Hlc {
+    let newest: Hlc = { wall: 0, counter: 0 };
+    scan((rec, keyOf) => {
+      // Member keys sort first (they start with 0x00): every set's cardinality is known before its header is counted.
+      if (recordKind(rec) === KIND.member) this.sets.count(keyOf(), rec, 0, 1);
+      // The key is only read for records with an expiry and sets' headers.
+      else this.counts.count(isSimple(rec) ? '' : keyOf(), rec, 0, 1);
+      this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(rec)), rec, ITEM_OFFSET, 1);
+      const v = recordVersion(rec);
+      if (compareHlc(v, newest) > 0) newest = v;
+    });
     return newest;
+  }
+
+  /**
+   * Saves what the tally knows as the snapshot of a clean stop, with `floor` (the clock's reading) as
+   * what the clock must move past: only once LMDB holds every write and the log is deleted. A failure
+   * costs the next start-up a scan, nothing else.
+   */
+  save(floor: Hlc): void {
+    const t = this.target;
+    if (t === undefined) return;
+    try {
+      const { live, tombstones, expiring } = this.counts.saved();
+      const sets = this.sets.saved();
+      saveSnapshot(t, t.mark, {
+        floor: compareHlc(floor, this.newest) > 0 ? floor : this.newest,
+        live,
+        tombstones,
+        tree: encodeTree(this.tree),
+        expiring: encodeEntries(expiring),
+        cards: encodeEntries(sets.cards),
+        records: encodeEntries(sets.records),
+      });
+    } catch (err) {
+      t.logger.warn({ err }, 'cannot save the snapshot of the counts and the Merkle tree; the next start-up counts every record');
+    }
+  }
+
+  /** Takes the tally from a snapshot, every part parsed before any is used; why not, if it cannot. */
+  private restore(s: Snapshot): string | undefined {
+    let parts: [Map<string, number>, Map<string, number>, Map<string, number>];
+    try {
+      if (!isCount(s.live) || !isCount(s.tombstones)) throw new RangeError('counts');
+      checkTree(s.tree, this.tree.bits);
+      parts = [decodeEntries(s.expiring), decodeEntries(s.cards), decodeEntries(s.records)];
+    } catch (err) {
+      return `unreadable: ${(err as Error).message}`;
+    }
+    for (let o = 0; o < s.tree.length; o += TREE_ENTRY) this.tree.updateBytes(s.tree.readUInt32LE(o), s.tree, o + 4, 1);
+    this.counts.restore(s.live, s.tombstones, parts[0]);
+    this.sets.restore(parts[1], parts[2]);
+    this.newest = s.floor;
+    return undefined;
   }
 
   /**
@@ -97,4 +177,37 @@ export class Tally {
     this.sets.count(k, rec, o, sign);
     if (recount) this.counts.count(setK as string, header, 0, 1);
   }
+}
+
+/** A segment's entry in a snapshot: its number (u32, little-endian) and its sum (16 bytes). */
+const TREE_ENTRY = 20;
+
+/** The tree's segment sums that are not zero (the inner nodes are sums of them, added up again on load). */
+function encodeTree(tree: MerkleTree): Buffer {
+  const parts: Buffer[] = [];
+  const parent = tree.depth - 1;
+  for (let p = 0; p < 16 ** parent; p++) {
+    const sums = tree.children(parent, p);
+    const part = Buffer.allocUnsafe(16 * TREE_ENTRY);
+    let n = 0;
+    for (let c = 0; c < 16; c++) {
+      const o = c * 16;
+      if (sums.readUInt32LE(o) === 0 && sums.readUInt32LE(o + 4) === 0 && sums.readUInt32LE(o + 8) === 0 && sums.readUInt32LE(o + 12) === 0) continue;
+      part.writeUInt32LE(p * 16 + c, n);
+      sums.copy(part, n + 4, o, o + 16);
+      n += TREE_ENTRY;
+    }
+    if (n > 0) parts.push(part.subarray(0, n));
+  }
+  return Buffer.concat(parts);
+}
+
+/** Throws unless `buf` holds whole segment entries of a tree of `bits`. */
+function checkTree(buf: Buffer, bits: number): void {
+  if (buf.length % TREE_ENTRY !== 0) throw new RangeError('tree cut short');
+  for (let o = 0; o < buf.length; o += TREE_ENTRY) if (buf.readUInt32LE(o) >= 2 ** bits) throw new RangeError('no such segment');
+}
+
+function isCount(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 0;
 }

@@ -74,4 +74,12 @@ export interface WriteSpec {
   /** The key in latin1 and its record as read just before, when the caller has them. */
   readonly k?: string;
   readonly current?: Buffer | undefined;
+  /** The record's hashes, when a peer that proved the cluster secret sent them with the record. */
+  readonly hashes?: Hashes | undefined;
+}
+
+/** A record's item hash (16 bytes, latin1) and its key's hash (8 bytes), as its sender stored them. */
+export interface Hashes {
+  readonly item: string;
+  readonly keyHash: Buffer;
 }
