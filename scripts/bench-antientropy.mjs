@@ -4,7 +4,10 @@
 // write's tree update costs.
 //
 //   npm run bench:ae -- [--n 100000,1000000] [--d 0,1,100,10000] [--bits 16] [--rounds 3]
-//                       [--cpu-a 0] [--cpu-b 1] [--cli dist/cli.js] [--json file]
+//                       [--bootstrap] [--cpu-a 0] [--cpu-b 1] [--cli dist/cli.js] [--json file]
+//
+// --bootstrap also fills an empty node from a full one with one SYNC: time, bytes against the bytes of
+// the records, keys/s and the empty node's peak RSS.
 //
 // --cli runs another build's node (e.g. a worktree of the previous commit) for a comparison.
 //
@@ -12,7 +15,7 @@
 // the exchange. Both nodes run with MQTT off, so only anti-entropy can bring them together. The n
 // keys are written once through the client protocol, then node A's LMDB directory is copied for B, so
 // both start as exact replicas.
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +31,7 @@ const { values: args } = parseArgs({
     'cpu-a': { type: 'string', default: '0' },
     'cpu-b': { type: 'string', default: '1' },
     json: { type: 'string' },
+    bootstrap: { type: 'boolean', default: false },
     cli: { type: 'string', default: join(root, 'dist/cli.js') },
   },
 });
@@ -170,7 +174,11 @@ async function scenario(base, n, d) {
       if (reply !== 'OK') throw new Error(`SYNC: ${reply}`);
       const after = await cb.stats();
       const delta = (k) => Number(after.get(k)) - Number(before.get(k));
-      const [ha, hb] = [await ca.call('HASH'), await cb.call('HASH')];
+      // A new connection: one idle through a long SYNC would have been closed by the node.
+      ca.close();
+      const ca2 = await Client.open(a.port);
+      const [ha, hb] = [await ca2.call('HASH'), await cb.call('HASH')];
+      ca2.close();
       // Lower bound: each differing record once, as key + value + version (8 bytes) + writer id.
       const lowerBound = d * (keyOf(0).length + VALUE_BYTES + 8 + 'node-a'.length);
       ca.close();
@@ -185,6 +193,69 @@ async function scenario(base, n, d) {
         keysMoved: delta('anti_entropy_keys_sent') + delta('anti_entropy_keys_received'),
         converged: ha === hb,
         startupMs: Math.max(a.startupMs, b.startupMs),
+      };
+    } finally {
+      await a.proc.stop();
+      await b.proc.stop();
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Peak resident memory of process `pid` (MB), from /proc (Linux): mapped file pages included. */
+function peakRssMb(pid) {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
+  return m === null ? NaN : Number(m[1]) / 1024;
+}
+
+/** Resident memory of process `pid` now (MB): anonymous, and in all. */
+function memoryOf(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+  const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
+  return { anon: kb('RssAnon') / 1024, all: kb('VmRSS') / 1024 };
+}
+
+/** An empty node B filled from A (which holds n keys) by one SYNC. */
+async function bootstrap(base, n) {
+  const work = mkdtempSync(join(tmpdir(), 'bench-ae-'));
+  try {
+    cpSync(base, join(work, 'a'), { recursive: true });
+    const a = await boot('node-a', join(work, 'a'), args['cpu-a']);
+    const b = await boot('node-b', join(work, 'b'), args['cpu-b']);
+    try {
+      const cb = await Client.open(b.port);
+      const before = await cb.stats();
+      // The empty node's memory, sampled while it fills: anonymous (the heap and buffers) and in all
+      // (which also counts the pages of LMDB's file it has mapped).
+      const peak = { anon: 0, all: 0 };
+      const sampler = setInterval(() => {
+        const m = memoryOf(b.proc.child.pid);
+        peak.anon = Math.max(peak.anon, m.anon);
+        peak.all = Math.max(peak.all, m.all);
+      }, 100);
+      const t0 = performance.now();
+      const reply = await cb.call(`SYNC 127.0.0.1 ${a.port}`);
+      const ms = performance.now() - t0;
+      clearInterval(sampler);
+      if (reply !== 'OK') throw new Error(`SYNC: ${reply}`);
+      const after = await cb.stats();
+      const delta = (k) => Number(after.get(k)) - Number(before.get(k));
+      const keys = Number((await cb.call('DBSIZE')).replace(/^\D+/, ''));
+      // Opened now: a connection idle through a long SYNC would have been closed by the node.
+      const ca = await Client.open(a.port);
+      const converged = (await ca.call('HASH')) === (await cb.call('HASH'));
+      ca.close();
+      cb.close();
+      return {
+        n,
+        ms,
+        keys,
+        bytes: delta('anti_entropy_bytes_sent') + delta('anti_entropy_bytes_received'),
+        lowerBound: n * (keyOf(0).length + VALUE_BYTES + 8 + 'node-a'.length),
+        rssMb: peakRssMb(b.proc.child.pid),
+        anonMb: peak.anon,
+        converged,
       };
     } finally {
       await a.proc.stop();
@@ -240,6 +311,28 @@ for (const n of list(args.n).map(Number)) {
     c.close();
     await seed.proc.stop();
     console.log(`n=${n}: wrote ${n} keys in ${((performance.now() - t0) / 1000).toFixed(1)} s (segment_bits ${args.bits})`);
+    if (args.bootstrap) {
+      const runs = [];
+      for (let r = 0; r < Number(args.rounds); r++) runs.push(await bootstrap(join(base, 'db'), n));
+      const m = (f) => median(runs.map(f));
+      const row = {
+        n,
+        bootstrap: true,
+        ms: m((x) => x.ms),
+        keys: m((x) => x.keys),
+        bytes: m((x) => x.bytes),
+        lowerBound: runs[0].lowerBound,
+        rssMb: m((x) => x.rssMb),
+        anonMb: m((x) => x.anonMb),
+        converged: runs.every((x) => x.converged),
+      };
+      results.push(row);
+      console.log(
+        `n=${n} bootstrap: ${(row.ms / 1000).toFixed(2)} s (${Math.round(n / (row.ms / 1000))} keys/s), ${row.keys} keys, ${row.bytes} bytes ` +
+          `(records ${row.lowerBound}, ratio ${(row.bytes / row.lowerBound).toFixed(2)}), peak RSS ${row.rssMb.toFixed(0)} MB ` +
+          `(anonymous ${row.anonMb.toFixed(0)} MB), converged ${row.converged ? 'yes' : 'NO'}`,
+      );
+    }
     for (const d of list(args.d).map(Number)) {
       const runs = [];
       for (let r = 0; r < Number(args.rounds); r++) runs.push(await scenario(join(base, 'db'), n, d));

@@ -94,7 +94,7 @@ async function start(config: Config, logger: Logger, { tls, mqttCa, teardown }: 
   const metricsAddress = await metrics?.listen(config.metrics.port, config.metrics.bind_address);
   announce(config, logger, { address, memcachedAddress, metricsAddress, tls: tls !== undefined, store, ctx });
   // Connected only now: this node's status and last will name the client port it listens on.
-  replicator?.start(address.address.includes(':') ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`);
+  replicator?.start(advertised(config, address, logger));
   antiEntropy.start();
   // First on stop: exchanges in progress end, so the SYNCs waiting on them are answered before the ports close.
   teardown.defer('anti-entropy', () => antiEntropy.stop());
@@ -192,6 +192,7 @@ function createAntiEntropy(config: Config, logger: Logger, { store, limits, peer
     intervalMs: config.anti_entropy.interval_seconds * 1000,
     maxConcurrent: config.anti_entropy.max_concurrent_syncs,
     presence,
+    discover: config.anti_entropy.discover_peers,
     brokerConnected: () => replicator?.stats.connected === true,
     logger,
   });
@@ -291,6 +292,22 @@ function announce(config: Config, logger: Logger, { address, memcachedAddress, m
       'listening on a non-loopback address with no password: anyone who can reach this port can read and write; set [security] password or users',
     );
   }
+}
+
+/**
+ * Where the other nodes are told to reach this node's client port (its presence status): `[network]
+ * advertise_address`, or else the address and port it listens on; bound to every interface, 127.0.0.1,
+ * which reaches it from its own host only.
+ */
+function advertised(config: Config, address: AddressInfo, logger: Logger): string {
+  if (config.network.advertise_address !== '') return config.network.advertise_address;
+  const wildcard = address.address === '0.0.0.0' || address.address === '::';
+  const host = wildcard ? '127.0.0.1' : address.address;
+  const result = host.includes(':') ? `[${host}]:${address.port}` : `${host}:${address.port}`;
+  if (wildcard) {
+    logger.info({ advertised: result }, 'listening on every interface: other nodes are told to dial 127.0.0.1; set [network] advertise_address to an address they can reach');
+  }
+  return result;
 }
 
 function hostForUrl(address: string): string {

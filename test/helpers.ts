@@ -131,7 +131,7 @@ export class LineClient {
   async provePeer(secret = ''): Promise<string> {
     const proof = new PeerProof(secret);
     const cn = proof.nonce();
-    const reply = await this.call(`AE.HELLO ${cn}`);
+    const reply = await this.call(`AE.HELLO ${cn} 2`);
     let prove: string;
     try {
       prove = answerChallenge(proof, cn, reply);

@@ -2,12 +2,14 @@ import type { ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { SelfPeerError, SyncError } from '../errors.js';
 import { expected } from '../expected.js';
-import { parsePeer, type Limits } from '../rules.js';
+import type { Limits } from '../rules.js';
 import type { Store } from '../store/index.js';
 import { exchange, type ExchangeResult } from './exchange.js';
 import { provePeer, type PeerProof } from './handshake.js';
+import { StreamWatch } from './progress.js';
 import { PeerClient } from './peer.js';
 import type { NodeStatus, Presence } from '../replication/presence.js';
+import { chooseInTurn, PeerSet, type PeerState } from './rotation.js';
 
 export interface AntiEntropyOptions {
   readonly store: Store;
@@ -30,23 +32,8 @@ export interface AntiEntropyOptions {
   readonly presence?: Presence;
   /** Whether this node hears the broker now: only then does an offline status count. */
   readonly brokerConnected?: () => boolean;
-}
-
-interface PeerState {
-  readonly address: string;
-  readonly host: string;
-  readonly port: number;
-  /** When the next periodic exchange is due (ms since the epoch). */
-  due: number;
-  running: boolean;
-  failures: number;
-  lastSyncAt: number;
-  /** The address turned out to be this node: never contacted again. */
-  self: boolean;
-  /** The peer's node id, once an exchange or its status has told it. */
-  node: string | undefined;
-  /** Periodic exchanges skipped because the broker reported the peer offline. */
-  skippedOffline: number;
+  /** Also exchange with the nodes `presence` reports (`[anti_entropy] discover_peers`), at the address each advertises. */
+  readonly discover?: boolean;
 }
 
 /** What exchanges with one peer came to (metrics). */
@@ -66,13 +53,17 @@ const MAX_TRACKED_PEERS = 64;
 const OTHER_PEERS = 'other';
 
 const MAX_BACKOFF_FACTOR = 10;
+/** While a node has not yet caught up, a peer it finds brings its next round this close (ms). */
+const CATCH_UP_DELAY_MS = 200;
 /** Exchanges that may run at once beyond `max_concurrent_syncs` (for SYNC). */
 const EXTRA_EXCHANGES = 8;
 
 /**
- * Runs anti-entropy exchanges: every `intervalMs` (with ±20% jitter) with each peer of the list, at
- * most `maxConcurrent` at once, and on demand (SYNC). A peer that cannot be reached is logged once and
- * retried with backoff: after k failures in a row, after min(2^(k-1), 10) intervals.
+ * Runs anti-entropy exchanges: every `intervalMs` (with ±20% jitter) a round with up to `maxConcurrent`
+ * peers taken in turn (rotation.ts), at most `maxConcurrent` at once; at once with a peer that comes back
+ * online; and on demand (SYNC). The peers are those listed and, with `discover`, the nodes `presence`
+ * reports. A peer that cannot be reached is logged once and retried with backoff: after k failures in a
+ * row, after about min(2^(k-1), 10) intervals.
  */
 export class AntiEntropy {
   syncs = 0;
@@ -82,37 +73,62 @@ export class AntiEntropy {
   bytesSent = 0;
   bytesReceived = 0;
   roundTrips = 0;
-  private readonly peers: PeerState[];
+  private readonly peers: PeerSet;
   private readonly totals = new Map<string, PeerTotals>();
   private readonly clients = new Set<PeerClient>();
+  /** Where a copy of a peer's whole store (by its node id) was cut short: resumed by the next exchange. */
+  private readonly copies = new Map<string, Buffer>();
+  /** Streams filling this node from its peers: progress for the log, STATS and metrics. */
+  readonly streams: StreamWatch;
   private timer: NodeJS.Timeout | undefined;
   private running = 0;
   /** Exchanges in progress, periodic and SYNC. */
   private active = 0;
   private stopped = false;
+  /** start() was called: rounds run. */
+  private started = false;
+  /** When the next round takes its peers in turn (ms since the epoch). */
+  private roundAt = Infinity;
+  /** Turns given out so far: a peer's `turn` is this count at its last exchange (or when it was found). */
+  private turns = 0;
+  /** Rounds run since start. */
+  private rounds = 0;
+  /** An exchange from the timer has succeeded since start; until then a peer found after the first round brings the next. */
+  private caughtUp = false;
 
   constructor(private readonly opts: AntiEntropyOptions) {
-    this.peers = opts.peers.map((address) => {
-      const { host, port } = parsePeer(address);
-      return { address, host, port, due: 0, running: false, failures: 0, lastSyncAt: 0, self: false, node: undefined, skippedOffline: 0 };
-    });
-    opts.presence?.onChange((now, before) => {
-      if (now.state === 'online' && before?.state !== 'online') this.returned(now);
-    });
+    this.streams = new StreamWatch(opts.logger);
+    this.peers = new PeerSet(opts.peers);
+    opts.presence?.onChange((now, before) => this.heard(now, before));
+    opts.presence?.onForget((node) => this.peers.forget(node));
   }
 
-  /** A peer the broker reports online again (or for the first time): its exchange is due now. */
-  private returned(status: NodeStatus): void {
-    if (!this.opts.enabled || this.stopped) return;
-    let woke = false;
-    for (const p of this.peers) {
-      if (p.self || (p.node !== status.node && p.address !== status.address)) continue;
-      p.node ??= status.node;
-      p.failures = 0;
-      p.due = Date.now();
-      woke = true;
+  /** A node's status changed: with discovery it is a peer (found now, or moved); coming online, it may be due now. */
+  private heard(now: NodeStatus, before: NodeStatus | undefined): void {
+    const tracked = this.opts.discover === true ? this.peers.track(now) : undefined;
+    const p = tracked?.peer ?? this.peers.find(now);
+    if (p === undefined) return;
+    if (tracked?.added === true) {
+      // A node that joins a running cluster catches up by itself: the others take it at the back of their
+      // turns, not all at once. One that has not caught up yet wants it first, and its next round now.
+      if (this.caughtUp) tracked.peer.turn = ++this.turns;
+      else if (this.rounds > 0) this.roundAt = Math.min(this.roundAt, Date.now() + CATCH_UP_DELAY_MS);
+      this.schedule();
     }
-    if (!woke) return;
+    if (now.state === 'online' && before?.state !== 'online') this.returned(p, now, before);
+  }
+
+  /**
+   * A peer the broker reports online again (or, a listed one, for the first time): its exchange is due
+   * now. A node merely found (online when first heard of) waits for its turn: it catches up by itself.
+   */
+  private returned(p: PeerState, status: NodeStatus, before: NodeStatus | undefined): void {
+    if (!this.opts.enabled || this.stopped || p.self) return;
+    if (before === undefined && !p.listed) return;
+    p.node ??= status.node;
+    p.failures = 0;
+    p.retryAt = 0;
+    p.soon = Date.now();
     this.opts.logger.info({ node: status.node, address: status.address }, 'anti-entropy: peer back online; syncing now');
     this.schedule();
   }
@@ -126,11 +142,17 @@ export class AntiEntropy {
     return status;
   }
 
+  /** Whether the broker reports the peer offline, and this node hears the broker (cut off from it, it cannot know). */
+  private reportedOffline(p: PeerState): boolean {
+    return this.statusOf(p)?.state === 'offline' && this.opts.brokerConnected?.() === true;
+  }
+
   start(): void {
-    if (!this.opts.enabled || this.peers.length === 0) return;
-    // A node that just started may have missed writes: its first exchanges come soon, spread out.
-    const first = Math.min(this.opts.intervalMs, 5000);
-    for (const p of this.peers) p.due = Date.now() + 500 + Math.random() * first;
+    if (!this.opts.enabled) return;
+    this.started = true;
+    // A node that just started may have missed writes: its first round comes soon (spread out over the
+    // cluster); until one exchange has succeeded, a peer found on the broker later brings the next nearer.
+    this.roundAt = Date.now() + 500 + Math.random() * Math.min(this.opts.intervalMs, 5000);
     this.schedule();
   }
 
@@ -142,7 +164,7 @@ export class AntiEntropy {
   }
 
   /**
-   * One exchange with `host:port` now; `full` walks the whole tree, equal hashes or not (SYNC --full).
+   * One exchange with `host:port` now; `full` first copies every record the peer holds (SYNC --full).
    * Rejects with a ProtocolError saying why it failed.
    */
   async syncWith(host: string, port: number, full = false): Promise<ExchangeResult> {
@@ -158,13 +180,17 @@ export class AntiEntropy {
     let client: PeerClient | undefined;
     /** Set once the exchange succeeded or failed (not for this node itself). */
     let totals: PeerTotals | undefined;
+    let watch: ReturnType<StreamWatch['begin']> | undefined;
     try {
       client = await PeerClient.open(host, port, this.opts.timeoutMs ?? 30_000, this.opts.tls);
       this.clients.add(client);
       const { accepted } = await provePeer(client, this.opts.proof);
       // Awaited below, unless the proof was refused: then its failure is expected, not unhandled (which
       // ended the process when a peer with a full disk answered the proof with an ERROR).
-      const exchanged = expected(exchange(this.opts.store, client, this.opts.nodeId, this.opts.limits, full));
+      watch = this.streams.begin(where);
+      const exchanged = expected(
+        exchange(this.opts.store, client, { nodeId: this.opts.nodeId, limits: this.opts.limits, full, onStream: watch.onFrame, copies: this.copies }),
+      );
       // The proof's answer comes first: if it was refused, say so rather than what followed from it.
       await accepted;
       const result = await exchanged;
@@ -191,6 +217,7 @@ export class AntiEntropy {
       throw new SyncError(`sync with ${where} failed: ${why}`, self, { cause: err });
     } finally {
       this.active--;
+      watch?.end();
       if (totals !== undefined) totals.seconds += (Date.now() - started) / 1000;
       if (client !== undefined) {
         this.bytesSent += client.bytesSent;
@@ -230,8 +257,9 @@ export class AntiEntropy {
       `anti_entropy_bytes_sent:${this.bytesSent}`,
       `anti_entropy_bytes_received:${this.bytesReceived}`,
       `anti_entropy_refused_purged:${this.opts.store.refusedPurged}`,
+      ...this.streams.statsLines(),
     ];
-    for (const p of this.peers) {
+    for (const p of this.peers.all) {
       // When the last exchange with this peer succeeded (ms since the epoch; 0: never).
       if (!p.self) lines.push(`anti_entropy_peer_${p.address.replace(/[^A-Za-z0-9.-]/g, '_')}_last_sync:${p.lastSyncAt}`);
     }
@@ -239,13 +267,13 @@ export class AntiEntropy {
   }
 
   /**
-   * `STATS peers`: each peer of the list, then each other node the broker reports, as
+   * `STATS peers`: each peer (listed, then found on the broker), then each other node the broker reports, as
    * `peer<i>:node=<id>,address=<host:port>,state=<online|offline|unknown>,version=<v>,last_sync=<ms>,skipped_offline=<n>`.
    */
   peerLines(): string[] {
     const lines: string[] = [];
     const listed = new Set<string>();
-    for (const p of this.peers) {
+    for (const p of this.peers.all) {
       if (p.self) continue;
       const s = this.statusOf(p);
       if (p.node !== undefined) listed.add(p.node);
@@ -259,48 +287,74 @@ export class AntiEntropy {
   }
 
   private schedule(): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.started) return;
     clearTimeout(this.timer);
-    const waiting = this.peers.filter((p) => !p.running && !p.self);
-    if (waiting.length === 0) return;
-    const next = Math.min(...waiting.map((p) => p.due));
+    // All slots busy: the exchange that ends first calls again.
+    if (this.running >= this.opts.maxConcurrent) return;
+    let next = Infinity;
+    let idle = false;
+    for (const p of this.peers.all) {
+      if (p.running || p.self) continue;
+      idle = true;
+      if (p.soon > 0) next = Math.min(next, p.soon);
+    }
+    if (!idle) return;
+    next = Math.min(next, this.roundAt);
     this.timer = setTimeout(() => this.runDue(), Math.max(0, next - Date.now()));
     this.timer.unref();
   }
 
   private runDue(): void {
     const now = Date.now();
-    for (const p of this.peers) {
-      if (this.running >= this.opts.maxConcurrent) break;
-      if (p.running || p.self || p.due > now) continue;
-      if (this.statusOf(p)?.state === 'offline' && this.opts.brokerConnected?.() === true) {
-        // Not worth a connect timeout: the broker says it is down, and says so again when it is back.
-        // (Only while this node hears the broker: cut off from it, this node cannot know.)
-        p.skippedOffline++;
-        p.due = now + this.opts.intervalMs;
-        continue;
-      }
-      this.running++;
-      p.running = true;
-      void this.runPeer(p).finally(() => {
-        this.running--;
-        p.running = false;
-        this.schedule();
-      });
+    const max = this.opts.maxConcurrent;
+    // Peers back online first, as soon as a slot is free.
+    for (const p of this.peers.all) {
+      if (this.running >= max) break;
+      if (p.soon === 0 || p.soon > now || p.running || p.self) continue;
+      p.soon = 0;
+      if (this.reportedOffline(p)) p.skippedOffline++;
+      else this.launch(p);
     }
-    // Peers left waiting for a free slot are due already: look again when one frees up.
+    // The round: up to `max` peers in turn (fewer while exchanges still run; none until a slot is free).
+    if (this.roundAt <= now && this.running < max) {
+      this.roundAt = now + this.opts.intervalMs * (0.8 + Math.random() * 0.4);
+      this.rounds++;
+      const chosen = chooseInTurn(this.peers.all, max - this.running, (p) => {
+        if (p.running || p.self || p.retryAt > now) return false;
+        if (!this.reportedOffline(p)) return true;
+        // Not worth a connect timeout: the broker says it is down, and says so again when it is back.
+        p.skippedOffline++;
+        return false;
+      });
+      for (const p of chosen) this.launch(p);
+    }
     this.schedule();
+  }
+
+  private launch(p: PeerState): void {
+    this.running++;
+    p.running = true;
+    p.turn = ++this.turns;
+    void this.runPeer(p).finally(() => {
+      this.running--;
+      p.running = false;
+      this.schedule();
+    });
   }
 
   private async runPeer(p: PeerState): Promise<void> {
     const interval = this.opts.intervalMs;
     try {
       const result = await this.syncWith(p.host, p.port);
-      p.node = result.peer;
+      if (p.listed) {
+        p.node = result.peer;
+        this.peers.merge(p);
+      }
       if (p.failures > 0) this.opts.logger.info({ peer: p.address }, 'anti-entropy: peer reachable again');
       p.failures = 0;
+      p.retryAt = 0;
       p.lastSyncAt = Date.now();
-      p.due = Date.now() + interval * (0.8 + Math.random() * 0.4);
+      this.caughtUp = true;
     } catch (err) {
       if (err instanceof SyncError && err.self) {
         p.self = true;
@@ -309,7 +363,8 @@ export class AntiEntropy {
       }
       p.failures++;
       const factor = Math.min(2 ** (p.failures - 1), MAX_BACKOFF_FACTOR);
-      p.due = Date.now() + interval * factor;
+      // Half an interval early: rounds come every 0.8-1.2 intervals, and the one after `factor` of them should take it.
+      p.retryAt = Date.now() + interval * (factor - 0.5);
       const fields = { peer: p.address, failures: p.failures, retryInMs: interval * factor, why: (err as Error).message };
       if (p.failures === 1) this.opts.logger.warn(fields, 'anti-entropy: peer skipped');
       else this.opts.logger.debug(fields, 'anti-entropy: peer still unreachable');

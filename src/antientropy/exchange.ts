@@ -2,20 +2,13 @@ import { randomInt } from 'node:crypto';
 import { ProtocolError, SelfPeerError } from '../errors.js';
 import { expected } from '../expected.js';
 import type { Limits } from '../rules.js';
-import { compareVersion } from '../hlc.js';
-import { recordItem, recordKeyHashBytes, recordVersionOf, type Store, type StoredEntry } from '../store/index.js';
-import { childSums, windowDiffers } from './nodes.js';
+import type { Store } from '../store/index.js';
+import { decodeDiff, MAX_ENTRIES, nodeRange, WINDOW, type DiffEntry } from './diff.js';
 import type { PeerClient } from './peer.js';
-import { getLine, nodesLine, parseRootReply, putLine, rootLine } from './requests.js';
-import {
-  decodeNodeReplies,
-  decodeRecords,
-  HASH_WINDOW,
-  MAX_BATCH,
-  MAX_DEPTH,
-  wireRecordOf,
-  type ListedEntry,
-} from './wire.js';
+import { compareHashes, compareListing, describe, type KeyRepairs } from './reconcile.js';
+import { pull, push, sendBatches } from './repairs.js';
+import { diffLine, parseRootReply, rootLine } from './requests.js';
+import { copyAll, FIRST_KEY, LANES, pullRanges, type HashRange, type StreamProgress } from './stream.js';
 
 export interface ExchangeResult {
   /** The peer's node id. */
@@ -32,29 +25,87 @@ export interface ExchangeResult {
   readonly passes: number;
   /** The roots were equal at the end. False after MAX_PASSES when writes kept coming meanwhile. */
   readonly converged: boolean;
+  /** Records copied by streaming ranges empty here (included in keysReceived when they changed something). */
+  readonly streamed: number;
 }
 
-/** The most nodes one level of a descent may hold: 2^20, the segments of the largest tree (20 bits). */
-const MAX_FRONTIER = 1 << 20;
+export interface ExchangeOptions {
+  readonly nodeId: string;
+  readonly limits: Limits;
+  /** Copy every record the peer holds, streamed, before comparing (SYNC --full). */
+  readonly full?: boolean;
+  /** Told after each streamed frame. */
+  readonly onStream?: (progress: Readonly<StreamProgress>) => void;
+  /**
+   * Where a copy of the whole store from each peer (by node id) was cut short: the next exchange with
+   * that peer resumes it there. Kept by the caller across exchanges.
+   */
+  readonly copies?: Map<string, Buffer>;
+}
 
-/** Passes one exchange may make when the roots still differ after a pass (see HASH_WINDOW). */
+/** Passes one exchange may make when the roots still differ after a pass (see diff.ts, WINDOW). */
 const MAX_PASSES = 3;
+/** Nodes that may differ at once in a descent before the peer is taken to be lying (2^20 segments at most). */
+const MAX_FRONTIER = 1 << 20;
+/** Repairs held before they are sent in the middle of a descent. */
+const REPAIR_BATCH = 4096;
+/**
+ * A node below the in-memory tree is listed rather than split when it holds at most this many records:
+ * more while few nodes differ (a listing now saves a round trip), few when many do (a listing entry
+ * costs as much as a level of windows once a node holds a handful).
+ */
+const LIST_SPARSE = 32;
+const LIST_DENSE = 4;
+/** A store with more records than this starts a descent two levels down (256 windows, not 16). */
+const TWO_LEVELS_FROM = 4096;
 
 /**
- * One anti-entropy exchange, run by the initiating side (DESIGN.md section 6): compare roots; descend
- * level by level into the children whose hash windows differ, every node of a level in one pipelined
- * round trip; where the peer lists a small node's (key hash, version) pairs, compare them with ours;
- * then pull the records where the peer is newer and push those where we are, concurrently, and ask
- * for the peer's root again in the same round trip. Both sides apply through the store's
- * last-writer-wins path, so an exchange is idempotent. If the roots still differ (writes meanwhile,
- * or a window that hid a difference) another pass runs, at most MAX_PASSES in all.
+ * One anti-entropy exchange, run by the initiating side (DESIGN.md section 6). The first request of a
+ * descent (AE.DIFF, diff.ts) goes out with AE.ROOT, in the same round trip: this node's windows of the
+ * tree two levels down (one for a small store). The peer compares them with its own and answers its
+ * view of each node that differs one level further down; this node compares that and answers in turn,
+ * so each message goes a level deeper. A small node below the in-memory tree is listed (key hash,
+ * epoch, item window) instead, and whoever gets a listing decides key by key what moves. A node empty
+ * here is streamed from the peer (stream.ts); an empty node, SYNC --full or a copy cut short copies the
+ * peer's whole store first. Then the records found newer there are pulled and ours pushed, and the
+ * peer's root asked for again in the same round trip. Both sides apply through the store's merge, so an
+ * exchange is idempotent. If the roots still differ (writes meanwhile, or a window that hid a
+ * difference) another pass runs, at most MAX_PASSES in all.
  */
-export async function exchange(store: Store, peer: PeerClient, nodeId: string, limits: Limits, full = false): Promise<ExchangeResult> {
+export async function exchange(store: Store, peer: PeerClient, opts: ExchangeOptions): Promise<ExchangeResult> {
+  const { nodeId, limits } = opts;
   const ask = rootLine(store.secretFingerprint, store.merkle.bits);
-  let theirs = parseRoot(await peer.line(ask), nodeId);
-  const result = { peer: theirs.peer, equal: false, roundTrips: 1, nodesCompared: 0, keysSent: 0, keysReceived: 0, passes: 0 };
+  const rootReply = peer.line(ask);
+  // Sent before the root's answer: between equal replicas it costs bytes, not a round trip.
+  let first = startDescent(store, peer);
+  let theirs = parseRoot(await rootReply, nodeId);
+  const result = { peer: theirs.peer, equal: false, roundTrips: 1, nodesCompared: 0, keysSent: 0, keysReceived: 0, passes: 0, streamed: 0 };
   const equalRoots = theirs.root === store.rootHash().toString('hex');
-  if (equalRoots && !full) return { ...result, equal: true, converged: true };
+  if (equalRoots && !opts.full) return { ...result, equal: true, converged: true };
+  // A new or wiped node (or SYNC --full, or a copy cut short): the whole store is copied, not reconciled.
+  const resumeAt = opts.copies?.get(theirs.peer);
+  if (opts.full || resumeAt !== undefined || isEmpty(store)) {
+    await first.replies;
+    const moved = await copyAll(store, peer, resumeAt ?? FIRST_KEY, limits, (progress, resume) => {
+      if (resume === undefined) opts.copies?.delete(theirs.peer);
+      else opts.copies?.set(theirs.peer, resume);
+      opts.onStream?.(progress);
+    });
+    result.streamed += moved.received;
+    result.keysReceived += moved.applied;
+    result.roundTrips += moved.frames;
+    theirs = parseRoot(await peer.line(ask), nodeId);
+    result.roundTrips++;
+    if (theirs.root === store.rootHash().toString('hex')) return { ...result, equal: equalRoots, converged: true };
+    first = startDescent(store, peer);
+    result.roundTrips++;
+  }
+  const stream = async (ranges: HashRange[]): Promise<void> => {
+    const moved = await pullRanges(store, peer, ranges, limits, opts.onStream ?? (() => {}));
+    result.streamed += moved.received;
+    result.keysReceived += moved.applied;
+    result.roundTrips += Math.ceil(moved.frames / LANES);
+  };
   /**
    * Sends what `repairs` holds and empties it; `then` sends one more request behind them, in the same
    * round trip (the root check must see the peer after the pushes).
@@ -62,8 +113,10 @@ export async function exchange(store: Store, peer: PeerClient, nodeId: string, l
   const apply = async <T>(repairs: Repairs, then: () => Promise<T>): Promise<T> => {
     const pulls = [...repairs.pulls.values()];
     const pushes = new Map(repairs.pushes);
+    const streams = repairs.streams.splice(0);
     repairs.pulls.clear();
     repairs.pushes.clear();
+    if (streams.length > 0) await stream(streams);
     // pull() writes its first requests before its first await; the request `then` sends goes out
     // behind the last push.
     const pulling = pull(store, peer, pulls, limits);
@@ -76,17 +129,25 @@ export async function exchange(store: Store, peer: PeerClient, nodeId: string, l
     result.keysReceived += received;
     return await other;
   };
-  // Full (SYNC --full): one pass at least, through every node of the tree, equal hashes or not.
-  while (result.passes < MAX_PASSES && ((full && result.passes === 0) || theirs.root !== store.rootHash().toString('hex'))) {
+  while (result.passes < MAX_PASSES && theirs.root !== store.rootHash().toString('hex')) {
+    if (result.passes > 0) {
+      first = startDescent(store, peer);
+      result.roundTrips++;
+    }
     result.passes++;
-    const repairs: Repairs = { pulls: new Map(), pushes: new Map() };
+    const repairs: Repairs = { pulls: new Map(), pushes: new Map(), streams: [] };
     // A store far behind its peer must not hold every repair in memory: send them as they add up.
-    const diff = await descend(store, peer, repairs, () => apply(repairs, () => Promise.resolve()), full && result.passes === 1);
-    result.roundTrips += diff.levels;
+    const diff = await descend(store, peer, first, repairs, () => apply(repairs, () => Promise.resolve()));
+    result.roundTrips += diff.roundTrips;
     result.nodesCompared += diff.nodesCompared;
     theirs = parseRoot(await apply(repairs, () => peer.line(ask)), nodeId);
   }
   return { ...result, equal: equalRoots, converged: theirs.root === store.rootHash().toString('hex') };
+}
+
+/** Whether the store holds no record at all. */
+function isEmpty(store: Store): boolean {
+  return store.rootHash().every((b) => b === 0);
 }
 
 function parseRoot(line: string, nodeId: string): { root: string; peer: string } {
@@ -95,140 +156,92 @@ function parseRoot(line: string, nodeId: string): { root: string; peer: string }
   return reply;
 }
 
-/** Records to fetch (by key hash) and to send (by key), keyed by key hash (latin1). */
+/** Records to fetch (by key hash) and to send (by key), keyed by key hash (latin1); ranges to stream. */
 interface Repairs {
   readonly pulls: Map<string, Buffer>;
   readonly pushes: Map<string, Buffer>;
+  readonly streams: HashRange[];
 }
 
-/** Repairs held before they are sent in the middle of a descent. */
-const REPAIR_BATCH = 4096;
+/** A descent's first request, sent; its window offset and the peer's pending answers. */
+interface Started {
+  readonly offset: number;
+  readonly replies: Promise<Buffer[]>;
+}
 
 /**
- * Walks down from the root through the nodes whose windows differ (every node, if `all`), down to
- * listings, collecting into `repairs`; calls `flush` whenever REPAIR_BATCH of them are waiting.
+ * Sends the first AE.DIFF of a descent: this node's windows two levels below the root (one for a small
+ * store), at a new window offset (one that hid a difference is not used twice).
+ */
+function startDescent(store: Store, peer: PeerClient): Started {
+  const offset = randomInt(0, 16 - WINDOW + 1);
+  const levels = store.size + store.tombstoneCount > TWO_LEVELS_FROM ? 2 : 1;
+  const windows = describeLevels(store, levels, offset);
+  const entries: DiffEntry[] = [{ kind: 'hashes', depth: 0, index: 0, levels, windows }];
+  // Awaited by the descent; an exchange that ends first (equal roots) leaves it unread.
+  return { offset, replies: expected(Promise.all([peer.binary(diffLine(offset, LIST_SPARSE, entries))])) };
+}
+
+function describeLevels(store: Store, levels: number, offset: number): Buffer {
+  const e = describe(store, 0, 0, 0, offset);
+  if (levels === 1 && e.kind === 'hashes') return e.windows;
+  const parts: Buffer[] = [];
+  for (let c = 0; c < 16; c++) {
+    const child = describe(store, 1, c, 0, offset);
+    if (child.kind !== 'hashes') throw new ProtocolError('unexpected listing above the tree');
+    parts.push(child.windows);
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Runs a descent from its first request to its end: each answer compared, and what differs answered
+ * one level down, until no node is left; repairs collected into `repairs` (a node empty here becomes a
+ * range to stream), and sent by `flush` whenever REPAIR_BATCH of them are waiting.
  */
 async function descend(
   store: Store,
   peer: PeerClient,
+  first: Started,
   repairs: Repairs,
   flush: () => Promise<void>,
-  all: boolean,
-): Promise<{ levels: number; nodesCompared: number }> {
-  // A different window of the 16-byte sums each pass: one that hid a difference is not used twice.
-  const offset = randomInt(0, 16 - HASH_WINDOW + 1);
+): Promise<{ roundTrips: number; nodesCompared: number }> {
+  const { offset } = first;
+  const keys: KeyRepairs = {
+    send: (kh, key) => repairs.pushes.set(kh, key),
+    fetch: (kh, keyHash) => repairs.pulls.set(kh, keyHash),
+  };
+  let roundTrips = 0;
   let nodesCompared = 0;
-  let levels = 0;
-  let frontier = [0];
-  for (let depth = 0; frontier.length > 0 && depth <= MAX_DEPTH; depth++) {
-    levels++;
-    const next: number[] = [];
-    const batches = sendBatches(frontier, (part) => peer.binary(nodesLine(depth, offset, part)));
-    for (const { part: indices, reply } of batches) {
-      const replies = decodeNodeReplies(await reply, indices.length);
-      // Below the stored tree, our records of the whole batch are read at once.
-      const below = depth >= store.merkle.depth ? store.ranges.recordsUnderEach(depth, indices) : undefined;
-      replies.forEach((reply, i) => {
-        const index = indices[i] as number;
-        if (reply.kind === 'list') {
-          compareListing(below?.[i] ?? store.ranges.recordsUnder(depth, index), reply.entries, offset, repairs);
-          return;
+  let replies = await first.replies;
+  for (;;) {
+    const next: DiffEntry[] = [];
+    // Few nodes left: list small ones at once, saving a round trip.
+    let listMax = LIST_SPARSE;
+    for (const reply of replies) {
+      const entries = decodeDiff(reply);
+      listMax = entries.length > 16 ? LIST_DENSE : listMax;
+      for (const e of entries) {
+        if (e.kind === 'hashes') {
+          nodesCompared++;
+          compareHashes(store, e, offset, (depth, index, empty) => {
+            if (empty) repairs.streams.push(nodeRange(depth, index));
+            else next.push(describe(store, depth, index, listMax, offset));
+          });
+        } else if (e.kind === 'list') {
+          compareListing(store.ranges.recordsUnder(e.depth, e.index), e.entries, offset, keys);
+        } else if (e.kind === 'pull') {
+          for (const kh of e.keyHashes) repairs.pulls.set(kh.toString('latin1'), kh);
+        } else {
+          for (const kh of e.keyHashes) for (const { key } of store.ranges.recordsWithKeyHash(kh)) repairs.pushes.set(kh.toString('latin1'), key);
         }
-        if (depth === MAX_DEPTH) throw new ProtocolError('peer split a node at the deepest level');
-        nodesCompared++;
-        const mine = childSums(store, depth, index, below?.[i]);
-        for (let c = 0; c < 16; c++) if (all || windowDiffers(mine, reply.windows, c, offset)) next.push(index * 16 + c);
-      });
-      if (repairs.pulls.size + repairs.pushes.size >= REPAIR_BATCH) await flush();
-    }
-    // Only a peer that lies about its tree (or one far larger than a node should hold) gets here:
-    // every further level could be sixteen times larger.
-    if (next.length > MAX_FRONTIER) throw new ProtocolError(`peer reported over ${MAX_FRONTIER} differing nodes at depth ${depth + 1}`);
-    frontier = next;
-  }
-  return { levels, nodesCompared };
-}
-
-/**
- * Our records under a node the peer listed: decide, key by key, who sends what. The newer epoch is
- * sent to the older; records of one epoch whose item hashes differ (a counter incremented on both
- * sides, an expiry changed) go both ways, and each side merges (store/state.ts).
- */
-function compareListing(ours: StoredEntry[], theirs: ListedEntry[], offset: number, { pulls, pushes }: Repairs): void {
-  const remote = new Map<string, ListedEntry>();
-  for (const e of theirs) remote.set(e.keyHash.toString('latin1'), e);
-  for (const { key, rec } of ours) {
-    const kh = recordKeyHashBytes(rec).toString('latin1');
-    const other = remote.get(kh);
-    remote.delete(kh);
-    const order = other === undefined ? 1 : compareVersion(recordVersionOf(rec), other.version);
-    const differs = order !== 0 || recordItem(rec).slice(offset, offset + HASH_WINDOW) !== other?.item.toString('latin1');
-    if (order >= 0 && differs) pushes.set(kh, key);
-    if (order <= 0 && differs) pulls.set(kh, Buffer.from(kh, 'latin1'));
-  }
-  for (const [kh, e] of remote) pulls.set(kh, e.keyHash);
-}
-
-/** Fetches records by key hash and applies them. Returns (records applied, round trips beyond the first). */
-async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], limits: Limits): Promise<[number, number]> {
-  let applied = 0;
-  let extra = -1;
-  let todo = keyHashes;
-  const commits: Promise<void>[] = [];
-  while (todo.length > 0) {
-    extra++;
-    const again: Buffer[] = [];
-    const batches = sendBatches(todo, (part) => peer.binary(getLine(part)));
-    for (const { part: asked, reply } of batches) {
-      const { served, records } = decodeRecords(await reply, limits);
-      for (const r of records) {
-        const done = store.applyRemote(r.key, r.state);
-        if (done === undefined) continue;
-        applied++;
-        if (done !== null) commits.push(done);
       }
-      // Into the log now, as a client's writes would be at the end of its batch.
-      store.flush();
-      // A reply cut at the size cap leaves the rest of its key hashes to ask for again.
-      if (served === 0 || served > asked.length) throw new ProtocolError('peer answered AE.GET with a wrong count');
-      again.push(...asked.slice(served));
+      if (next.length > MAX_FRONTIER) throw new ProtocolError(`peer reported over ${MAX_FRONTIER} differing nodes`);
     }
-    todo = again;
+    if (repairs.pulls.size + repairs.pushes.size + repairs.streams.length >= REPAIR_BATCH) await flush();
+    if (next.length === 0) return { roundTrips, nodesCompared };
+    roundTrips++;
+    const batches = sendBatches(next, MAX_ENTRIES, (part) => peer.binary(diffLine(offset, listMax, part)));
+    replies = await Promise.all(batches.map((b) => b.reply));
   }
-  await Promise.all(commits);
-  return [applied, Math.max(extra, 0)];
-}
-
-/**
- * Sends our records for the given keys, pipelined, waiting whenever the socket is congested (a record
- * may be a megabyte: thousands of them must not pile up in memory). `written` resolves once every line
- * is handed to the socket, `acked` once the peer has committed them all.
- */
-function push(store: Store, peer: PeerClient, keys: Map<string, Buffer>): { written: Promise<void>; acked: Promise<void> } {
-  const acks: Promise<string>[] = [];
-  const written = (async () => {
-    for (const key of keys.values()) {
-      if (peer.congested) await peer.drained();
-      // Read now, not before the wait: putLine copies the value out of the store's buffer.
-      const rec = store.read(key).value;
-      if (rec !== undefined) acks.push(peer.line(putLine(wireRecordOf(key, rec))));
-    }
-  })();
-  const acked = written.then(async () => {
-    await Promise.all(acks);
-  });
-  return { written, acked };
-}
-
-/**
- * Splits `items` into requests of at most MAX_BATCH, all sent at once (pipelined: one round trip), and
- * returns each part with its pending reply, in order.
- */
-function sendBatches<T>(items: T[], send: (part: T[]) => Promise<Buffer>): { part: T[]; reply: Promise<Buffer> }[] {
-  const out: { part: T[]; reply: Promise<Buffer> }[] = [];
-  for (let i = 0; i < items.length; i += MAX_BATCH) {
-    const part = items.slice(i, i + MAX_BATCH);
-    out.push({ part, reply: send(part) });
-  }
-  return out;
 }

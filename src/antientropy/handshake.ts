@@ -3,13 +3,13 @@ import { ProtocolError } from '../errors.js';
 import { expected } from '../expected.js';
 import { DEFAULT_SECRET } from '../merkle/hash.js';
 import type { PeerClient } from './peer.js';
-import { helloLine, isHex, MAC_BYTES, NONCE_BYTES, parseChallenge, proveLine } from './requests.js';
+import { AE_PROTOCOL_VERSION, helloLine, isHex, MAC_BYTES, NONCE_BYTES, parseChallenge, proveLine } from './requests.js';
 
 /*
  * Anti-entropy peers prove to each other that they hold the cluster secret before any AE.* command
  * (DESIGN.md section 7), by challenge and response; nothing secret crosses the wire.
  *
- *   initiator: AE.HELLO <cn>          cn, sn: 16 random bytes each, in hex
+ *   initiator: AE.HELLO <cn> <v>      cn, sn: 16 random bytes each, in hex; v the protocol version
  *   server:    AE.CHALLENGE <sn> <sp> sp = HMAC(K, "server" cn sn): the server proves itself first,
  *   initiator: AE.PROVE <cp>          cp = HMAC(K, "client" cn sn), so SYNC never talks to an impostor
  *   server:    OK                     the connection may now run AE.* commands
@@ -71,7 +71,15 @@ export function answerChallenge(proof: PeerProof, cn: string, reply: string): st
  */
 export async function provePeer(peer: PeerClient, proof: PeerProof): Promise<{ readonly accepted: Promise<void> }> {
   const cn = proof.nonce();
-  const prove = answerChallenge(proof, cn, await peer.line(helloLine(cn)));
+  let challenge: string;
+  try {
+    challenge = await peer.line(helloLine(cn));
+  } catch (err) {
+    // An older release refuses the version word as a usage error; a newer one says which it speaks.
+    if (!(err instanceof ProtocolError)) throw err;
+    throw new ProtocolError(`peer refused the handshake (this node speaks anti-entropy protocol ${AE_PROTOCOL_VERSION}): ${err.message}`, { cause: err });
+  }
+  const prove = answerChallenge(proof, cn, challenge);
   // Awaited by the caller; a failed exchange may never get to it.
   const accepted = expected(
     peer.line(prove).then((ok) => {

@@ -1,25 +1,45 @@
 import { ChildSums } from '../merkle/tree.js';
 import { ITEM_OFFSET, recordKeyHashHi, type Store, type StoredEntry } from '../store/index.js';
-import { HASH_WINDOW } from './wire.js';
+import { WINDOW } from './diff.js';
 
 /**
  * Tree nodes as both sides of an exchange see them. A node is (depth, index): the keys whose 32-bit
  * key-hash prefix starts with the `4 * depth` bits of `index`. Down to the store's segment depth the
  * sums come from the in-memory tree; below it (a segment holding many keys) they are summed on
- * demand from the segment's records, found through the key-hash index.
+ * demand from the node's records, found through the key-hash index.
  */
-export function childSums(store: Store, depth: number, index: number, records?: StoredEntry[]): Buffer {
-  if (depth < store.merkle.depth) return store.merkle.children(depth, index);
-  const sums = new ChildSums();
-  const shift = 32 - 4 * (depth + 1);
+export function sumsBelow(store: Store, depth: number, index: number, levels: number, records?: readonly StoredEntry[]): Buffer {
+  const merkle = store.merkle;
+  if (depth + levels <= merkle.depth) {
+    if (levels === 1) return merkle.children(depth, index);
+    const parts: Buffer[] = [];
+    for (let c = 0; c < 16; c++) parts.push(merkle.children(depth + 1, index * 16 + c));
+    return Buffer.concat(parts);
+  }
+  const count = 16 ** levels;
+  const sums = new ChildSums(count);
+  const shift = 32 - 4 * (depth + levels);
   for (const { rec } of records ?? store.ranges.recordsUnder(depth, index)) {
-    sums.add((recordKeyHashHi(rec) >>> shift) & 15, rec, ITEM_OFFSET);
+    sums.add((recordKeyHashHi(rec) >>> shift) & (count - 1), rec, ITEM_OFFSET);
   }
   return sums.toBuffer();
 }
 
-/** Whether the windows (HASH_WINDOW bytes at `offset`) of child `c`'s sum differ: ours in full sums, theirs packed. */
-export function windowDiffers(mine: Buffer, theirs: Buffer, c: number, offset: number): boolean {
-  const w = HASH_WINDOW;
-  return mine.compare(theirs, c * w, c * w + w, c * 16 + offset, c * 16 + offset + w) !== 0;
+/** The windows (WINDOW bytes at `offset` of each 16-byte sum) of `sums`, packed. */
+export function windowsOf(sums: Buffer, offset: number): Buffer {
+  const n = sums.length / 16;
+  const out = Buffer.allocUnsafe(n * WINDOW);
+  for (let i = 0; i < n; i++) sums.copy(out, i * WINDOW, i * 16 + offset, i * 16 + offset + WINDOW);
+  return out;
+}
+
+/** Whether sum `i`'s window differs: ours in full sums, theirs packed. */
+export function windowDiffers(mine: Buffer, theirs: Buffer, i: number, offset: number): boolean {
+  return mine.compare(theirs, i * WINDOW, i * WINDOW + WINDOW, i * 16 + offset, i * 16 + offset + WINDOW) !== 0;
+}
+
+/** Whether sum `i` (16 bytes) of `sums` is zero: the node holds no record. */
+export function isZero(sums: Buffer, i = 0): boolean {
+  for (let b = i * 16; b < i * 16 + 16; b++) if (sums[b] !== 0) return false;
+  return true;
 }

@@ -4,18 +4,22 @@ import type { Args } from '../protocol/args.js';
 import { checkNodeId, checkValue } from '../rules.js';
 import { formatHlc, parseHlc, type Version } from '../hlc.js';
 import { checkKeyKind, encodeState, encodeTransfer, FLAG_TOMBSTONE, isSimpleState, memberKey, memberProblem, parseBody, plainState, type RecordState, splitMemberKey } from '../store/index.js';
+import { decodeDiff, encodeDiff, MAX_ENTRIES, MAX_LISTED, WINDOW, type DiffEntry } from './diff.js';
 import { MAX_BATCH, Reader, type WireRecord } from './wire.js';
 
 /*
  * The requests anti-entropy sends to a peer's client port, one line each, and the text replies to them:
  * each encoded (by the initiator) and parsed (by the answering node's commands) here and nowhere else.
- * Binary replies (AE.NODES, AE.GET) are in wire.ts; their framing on the socket in replies.ts.
+ * Binary replies are in wire.ts (AE.GET), diff.ts (AE.DIFF) and stream.ts (AE.RANGE, AE.SCAN); their framing
+ * on the socket in replies.ts.
  *
- *   AE.HELLO <cn>                         -> AE.CHALLENGE <sn> <sp>     (handshake.ts)
+ *   AE.HELLO <cn> <protocol version>      -> AE.CHALLENGE <sn> <sp>     (handshake.ts)
  *   AE.PROVE <cp>                         -> OK
  *   AE.ROOT <fingerprint> <bits>          -> ROOT <hex root> <node id>
- *   AE.NODES <depth> <offset> <base64 u32 indices>   -> BIN frame
+ *   AE.DIFF <offset> <list max> <base64 entries>      -> BIN frame   (diff.ts)
  *   AE.GET <base64 8-byte key hashes>     -> BIN frame
+ *   AE.RANGE <base64 index key> <hex 8-byte key hash | ->   -> BIN frame   (stream.ts)
+ *   AE.SCAN <base64 key>                  -> BIN frame   (stream.ts)
  *   AE.PUT <key> <hlc> <node> d | r <value> | b <base64>   -> OK    (a plain value or tombstone)
  *   AE.PUT <key> x <base64 record>        -> OK    (any other record: flags, epoch, body as AE.GET sends them)
  *   AE.PUT <key> m <member> <base64 record> -> OK  (a set member's record, as x)
@@ -24,6 +28,20 @@ import { MAX_BATCH, Reader, type WireRecord } from './wire.js';
 export interface AeHelloRequest {
   readonly kind: 'ae.hello';
   readonly cn: string;
+}
+
+export interface AeScanRequest {
+  readonly kind: 'ae.scan';
+  /** The key to start from. */
+  readonly from: Buffer;
+}
+
+export interface AeRangeRequest {
+  readonly kind: 'ae.range';
+  /** The index key to start from (a key hash, or a key hash and a key). */
+  readonly from: Buffer;
+  /** The key hash to stop before; undefined: the end of the order. */
+  readonly to: Buffer | undefined;
 }
 
 export interface AeProveRequest {
@@ -37,11 +55,13 @@ export interface AeRootRequest {
   readonly bits: number;
 }
 
-export interface AeNodesRequest {
-  readonly kind: 'ae.nodes';
-  readonly depth: number;
+export interface AeDiffRequest {
+  readonly kind: 'ae.diff';
+  /** Where in each 16-byte sum the windows are taken. */
   readonly offset: number;
-  readonly indices: number[];
+  /** A node below the in-memory tree with at most this many records is listed rather than split. */
+  readonly listMax: number;
+  readonly entries: DiffEntry[];
 }
 
 export interface AeGetRequest {
@@ -56,7 +76,14 @@ export interface AePutRequest {
 }
 
 /** Every anti-entropy request, as the answering node's commands receive it. */
-export type AntiEntropyRequest = AeHelloRequest | AeProveRequest | AeRootRequest | AeNodesRequest | AeGetRequest | AePutRequest;
+export type AntiEntropyRequest = AeHelloRequest | AeProveRequest | AeRootRequest | AeDiffRequest | AeGetRequest | AePutRequest | AeRangeRequest | AeScanRequest;
+
+/**
+ * The anti-entropy protocol this build speaks, named in AE.HELLO: a peer that speaks another refuses
+ * the handshake with an error that says so, rather than misreading a request. 1: the releases before
+ * AE.RANGE (their AE.HELLO named no version).
+ */
+export const AE_PROTOCOL_VERSION = 2;
 
 export const NONCE_BYTES = 16;
 export const MAC_BYTES = 32;
@@ -68,12 +95,14 @@ export function isHex(text: string, bytes: number): boolean {
 
 // ---- the initiator's side: request lines, and the text replies it reads ----
 
-export const helloLine = (cn: string): string => `AE.HELLO ${cn}`;
+export const helloLine = (cn: string): string => `AE.HELLO ${cn} ${AE_PROTOCOL_VERSION}`;
 export const proveLine = (cp: string): string => `AE.PROVE ${cp}`;
 export const rootLine = (fingerprint: string, bits: number): string => `AE.ROOT ${fingerprint} ${bits}`;
-export const nodesLine = (depth: number, offset: number, indices: readonly number[]): string =>
-  `AE.NODES ${depth} ${offset} ${packIndices(indices)}`;
+export const diffLine = (offset: number, listMax: number, entries: readonly DiffEntry[]): string =>
+  `AE.DIFF ${offset} ${listMax} ${encodeDiff(entries).toString('base64')}`;
 export const getLine = (keyHashes: readonly Buffer[]): string => `AE.GET ${Buffer.concat(keyHashes).toString('base64')}`;
+export const scanLine = (from: Buffer): string => `AE.SCAN ${from.toString('base64')}`;
+export const rangeLine = (from: Buffer, to: Buffer | undefined): string => `AE.RANGE ${from.toString('base64')} ${to === undefined ? '-' : to.toString('hex')}`;
 
 /**
  * One record pushed to a peer as an `AE.PUT` line: `... d` for a tombstone, `... r <value>` for a value
@@ -118,10 +147,35 @@ export const rootReplyLine = (root: string, nodeId: string): string => `ROOT ${r
 
 export function parseHello(args: Args): AeHelloRequest {
   const cn = args.word()?.toString('latin1');
+  const version = args.word()?.toString('latin1');
   if (cn === undefined) throw args.usage();
   args.end();
   if (!isHex(cn, NONCE_BYTES)) throw new ProtocolError(`AE.HELLO nonce must be ${NONCE_BYTES} bytes in lower-case hex`);
+  if (version !== String(AE_PROTOCOL_VERSION)) {
+    const theirs = version === undefined ? '1 (an older release)' : JSON.stringify(version.slice(0, 16));
+    throw new ProtocolError(`anti-entropy protocol ${theirs} is not spoken here: this node speaks ${AE_PROTOCOL_VERSION}; upgrade the older node`);
+  }
   return { kind: 'ae.hello', cn };
+}
+
+export function parseScan(args: Args): AeScanRequest {
+  const fromWord = args.word();
+  args.end();
+  if (fromWord === undefined) throw args.usage();
+  const from = Buffer.from(fromWord.toString('latin1'), 'base64');
+  if (from.length === 0) throw new ProtocolError('AE.SCAN start must be a key, base64');
+  return { kind: 'ae.scan', from };
+}
+
+export function parseRange(args: Args): AeRangeRequest {
+  const fromWord = args.word();
+  const toWord = args.word()?.toString('latin1');
+  args.end();
+  if (fromWord === undefined || toWord === undefined) throw args.usage();
+  const from = Buffer.from(fromWord.toString('latin1'), 'base64');
+  if (from.length < 8) throw new ProtocolError('AE.RANGE start must be at least 8 bytes, base64');
+  if (toWord !== '-' && !isHex(toWord, 8)) throw new ProtocolError('AE.RANGE end must be 8 bytes in lower-case hex, or -');
+  return { kind: 'ae.range', from, to: toWord === '-' ? undefined : Buffer.from(toWord, 'hex') };
 }
 
 export function parseProve(args: Args): AeProveRequest {
@@ -139,14 +193,17 @@ export function parseRoot(args: Args): AeRootRequest {
   return { kind: 'ae.root', fingerprint, bits };
 }
 
-export function parseNodes(args: Args): AeNodesRequest {
-  const depth = smallInt(args.word());
+export function parseDiff(args: Args): AeDiffRequest {
   const offset = smallInt(args.word());
-  const packed = packedList(args, 4);
-  if (depth === undefined || offset === undefined) throw args.usage();
-  const indices: number[] = [];
-  for (let i = 0; i < packed.length; i += 4) indices.push(packed.readUInt32BE(i));
-  return { kind: 'ae.nodes', depth, offset, indices };
+  const listMax = smallInt(args.word());
+  const word = args.word();
+  args.end();
+  if (offset === undefined || listMax === undefined || word === undefined) throw args.usage();
+  if (offset > 16 - WINDOW) throw new ProtocolError(`offset must be 0..${16 - WINDOW}`);
+  if (listMax < 1 || listMax > MAX_LISTED) throw new ProtocolError(`list max must be 1..${MAX_LISTED}`);
+  const entries = decodeDiff(Buffer.from(word.toString('latin1'), 'base64'));
+  if (entries.length === 0 || entries.length > MAX_ENTRIES) throw new ProtocolError(`AE.DIFF takes 1..${MAX_ENTRIES} entries`);
+  return { kind: 'ae.diff', offset, listMax, entries };
 }
 
 export function parseGet(args: Args): AeGetRequest {
@@ -209,12 +266,6 @@ function packedList(args: Args, itemBytes: number): Buffer {
     throw new ProtocolError(`${args.command} takes 1..${MAX_BATCH} items of ${itemBytes} bytes, base64`);
   }
   return packed;
-}
-
-function packIndices(indices: readonly number[]): string {
-  const b = Buffer.allocUnsafe(indices.length * 4);
-  indices.forEach((v, i) => b.writeUInt32BE(v, i * 4));
-  return b.toString('base64');
 }
 
 function smallInt(word: Buffer | undefined): number | undefined {

@@ -1,52 +1,30 @@
 import { ProtocolError } from '../errors.js';
 import type { Version } from '../hlc.js';
-import { checkKeyKind, checkRecordKey, encodeState, parseBody, decodeTransfer, encodeTransfer, recordItem, type RecordState, stateOf, transferOf } from '../store/index.js';
+import { checkKeyKind, checkRecordKey, encodeState, parseBody, decodeTransfer, encodeTransfer, type RecordState, stateOf, transferOf } from '../store/index.js';
 import { checkEpochNode, type Limits } from '../rules.js';
 
 /*
  * What anti-entropy puts on the wire (docs/ARCHITECTURE.md, "Anti-entropy"). Replies that carry many
  * hashes or records are binary, framed as `BIN <length>\r\n<bytes>\r\n`; requests are lines.
  *
- * AE.NODES reply, per requested node, in request order:
- *   'H' then 16 x 3 bytes: a 3-byte window (at the request's offset) of each child's 16-byte sum
- *   'L' then u32 count and count entries: key hash (8), epoch wall (6), counter (2), node id index (u16),
- *       and a window of the record's item hash (HASH_WINDOW bytes at the request's offset)
- * preceded by the node-id table the entries refer to: u16 count, then (u8 length, UTF-8 bytes) each.
+ * A node-id table, ahead of entries that refer to node ids by index: u16 count, then (u8 length,
+ * UTF-8 bytes) each. AE.DIFF's payloads are diff.ts, AE.RANGE's and AE.SCAN's stream.ts.
  *
  * AE.GET reply: u32 count of the requested key hashes it covers (from the first), then per record:
  * u16 key length, key, u8 flags (store/record.ts), epoch wall (6), counter (2), u8 node id length,
  * node id, u32 body length, body (the record's expiry register and payload, as stored).
  */
 
-/**
- * Bytes of each child sum sent while descending. Short windows keep the descent cheap; a window that
- * matches although the sums differ (chance 2^-24 per differing child) is caught by the root check
- * that ends every pass, and the next pass looks through another window.
- */
-export const HASH_WINDOW = 3;
 /** Largest node and key-hash counts one request may name. */
 export const MAX_BATCH = 1024;
 /** A reply grows past this only by its last record. */
 export const MAX_REPLY_BYTES = 4 * 1024 * 1024;
-/** Deepest tree node: every bit of a key hash's upper 32 has chosen a branch. */
-export const MAX_DEPTH = 8;
-
-/** A peer's record of one key, as listed by AE.NODES: its epoch, and a window of its item hash. */
-export interface ListedEntry {
-  readonly keyHash: Buffer;
-  readonly version: Version;
-  readonly item: Buffer;
-}
 
 /** A record as anti-entropy moves it: its state (store/state.ts), merged into the receiver's. */
 export interface WireRecord {
   readonly key: Buffer;
   readonly state: RecordState;
 }
-
-export type NodeReply =
-  | { readonly kind: 'hashes'; readonly windows: Buffer }
-  | { readonly kind: 'list'; readonly entries: ListedEntry[] };
 
 /** Builds a binary reply; grows as needed. */
 export class Writer {
@@ -83,6 +61,22 @@ export class Writer {
   bytes(b: Buffer): void {
     this.ensure(b.length);
     this.length += b.copy(this.buf, this.length);
+  }
+
+  /** A string of byte-valued characters (an item hash as the store keeps it). */
+  latin1(s: string): void {
+    this.ensure(s.length);
+    this.length += this.buf.write(s, this.length, 'latin1');
+  }
+
+  /** An unsigned integer below 2^32 in LEB128: 7 bits a byte, low first. */
+  varint(v: number): void {
+    this.ensure(5);
+    while (v >= 0x80) {
+      this.buf[this.length++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    this.buf[this.length++] = v;
   }
 
   /** Overwrites a u32 written earlier at `at`. */
@@ -126,6 +120,20 @@ export class Reader {
 
   u48(): number {
     return this.buf.readUIntBE(this.take(6), 6);
+  }
+
+  /** A LEB128 unsigned integer of at most 5 bytes (below 2^32). */
+  varint(): number {
+    let v = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      const b = this.u8();
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) {
+        if (v >= 2 ** 32) break;
+        return v;
+      }
+    }
+    throw new ProtocolError('malformed number in anti-entropy reply');
   }
 
   bytes(n: number): Buffer {
@@ -176,53 +184,16 @@ export class NodeTable {
   }
 }
 
-function readNodeTable(r: Reader): string[] {
+export function readNodeTable(r: Reader): string[] {
   const n = r.u16();
   const ids: string[] = [];
   for (let i = 0; i < n; i++) ids.push(checkEpochNode(r.bytes(r.u8())));
   return ids;
 }
 
-/** Decodes an AE.NODES reply for `count` requested nodes. */
-export function decodeNodeReplies(payload: Buffer, count: number): NodeReply[] {
-  const r = new Reader(payload);
-  const ids = readNodeTable(r);
-  const out: NodeReply[] = [];
-  for (let i = 0; i < count; i++) {
-    const kind = r.u8();
-    if (kind === KIND_HASHES) {
-      out.push({ kind: 'hashes', windows: r.bytes(16 * HASH_WINDOW) });
-    } else if (kind === KIND_LIST) {
-      const n = r.u32();
-      const entries: ListedEntry[] = [];
-      for (let e = 0; e < n; e++) {
-        const keyHash = r.bytes(8);
-        const wall = r.u48();
-        const counter = r.u16();
-        const node = ids[r.u16()];
-        if (node === undefined) throw new ProtocolError('anti-entropy reply names an unknown node id');
-        entries.push({ keyHash, version: { wall, counter, node }, item: r.bytes(HASH_WINDOW) });
-      }
-      out.push({ kind: 'list', entries });
-    } else {
-      throw new ProtocolError('malformed anti-entropy reply');
-    }
-  }
-  if (!r.done) throw new ProtocolError('anti-entropy reply longer than expected');
-  return out;
-}
-
-export const KIND_HASHES = 0x48; // 'H'
-export const KIND_LIST = 0x4c; // 'L'
-
 /** A stored record as anti-entropy sends it. The payload is a view into `rec`. */
 export function wireRecordOf(key: Buffer, rec: Buffer): WireRecord {
   return { key, state: stateOf(rec) };
-}
-
-/** The window of a stored record's item hash that listings carry. */
-export function itemWindow(rec: Buffer, offset: number): Buffer {
-  return Buffer.from(recordItem(rec).slice(offset, offset + HASH_WINDOW), 'latin1');
 }
 
 /** Writes a stored record as AE.GET sends it: the key, then the record's transfer frame (store/record.ts). */

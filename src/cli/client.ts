@@ -86,7 +86,9 @@ export async function runOnce(opts: ClientOptions, words: readonly string[]): Pr
   const session = await openSession(opts);
   if (typeof session === 'number') return session;
   try {
-    const reply = await session.call(words.join(' '));
+    const line = words.join(' ');
+    const progress = /^sync\s/i.test(line) ? await watchSync(opts) : undefined;
+    const reply = await session.call(line).finally(() => progress?.stop());
     print(reply, opts.raw);
     return isError(reply) ? EXIT_ERROR_REPLY : EXIT_OK;
   } catch (err) {
@@ -133,6 +135,38 @@ export async function runInteractive(opts: ClientOptions): Promise<number> {
   rl.close();
   session.close();
   return lost ? EXIT_NO_CONNECTION : sawError ? EXIT_ERROR_REPLY : EXIT_OK;
+}
+
+/** How often a running SYNC's progress is asked for and shown. */
+const PROGRESS_EVERY_MS = 1000;
+
+/**
+ * While a SYNC runs: asks the node for its stream figures (`STATS antientropy`, on a second connection)
+ * every second and shows them on stderr while a stream fills the node (a new node, or SYNC --full).
+ */
+async function watchSync(opts: ClientOptions): Promise<{ stop: () => void }> {
+  const session = await openSession(opts);
+  if (typeof session === 'number') return { stop: () => {} };
+  let shown = false;
+  const timer = setInterval(() => {
+    session.call('STATS antientropy').then(
+      (reply) => {
+        const f = new Map(reply.map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
+        if (f.get('anti_entropy_streams_active') === '0') return;
+        shown = true;
+        const mb = (Number(f.get('anti_entropy_stream_running_bytes')) / 1e6).toFixed(1);
+        process.stderr.write(`\rsync: ${f.get('anti_entropy_stream_percent')}% ${f.get('anti_entropy_stream_running_keys')} keys ${mb} MB ${f.get('anti_entropy_stream_keys_per_second')} keys/s  `);
+      },
+      () => clearInterval(timer),
+    );
+  }, PROGRESS_EVERY_MS);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      if (shown) process.stderr.write('\n');
+      session.close();
+    },
+  };
 }
 
 /** Connects and authenticates; an exit code instead when either fails (said on stderr). */

@@ -1,14 +1,21 @@
 import {
+  parseDiff,
   parseGet,
-  parseNodes,
   parsePut,
+  parseRange,
   parseRoot,
+  parseScan,
+  type AeDiffRequest,
   type AeGetRequest,
-  type AeNodesRequest,
   type AePutRequest,
+  type AeRangeRequest,
+  type AeScanRequest,
   type AeRootRequest,
 } from '../antientropy/requests.js';
-import { getReply, nodesReply, rootReply } from '../antientropy/serve.js';
+import { answerDiff } from '../antientropy/reconcile.js';
+import { getReply, rootReply } from '../antientropy/serve.js';
+import { encodeDiff } from '../antientropy/diff.js';
+import { rangeReply, scanReply } from '../antientropy/stream.js';
 import type { Output } from '../protocol/output.js';
 import type { Command, Context } from './context.js';
 
@@ -28,15 +35,15 @@ export const aeRoot = {
   },
 } as const satisfies Command<AeRootRequest>;
 
-export const aeNodes = {
-  names: ['AE.NODES'],
+export const aeDiff = {
+  names: ['AE.DIFF'],
   access: 'peer',
-  requires: 'a depth, a window offset and base64 node indices',
-  parse: parseNodes,
-  execute(req: AeNodesRequest, ctx: Context, out: Output): undefined {
-    out.binary(nodesReply(ctx.store, req.depth, req.offset, req.indices));
+  requires: 'a window offset, a list maximum and base64 entries',
+  parse: parseDiff,
+  execute(req: AeDiffRequest, ctx: Context, out: Output): undefined {
+    out.binary(encodeDiff(answerDiff(ctx.store, req.offset, req.listMax, req.entries)));
   },
-} as const satisfies Command<AeNodesRequest>;
+} as const satisfies Command<AeDiffRequest>;
 
 export const aeGet = {
   names: ['AE.GET'],
@@ -64,3 +71,23 @@ export const aePut = {
   },
 } as const satisfies Command<AePutRequest>;
 
+
+export const aeRange = {
+  names: ['AE.RANGE'],
+  access: 'peer',
+  requires: 'a base64 index key to start from and a hex key hash to stop before (or -)',
+  parse: parseRange,
+  execute(req: AeRangeRequest, ctx: Context, out: Output): undefined {
+    out.binary(rangeReply(ctx.store, req.from, req.to));
+  },
+} as const satisfies Command<AeRangeRequest>;
+
+export const aeScan = {
+  names: ['AE.SCAN'],
+  access: 'peer',
+  requires: 'a base64 key to start from',
+  parse: parseScan,
+  execute(req: AeScanRequest, ctx: Context, out: Output): undefined {
+    out.binary(scanReply(ctx.store, req.from));
+  },
+} as const satisfies Command<AeScanRequest>;

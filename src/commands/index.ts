@@ -4,7 +4,7 @@ import type { Outcome } from '../protocol/dialect.js';
 import type { Output } from '../protocol/output.js';
 import type { Access, Session } from '../security/auth.js';
 import { client, memory, replicate } from './admin.js';
-import { aeGet, aeNodes, aePut, aeRoot } from './antientropy.js';
+import { aeDiff, aeGet, aePut, aeRange, aeRoot, aeScan } from './antientropy.js';
 import { append, prepend } from './append.js';
 import auth from './auth.js';
 import type { Command, Context } from './context.js';
@@ -73,9 +73,11 @@ const COMMANDS = [
   aeHello,
   aeProve,
   aeRoot,
-  aeNodes,
+  aeDiff,
   aeGet,
   aePut,
+  aeRange,
+  aeScan,
 ] as const;
 
 /** Every request a client can make, discriminated by `kind`: what the commands' parsers return. */

@@ -194,11 +194,16 @@ function check(c: Config): void {
   if (c.mqtt.password !== '' && c.mqtt.username === '') {
     throw new ConfigError('mqtt.password is set without mqtt.username');
   }
-  for (const peer of c.anti_entropy.peer_list) {
-    try {
-      parsePeer(peer);
-    } catch (err) {
-      throw new ConfigError(`anti_entropy.peer_list: ${(err as Error).message}`);
-    }
+  for (const peer of c.anti_entropy.peer_list) checkPeer('anti_entropy.peer_list', peer);
+  if (c.network.advertise_address !== '') checkPeer('network.advertise_address', c.network.advertise_address);
+}
+
+/** An address anti-entropy dials, as `parsePeer` takes it; one word, so that a presence status can carry it. */
+function checkPeer(key: string, address: string): void {
+  try {
+    parsePeer(address);
+  } catch (err) {
+    throw new ConfigError(`${key}: ${(err as Error).message}`);
   }
+  if (!isWord(address)) throw new ConfigError(`${key}: an address has no spaces or control characters, got ${JSON.stringify(address)}`);
 }

@@ -8,6 +8,8 @@ export interface Config {
     bind_port: number;
     max_connections: number;
     connection_timeout: number;
+    /** `host:port` the other nodes should dial (presence); empty: the bound address and port. */
+    advertise_address: string;
     tls: TlsConfig;
   };
   security: {
@@ -32,6 +34,7 @@ export interface Config {
     interval_seconds: number;
     peer_list: string[];
     max_concurrent_syncs: number;
+    discover_peers: boolean;
     segment_bits: number;
   };
   storage: {
@@ -108,6 +111,9 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   'network.bind_port': int(7878, 0, 65535),
   'network.max_connections': int(1000, 1, 1_000_000),
   'network.connection_timeout': int(30, 0, 86_400 * 365),
+  // What this node's presence status tells the others to dial (anti-entropy discovery); empty: the bound
+  // address and port (127.0.0.1 for a wildcard bind). Set it for nodes bound to 0.0.0.0 or behind NAT.
+  'network.advertise_address': str(''),
   'network.tls.enabled': bool(false),
   'network.tls.cert_file': str(''),
   'network.tls.key_file': str(''),
@@ -133,6 +139,8 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   'anti_entropy.interval_seconds': int(60, 1, 86_400),
   'anti_entropy.peer_list': { type: 'strings', default: [] },
   'anti_entropy.max_concurrent_syncs': int(3, 1, 64),
+  // Also exchange with the nodes whose presence status on the broker is online (signed, with a secret).
+  'anti_entropy.discover_peers': bool(true),
   // Merkle segments = 2^segment_bits; a multiple of 4 (the tree is 16-ary). The same on every node.
   'anti_entropy.segment_bits': int(16, 4, 20),
   'storage.path': str(''),

@@ -114,17 +114,22 @@ function sub128(a: Uint32Array, o: number, w0: number, w1: number, w2: number, w
 
 /** Sixteen 128-bit sums, one per child of a node, filled from item hashes (nodes below the stored tree). */
 export class ChildSums {
-  private readonly words = new Uint32Array(16 * 4);
+  private readonly words: Uint32Array;
+
+  /** `count` sums: a node's 16 children, or its 256 grandchildren. */
+  constructor(readonly count = 16) {
+    this.words = new Uint32Array(count * 4);
+  }
 
   /** Adds the 16-byte item hash at `buf[offset]` to child `child`. */
   add(child: number, buf: Buffer, offset: number): void {
     add128(this.words, child * 4, le32(buf, offset), le32(buf, offset + 4), le32(buf, offset + 8), le32(buf, offset + 12));
   }
 
-  /** The 16 sums, 16 bytes each, in the layout of `MerkleTree.children()`. */
+  /** The sums, 16 bytes each, in the layout of `MerkleTree.children()`. */
   toBuffer(): Buffer {
-    const out = Buffer.allocUnsafe(256);
-    for (let i = 0; i < 64; i++) out.writeUInt32LE(this.words[i] as number, i * 4);
+    const out = Buffer.allocUnsafe(this.count * 16);
+    for (let i = 0; i < this.count * 4; i++) out.writeUInt32LE(this.words[i] as number, i * 4);
     return out;
   }
 }

@@ -117,6 +117,14 @@ export function createRegistry(src: MetricsSource): Registry {
     for (const [peer, t] of src.antiEntropy.peerTotals()) set({ peer }, t.seconds);
   });
 
+  const streams = src.antiEntropy.streams;
+  counter('merklekv_antientropy_streamed_keys_total', 'Records copied into this node by anti-entropy streams (a new node filling, SYNC --full).', [], (set) =>
+    set({}, streams.figures().keys),
+  );
+  counter('merklekv_antientropy_streamed_bytes_total', 'Bytes of anti-entropy stream frames received.', [], (set) => set({}, streams.figures().bytes));
+  gauge('merklekv_antientropy_streams', 'Anti-entropy streams filling this node now.', () => streams.figures().running);
+  gauge('merklekv_antientropy_stream_progress_ratio', 'How far the stream furthest behind has come (1 with none running).', () => streams.figures().percent / 100);
+
   collectDefaultMetrics({ register: registry });
   return registry;
 }

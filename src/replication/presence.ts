@@ -15,7 +15,7 @@ export type NodeState = 'online' | 'offline';
 export interface NodeStatus {
   readonly node: string;
   readonly state: NodeState;
-  /** The node's client port, `host:port`, as anti-entropy peers name it. */
+  /** Where the other nodes reach its client port, `host:port` (`[network] advertise_address`). */
   readonly address: string;
   readonly version: string;
   /** When the node wrote the status (ms since the epoch). */
@@ -69,6 +69,7 @@ function isShortText(x: unknown): x is string {
 export class Presence {
   private readonly nodes = new Map<string, NodeStatus & { readonly seenAt: number }>();
   private readonly listeners: ((now: NodeStatus, before: NodeStatus | undefined) => void)[] = [];
+  private readonly forgetListeners: ((node: string) => void)[] = [];
 
   constructor(private readonly self: string) {}
 
@@ -86,6 +87,22 @@ export class Presence {
     this.nodes.set(status.node, { ...status, seenAt: Date.now() });
     if (before?.state === status.state && before.address === status.address) return;
     for (const l of this.listeners) l(status, before);
+  }
+
+  /** Told of every node forgotten (`cleared`). */
+  onForget(listener: (node: string) => void): void {
+    this.forgetListeners.push(listener);
+  }
+
+  /**
+   * The node's retained status was cleared (an empty message: an operator removing the node for good).
+   * Only a node known to be offline is forgotten: an empty message cannot be signed, so anyone who can
+   * publish could send one, and it must not hide a node that is up.
+   */
+  cleared(node: string): void {
+    if (this.nodes.get(node)?.state !== 'offline') return;
+    this.nodes.delete(node);
+    for (const l of this.forgetListeners) l(node);
   }
 
   /** The node's last known status. */

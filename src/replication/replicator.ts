@@ -127,8 +127,8 @@ export class Replicator {
   }
 
   /**
-   * Connects to the broker, with a last will that marks this node offline; `address` is its client
-   * port (`host:port`), which its status tells the other nodes.
+   * Connects to the broker, with a last will that marks this node offline; `address` is where the other
+   * nodes reach its client port (`host:port`, `[network] advertise_address`), which its status tells them.
    */
   start(address: string): void {
     this.started = true;
@@ -378,7 +378,7 @@ export class Replicator {
   private onStatus(packet: IPublishPacket): void {
     // An empty retained message clears a status (an operator removing a node for good).
     let payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    if (payload.length === 0) return;
+    if (payload.length === 0) return this.opts.presence.cleared(packet.topic.slice(this.nodesSubscription.length - 1));
     if (this.signer) {
       const body = payload.length <= MAX_SIGNED_STATUS_BYTES ? this.signer.verify(packet.topic, payload) : undefined;
       if (body === undefined) {

@@ -5,13 +5,15 @@ import { plainState } from '../../src/store/state.js';
 import type { Version } from '../../src/hlc.js';
 
 const plain = (key: string, version: Version, value: Buffer | undefined) => ({ key: Buffer.from(key), state: plainState(version, value) });
+import { WINDOW, type DiffEntry } from '../../src/antientropy/diff.js';
 import { PeerClient } from '../../src/antientropy/peer.js';
 import { MAX_FRAME, MAX_REPLY_LINE, ReplyParser, type Reply } from '../../src/antientropy/replies.js';
 import {
   getLine,
   helloLine,
-  nodesLine,
+  diffLine,
   parseChallenge,
+  rangeLine,
   parseRootReply,
   proveLine,
   putLine,
@@ -59,12 +61,18 @@ const byteByByte = (b: Buffer): Buffer[] => [...b].map((x) => Buffer.from([x]));
 describe('anti-entropy requests (one encoder, one parser)', () => {
   const hex = (n: number): string => 'ab'.repeat(n);
   const version = { wall: 0x0193a0b1c2d3, counter: 9, node: 'node-é' };
+  const diffEntries: DiffEntry[] = [
+    { kind: 'hashes', depth: 1, index: 15, levels: 2, windows: Buffer.alloc(256 * WINDOW, 9) },
+    { kind: 'list', depth: 6, index: 77, entries: [{ keyHash: Buffer.alloc(8, 4), version, item: Buffer.from([5, 6]) }] },
+  ];
   const requests: [Buffer, unknown][] = [
     [Buffer.from(`${helloLine(hex(16))}\r\n`), { kind: 'ae.hello', cn: hex(16) }],
     [Buffer.from(`${proveLine(hex(32))}\r\n`), { kind: 'ae.prove', proof: hex(32) }],
     [Buffer.from(`${rootLine('f00d', 16)}\r\n`), { kind: 'ae.root', fingerprint: 'f00d', bits: 16 }],
-    [Buffer.from(`${nodesLine(3, 7, [0, 1, 4095, 2 ** 32 - 1])}\r\n`), { kind: 'ae.nodes', depth: 3, offset: 7, indices: [0, 1, 4095, 2 ** 32 - 1] }],
+    [Buffer.from(`${diffLine(7, 32, diffEntries)}\r\n`), { kind: 'ae.diff', offset: 7, listMax: 32, entries: diffEntries }],
     [Buffer.from(`${getLine([Buffer.alloc(8, 1), Buffer.alloc(8, 0xff)])}\r\n`), { kind: 'ae.get', keyHashes: [Buffer.alloc(8, 1), Buffer.alloc(8, 0xff)] }],
+    [Buffer.from(`${rangeLine(Buffer.from('0011223344556677key:é', 'latin1'), Buffer.alloc(8, 0xfe))}\r\n`), { kind: 'ae.range', from: Buffer.from('0011223344556677key:é', 'latin1'), to: Buffer.alloc(8, 0xfe) }],
+    [Buffer.from(`${rangeLine(Buffer.alloc(8), undefined)}\r\n`), { kind: 'ae.range', from: Buffer.alloc(8), to: undefined }],
     [putLine(plain('k:1', version, undefined)), { kind: 'ae.put', ...plain('k:1', version, undefined) }],
     [putLine(plain('k:2', version, Buffer.from('plain text'))), { kind: 'ae.put', ...plain('k:2', version, Buffer.from('plain text')) }],
     [putLine(plain('k:3', version, Buffer.from(' lines\r\nand \xff '))), { kind: 'ae.put', ...plain('k:3', version, Buffer.from(' lines\r\nand \xff ')) }],

@@ -3,18 +3,20 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { plainState } from '../../src/store/state.js';
 import { PeerProof } from '../../src/antientropy/handshake.js';
 import { putLine } from '../../src/antientropy/requests.js';
-import { decodeNodeReplies, decodeRecords, HASH_WINDOW, writeRecord, Writer } from '../../src/antientropy/wire.js';
+import { decodeDiff, encodeDiff, WINDOW, type DiffEntry } from '../../src/antientropy/diff.js';
+import { decodeRecords, writeRecord, Writer } from '../../src/antientropy/wire.js';
 import { ProtocolError } from '../../src/errors.js';
 import { formatHlc } from '../../src/hlc.js';
 import { LineClient, startTestNode } from '../helpers.js';
 
 const limits = { maxKeyBytes: 512, maxValueBytes: 1024 };
 
-function b64u32(...values: number[]): string {
-  const b = Buffer.alloc(values.length * 4);
-  values.forEach((v, i) => b.writeUInt32BE(v, i * 4));
-  return b.toString('base64');
+/** An AE.DIFF payload, base64, holding `entries`. */
+function b64diff(...entries: DiffEntry[]): string {
+  return encodeDiff(entries).toString('base64');
 }
+
+const rootHashes = (levels = 1): DiffEntry => ({ kind: 'hashes', depth: 0, index: 0, levels, windows: Buffer.alloc(16 ** levels * WINDOW) });
 
 /**
  * A fake peer that holds the (default) cluster secret: it answers the handshake properly (the proof with
@@ -51,12 +53,21 @@ describe('anti-entropy internal commands', () => {
     expect(await c.provePeer()).toBe('OK');
     expect(await c.call('AE.ROOT 0000 16')).toBe('ERROR cluster_secret differs from this node: the trees cannot be compared');
     expect(await c.call('AE.ROOT')).toBe('ERROR AE.ROOT command requires a secret fingerprint and the segment bits');
-    expect(await c.call(`AE.NODES 9 0 ${b64u32(0)}`)).toBe('ERROR depth must be 0..8');
-    expect(await c.call(`AE.NODES 0 14 ${b64u32(0)}`)).toBe('ERROR offset must be 0..13');
-    expect(await c.call(`AE.NODES 1 0 ${b64u32(16)}`)).toBe('ERROR no such tree node');
-    expect(await c.call('AE.NODES 1 0 AAAAAAA=')).toBe('ERROR AE.NODES takes 1..1024 items of 4 bytes, base64');
-    const tooMany = b64u32(...Array.from({ length: 1025 }, () => 0));
-    expect(await c.call(`AE.NODES 1 0 ${tooMany}`)).toBe('ERROR AE.NODES takes 1..1024 items of 4 bytes, base64');
+    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'hashes', depth: 7, index: 0, levels: 2, windows: Buffer.alloc(256 * WINDOW) })}`)).toBe(
+      'ERROR AE.DIFF hashes entry of a wrong depth',
+    );
+    expect(await c.call(`AE.DIFF 15 4 ${b64diff(rootHashes())}`)).toBe('ERROR offset must be 0..14');
+    expect(await c.call(`AE.DIFF 0 0 ${b64diff(rootHashes())}`)).toBe('ERROR list max must be 1..65536');
+    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'hashes', depth: 1, index: 16, levels: 1, windows: Buffer.alloc(16 * WINDOW) })}`)).toBe(
+      'ERROR AE.DIFF names no such tree node',
+    );
+    expect(await c.call(`AE.DIFF 0 4 ${b64diff()}`)).toBe('ERROR AE.DIFF takes 1..1024 entries');
+    expect(await c.call(`AE.DIFF 0 4 ${b64diff(...Array.from({ length: 1025 }, () => rootHashes()))}`)).toBe('ERROR AE.DIFF takes 1..1024 entries');
+    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'need', keyHashes: [Buffer.alloc(8)] })}`)).toBe('ERROR AE.DIFF requests carry hashes and listings only');
+    expect(await c.call('AE.DIFF 0 4 AAAAAAA=')).toBe('ERROR truncated anti-entropy reply');
+    // Equal replicas: nothing differs, nothing comes back.
+    expect(await c.call(`AE.DIFF 0 4 ${b64diff(rootHashes(2))}`)).toBe('BIN 2');
+    expect(await c.lines(1)).toEqual(['\u0000\u0000']);
     expect(await c.call('AE.GET AAAA')).toBe('ERROR AE.GET takes 1..1024 items of 8 bytes, base64');
     expect(await c.call('AE.PUT k 12-34 n r v')).toBe('ERROR invalid version');
     expect(await c.call(`AE.PUT k ${formatHlc({ wall: 1, counter: 0 })} n x v`)).toMatch(/^ERROR AE.PUT command requires/);
@@ -87,8 +98,10 @@ describe('anti-entropy internal commands', () => {
 
   it('a peer that sends garbage fails the SYNC, not the node', async () => {
     const node = await startTestNode();
-    // It answers AE.ROOT with a root that differs, then AE.NODES with a frame too short for its content.
-    const replies = [`ROOT ${'0'.repeat(31)}1 liar\r\n`, 'BIN 5\r\n\x00\x00Hxx\r\n'];
+    // Not empty: an empty node would copy the peer's store rather than compare.
+    await node.store.set(Buffer.from('k'), Buffer.from('v'));
+    // It answers AE.ROOT with a root that differs, then AE.DIFF with a frame too short for its content.
+    const replies = [`ROOT ${'0'.repeat(31)}1 liar\r\n`, 'BIN 6\r\n\x00\x00H\x00\x00\x00\r\n'];
     const fake = createServer((s: Socket) => authenticPeer(s, () => s.write(replies.shift() ?? '')));
     await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
     onTestFinished(() => void fake.close());
@@ -122,7 +135,7 @@ describe('a peer that goes away mid-exchange', () => {
     const node = await startTestNode({ 'anti_entropy.segment_bits': '8' });
     for (let i = 0; i < 500; i++) void node.store.set(Buffer.from(`k${i}`), Buffer.from('v'));
     await node.store.settled();
-    // Answers AE.ROOT with a different root, then hangs up on the pipelined AE.NODES.
+    // Answers AE.ROOT with a different root, then hangs up on the pipelined AE.DIFF.
     let n = 0;
     const fake = createServer((s: Socket) =>
       authenticPeer(s, () => {
@@ -143,7 +156,7 @@ describe('a peer that goes away mid-exchange', () => {
     await node.store.settled();
     // A different root; then an empty listing of the whole tree, so every record is pushed; then it
     // hangs up on the first AE.PUT.
-    const replies = [`ROOT ${'0'.repeat(32)} gone\r\n`, 'BIN 7\r\n\x00\x00L\x00\x00\x00\x00\r\n'];
+    const replies = [`ROOT ${'0'.repeat(32)} gone\r\n`, 'BIN 9\r\n\x00\x00L\x00\x00\x00\x00\x00\x00\r\n'];
     const fake = createServer((s: Socket) => authenticPeer(s, () => (replies.length > 0 ? s.write(replies.shift() as string, 'latin1') : s.destroy())));
     await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
     onTestFinished(() => void fake.close());
@@ -179,15 +192,29 @@ describe('exchanges clients ask for', () => {
 });
 
 describe('anti-entropy wire decoding', () => {
-  it('rejects truncated, overlong and ill-formed replies', () => {
-    expect(() => decodeNodeReplies(Buffer.from([0, 0, 0x48, 1, 2]), 1)).toThrow(ProtocolError);
-    expect(() => decodeNodeReplies(Buffer.from([0, 0, 0x5a]), 1)).toThrow('malformed anti-entropy reply');
-    const ok = Buffer.concat([Buffer.from([0, 0, 0x48]), Buffer.alloc(16 * HASH_WINDOW)]);
-    expect(decodeNodeReplies(ok, 1)).toHaveLength(1);
-    expect(() => decodeNodeReplies(Buffer.concat([ok, Buffer.from([1])]), 1)).toThrow('longer than expected');
+  it('reads every AE.DIFF entry it writes, and rejects truncated and ill-formed ones', () => {
+    const entries: DiffEntry[] = [
+      rootHashes(2),
+      { kind: 'hashes', depth: 3, index: 4095, levels: 1, windows: Buffer.alloc(16 * WINDOW, 7) },
+      { kind: 'list', depth: 8, index: 2 ** 32 - 1, entries: [{ keyHash: Buffer.alloc(8, 1), version: { wall: 2 ** 47, counter: 65535, node: 'n-é' }, item: Buffer.from([1, 2]) }] },
+      { kind: 'list', depth: 5, index: 3, entries: [] },
+      { kind: 'pull', keyHashes: [Buffer.alloc(8, 2), Buffer.alloc(8, 3)] },
+      { kind: 'need', keyHashes: [] },
+    ];
+    const payload = encodeDiff(entries);
+    expect(decodeDiff(payload)).toEqual(entries);
+    // Cut anywhere: a shorter valid payload, or a ProtocolError; never anything else.
+    for (let n = 0; n < payload.length; n++) {
+      try {
+        expect(decodeDiff(payload.subarray(0, n)).length).toBeLessThan(entries.length);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ProtocolError);
+      }
+    }
+    expect(() => decodeDiff(Buffer.from([0, 0, 0x5a, 0, 0, 0, 0, 0]))).toThrow('malformed AE.DIFF entry');
     // A listing entry naming a node id the table does not hold.
-    const list = Buffer.concat([Buffer.from([0, 0, 0x4c, 0, 0, 0, 1]), Buffer.alloc(16), Buffer.from([0, 3])]);
-    expect(() => decodeNodeReplies(list, 1)).toThrow('unknown node id');
+    const list = Buffer.concat([Buffer.from([0, 0, 0x4c, 1, 0, 0, 0, 1, 1]), Buffer.alloc(16), Buffer.from([3]), Buffer.alloc(WINDOW)]);
+    expect(() => decodeDiff(list)).toThrow('unknown node id');
   });
 
   it('checks records from a peer like client input', () => {

@@ -29,8 +29,10 @@ describe('loadConfig', () => {
       bind_port: 7878,
       max_connections: 1000,
       connection_timeout: 30,
+      advertise_address: '',
       tls: { enabled: false, cert_file: '', key_file: '', ca_file: '' },
     });
+    expect(c.anti_entropy.discover_peers).toBe(true);
     expect(c.mqtt.client_id).toBe('n7');
     expect(c.mqtt.embedded.port).toBe(1883);
     expect(c.storage.path).toBe('./data/n7');
@@ -109,6 +111,24 @@ describe('loadConfig', () => {
     );
     const ok = loadConfig({ flags: { node_id: 'a', 'anti_entropy.peer_list': '[::1]:7879,localhost:7880' } });
     expect(ok.anti_entropy.segment_bits).toBe(16);
+  });
+
+  it('reads the advertised address and discover_peers, from the file, the environment and flags, and checks the address', () => {
+    const path = file('node_id = "a"\n[network]\nadvertise_address = "10.0.0.5:7878"\n[anti_entropy]\ndiscover_peers = false\n');
+    const c = loadConfig({ file: path });
+    expect([c.network.advertise_address, c.anti_entropy.discover_peers]).toEqual(['10.0.0.5:7878', false]);
+    const e = loadConfig({ file: path, env: { MERKLE_KV_NETWORK_ADVERTISE_ADDRESS: 'node1:7878', MERKLE_KV_ANTI_ENTROPY_DISCOVER_PEERS: 'yes' } });
+    expect([e.network.advertise_address, e.anti_entropy.discover_peers]).toEqual(['node1:7878', true]);
+    expect(loadConfig({ file: path, flags: { 'network.advertise_address': '[fd00::5]:7000' } }).network.advertise_address).toBe('[fd00::5]:7000');
+    expect(configError(() => loadConfig({ flags: { node_id: 'a', 'network.advertise_address': 'node1' } }))).toMatch(
+      /network\.advertise_address: peer address must be host:port, got 'node1'/,
+    );
+    expect(configError(() => loadConfig({ flags: { node_id: 'a', 'network.advertise_address': 'my host:7878' } }))).toMatch(
+      /network\.advertise_address: an address has no spaces or control characters/,
+    );
+    expect(configError(() => loadConfig({ file: file('node_id = "a"\n[anti_entropy]\ndiscover_peers = "no"\n') }))).toMatch(
+      /anti_entropy\.discover_peers must be true or false/,
+    );
   });
 
   it('reads [security.users.<name>] tables from the file, or JSON from the environment, and checks each user', () => {

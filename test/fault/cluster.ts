@@ -96,6 +96,8 @@ export class FaultCluster {
       MERKLE_KV_MQTT_KEEP_ALIVE: '2',
       ...(embeddedHere ? { MERKLE_KV_MQTT_EMBEDDED_ENABLED: 'true', MERKLE_KV_MQTT_EMBEDDED_PORT: String(this.brokerPort) } : {}),
       MERKLE_KV_ANTI_ENTROPY_PEER_LIST: peers.join(','),
+      // Peers through their proxies only, so that a cut link isolates a node (not at the addresses the broker names).
+      MERKLE_KV_ANTI_ENTROPY_DISCOVER_PEERS: 'false',
       MERKLE_KV_ANTI_ENTROPY_INTERVAL_SECONDS: String(this.opts.antiEntropySeconds),
       ...(skew === undefined ? {} : { MERKLEKV_TEST_CLOCK_SKEW_MS: String(skew) }),
       ...this.opts.env,

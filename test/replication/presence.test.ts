@@ -48,6 +48,17 @@ describe('presence statuses', () => {
     expect(p.all()).toHaveLength(MAX_TRACKED_NODES);
   });
 
+  it('forgets a node whose status is cleared, only if it is offline (an empty message cannot be signed)', () => {
+    const p = new Presence('me');
+    const forgotten: string[] = [];
+    p.onForget((node) => forgotten.push(node));
+    p.update(status('up', 'online', 1));
+    p.update(status('gone', 'offline', 1));
+    for (const node of ['up', 'gone', 'unknown']) p.cleared(node);
+    expect(forgotten).toEqual(['gone']);
+    expect(p.all().map((s) => s.node)).toEqual(['up']);
+  });
+
   it('anti-entropy skips a peer the broker reports offline, and syncs at once when it is back', async () => {
     const store = Store.open({ path: join(tempDir(), 'db'), nodeId: 'a', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 86_400, logger: silent });
     onTestFinished(() => store.close());
@@ -110,9 +121,16 @@ describe.runIf(hasMosquitto || process.env.CI === 'true')('presence through Mosq
     watcher.on('message', (topic, payload) => seen.set(topic, payload.toString()));
     await watcher.subscribeAsync('merkle-kv/nodes/#', { qos: 1 });
 
-    // b: a process we can kill; a clean session, so only anti-entropy can bring it what it missed.
+    // b: a process we can kill; a clean session, so only anti-entropy can bring it what it missed; no
+    // peers of its own (none listed, none discovered), so only a's exchanges can.
     const bDir = join(tempDir(), 'b');
-    const bEnv = { MERKLE_KV_MQTT_ENABLED: 'true', MERKLE_KV_MQTT_BROKER_ADDRESS: broker.url, MERKLE_KV_MQTT_CLEAN_SESSION: 'true', MERKLE_KV_ANTI_ENTROPY_PEER_LIST: '' };
+    const bEnv = {
+      MERKLE_KV_MQTT_ENABLED: 'true',
+      MERKLE_KV_MQTT_BROKER_ADDRESS: broker.url,
+      MERKLE_KV_MQTT_CLEAN_SESSION: 'true',
+      MERKLE_KV_ANTI_ENTROPY_PEER_LIST: '',
+      MERKLE_KV_ANTI_ENTROPY_DISCOVER_PEERS: 'false',
+    };
     let b = await spawnNode(['--node-id', 'b', '--data-dir', bDir], { env: bEnv });
     await waitFor('b online', () => /"state":"online"/.test(seen.get('merkle-kv/nodes/b') ?? ''));
     expect(JSON.parse(seen.get('merkle-kv/nodes/b') as string)).toMatchObject({ node: 'b', address: `127.0.0.1:${b.port}` });

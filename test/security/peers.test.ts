@@ -20,7 +20,7 @@ describe('anti-entropy peers prove the cluster secret', () => {
     expect(await c.provePeer('not the secret').catch((err: Error) => err.message)).toBe('server failed its proof');
     const wrong = new PeerProof('not the secret');
     const cn = wrong.nonce();
-    const [, sn] = (await c.call(`AE.HELLO ${cn}`)).split(' ');
+    const [, sn] = (await c.call(`AE.HELLO ${cn} 2`)).split(' ');
     expect(await c.call(`AE.PROVE ${wrong.clientProof(cn, sn as string)}`)).toBe('ERROR peer proof failed');
     c.send(PUT);
     expect((await c.lines(1))[0]).toMatch(/^ERROR AE.PUT is for anti-entropy peers/);

@@ -47,7 +47,7 @@ async function handshake(s: Duplex): Promise<void> {
       };
       s.on('data', onData);
     });
-  s.write(`AE.HELLO ${cn}\r\n`);
+  s.write(`AE.HELLO ${cn} 2\r\n`);
   s.write(`${answerChallenge(proof, cn, await readLine())}\r\n`);
   expect(await readLine()).toBe('OK');
 }
@@ -64,7 +64,7 @@ describe('fuzzing the server', () => {
           fc.oneof(
             fc.uint8Array({ maxLength: 64 }),
             fc
-              .constantFrom('\n', '\r\n', 'SET ', 'GET ', 'MSET ', 'INC ', 'SETEX ', 'EXPIRE ', 'TTL ', 'PERSIST ', 'HASH', 'AE.NODES ', 'AE.GET ', 'AE.PUT ', 'AE.PUT k x ', 'x'.repeat(500))
+              .constantFrom('\n', '\r\n', 'SET ', 'GET ', 'MSET ', 'INC ', 'SETEX ', 'EXPIRE ', 'TTL ', 'PERSIST ', 'HASH', 'AE.DIFF ', 'AE.RANGE ', 'AE.SCAN ', 'AE.GET ', 'AE.PUT ', 'AE.PUT k x ', 'x'.repeat(500))
               .map((s) => Buffer.from(s)),
           ),
           { maxLength: 40 },
@@ -84,7 +84,9 @@ describe('fuzzing the server', () => {
     const small = fc.integer({ min: -2, max: 20 }).map(String);
     const hlc = fc.oneof(fc.constant('0193a0b1c2d3-0000'), fc.constant('ffffffffffff-ffff'), fc.stringMatching(/^[0-9a-f-]{0,18}$/));
     const request = fc.oneof(
-      fc.tuple(small, small, b64).map(([d, o, x]) => `AE.NODES ${d} ${o} ${x}`),
+      fc.tuple(small, small, b64).map(([o, m, x]) => `AE.DIFF ${o} ${m} ${x}`),
+      fc.tuple(b64, fc.oneof(fc.constant('-'), fc.stringMatching(/^[0-9a-f]{16}$/), fc.string({ maxLength: 18 }))).map(([f, t]) => `AE.RANGE ${f} ${t}`),
+      b64.map((x) => `AE.SCAN ${x}`),
       b64.map((x) => `AE.GET ${x}`),
       fc.tuple(fc.stringMatching(/^\S{0,40}$/), small).map(([f, bits]) => `AE.ROOT ${f} ${bits}`),
       fc
