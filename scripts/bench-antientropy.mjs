@@ -4,7 +4,11 @@
 // write's tree update costs.
 //
 //   npm run bench:ae -- [--n 100000,1000000] [--d 0,1,100,10000] [--bits 16] [--rounds 3]
-//                       [--bootstrap] [--cpu-a 0] [--cpu-b 1] [--cli dist/cli.js] [--json file]
+//                       [--bootstrap] [--warm] [--cpu-a 0] [--cpu-b 1] [--cli dist/cli.js] [--json file]
+//
+// --warm runs one exchange over 100 other differing keys before the one measured, so that the
+// measured one runs compiled code, as a node that has been up a while does (a fresh process's first
+// exchange spends most of its time in V8's interpreter).
 //
 // --bootstrap also fills an empty node from a full one with one SYNC: time, bytes against the bytes of
 // the records, keys/s and the empty node's peak RSS.
@@ -32,6 +36,7 @@ const { values: args } = parseArgs({
     'cpu-b': { type: 'string', default: '1' },
     json: { type: 'string' },
     bootstrap: { type: 'boolean', default: false },
+    warm: { type: 'boolean', default: false },
     cli: { type: 'string', default: join(root, 'dist/cli.js') },
   },
 });
@@ -165,6 +170,13 @@ async function scenario(base, n, d) {
           if ((await c.call(`MSET ${pairs.join(' ')}`)) !== 'OK') throw new Error('MSET failed');
         }
       };
+      if (args.warm) {
+        // Keys the measured difference does not touch (odd offsets from its even ones).
+        const warmKeys = Array.from({ length: 100 }, (_, j) => (j * Math.floor(n / 100) + 1) % n);
+        await write(ca, warmKeys.filter((_, j) => j % 2 === 0), 'warm-a');
+        await write(cb, warmKeys.filter((_, j) => j % 2 === 1), 'warm-b');
+        if ((await cb.call(`SYNC 127.0.0.1 ${a.port}`)) !== 'OK') throw new Error('warm-up SYNC failed');
+      }
       await write(ca, onA, 'changed-on-a');
       await write(cb, onB, 'changed-on-b');
       const before = await cb.stats();

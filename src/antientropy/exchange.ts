@@ -2,9 +2,10 @@ import { randomInt } from 'node:crypto';
 import { ProtocolError, SelfPeerError } from '../errors.js';
 import { expected } from '../expected.js';
 import type { Limits } from '../rules.js';
-import type { Store } from '../store/index.js';
+import { recordKeyHashBytes, type Store } from '../store/index.js';
 import { decodeDiff, MAX_ENTRIES, nodeRange, WINDOW, type DiffEntry } from './diff.js';
 import type { PeerClient } from './peer.js';
+import { NodeRecords } from './nodes.js';
 import { compareHashes, compareListing, describe, type KeyRepairs } from './reconcile.js';
 import { pull, push, sendBatches } from './repairs.js';
 import { diffLine, parseRootReply, rootLine } from './requests.js';
@@ -48,7 +49,7 @@ const MAX_PASSES = 3;
 /** Nodes that may differ at once in a descent before the peer is taken to be lying (2^20 segments at most). */
 const MAX_FRONTIER = 1 << 20;
 /** Repairs held before they are sent in the middle of a descent. */
-const REPAIR_BATCH = 4096;
+const REPAIR_BATCH = 16_384;
 /**
  * A node below the in-memory tree is listed rather than split when it holds at most this many records:
  * more while few nodes differ (a listing now saves a round trip), few when many do (a listing entry
@@ -183,11 +184,12 @@ function startDescent(store: Store, peer: PeerClient): Started {
 }
 
 function describeLevels(store: Store, levels: number, offset: number): Buffer {
-  const e = describe(store, 0, 0, 0, offset);
+  const nodes = new NodeRecords(store);
+  const e = describe(store, 0, 0, 0, offset, nodes);
   if (levels === 1 && e.kind === 'hashes') return e.windows;
   const parts: Buffer[] = [];
   for (let c = 0; c < 16; c++) {
-    const child = describe(store, 1, c, 0, offset);
+    const child = describe(store, 1, c, 0, offset, nodes);
     if (child.kind !== 'hashes') throw new ProtocolError('unexpected listing above the tree');
     parts.push(child.windows);
   }
@@ -213,30 +215,44 @@ async function descend(
   };
   let roundTrips = 0;
   let nodesCompared = 0;
+  // The keys of the records this node listed, by key hash: what the peer says it needs is sent without a lookup.
+  const listed = new Map<string, Buffer>();
   let replies = await first.replies;
   for (;;) {
     const next: DiffEntry[] = [];
     // Few nodes left: list small ones at once, saving a round trip.
     let listMax = LIST_SPARSE;
-    for (const reply of replies) {
-      const entries = decodeDiff(reply);
-      listMax = entries.length > 16 ? LIST_DENSE : listMax;
-      for (const e of entries) {
-        if (e.kind === 'hashes') {
-          nodesCompared++;
-          compareHashes(store, e, offset, (depth, index, empty) => {
-            if (empty) repairs.streams.push(nodeRange(depth, index));
-            else next.push(describe(store, depth, index, listMax, offset));
-          });
-        } else if (e.kind === 'list') {
-          compareListing(store.ranges.recordsUnder(e.depth, e.index), e.entries, offset, keys);
-        } else if (e.kind === 'pull') {
-          for (const kh of e.keyHashes) repairs.pulls.set(kh.toString('latin1'), kh);
-        } else {
-          for (const kh of e.keyHashes) for (const { key } of store.ranges.recordsWithKeyHash(kh)) repairs.pushes.set(kh.toString('latin1'), key);
+    const entries = replies.flatMap((reply) => decodeDiff(reply));
+    if (entries.length > 16) listMax = LIST_DENSE;
+    const nodes = new NodeRecords(store);
+    nodes.load(entries.flatMap((e) => (e.kind === 'hashes' || e.kind === 'list' ? [[e.depth, e.index] as const] : [])));
+    const differing: [number, number][] = [];
+    for (const e of entries) {
+      if (e.kind === 'hashes') {
+        nodesCompared++;
+        compareHashes(store, e, offset, nodes, (depth, index, empty) => {
+          if (empty) repairs.streams.push(nodeRange(depth, index));
+          else differing.push([depth, index]);
+        });
+      } else if (e.kind === 'list') {
+        compareListing(nodes.get(e.depth, e.index), e.entries, offset, keys);
+      } else if (e.kind === 'pull') {
+        for (const kh of e.keyHashes) repairs.pulls.set(kh.toString('latin1'), kh);
+      } else {
+        for (const kh of e.keyHashes) {
+          const k = kh.toString('latin1');
+          const key = listed.get(k);
+          if (key !== undefined) repairs.pushes.set(k, key);
+          else for (const r of store.ranges.recordsWithKeyHash(kh)) repairs.pushes.set(k, r.key);
         }
       }
-      if (next.length > MAX_FRONTIER) throw new ProtocolError(`peer reported over ${MAX_FRONTIER} differing nodes`);
+    }
+    if (differing.length > MAX_FRONTIER) throw new ProtocolError(`peer reported over ${MAX_FRONTIER} differing nodes`);
+    nodes.load(differing);
+    for (const [depth, index] of differing) {
+      const e = describe(store, depth, index, listMax, offset, nodes);
+      if (e.kind === 'list') for (const { key, rec } of nodes.get(depth, index)) listed.set(recordKeyHashBytes(rec).toString('latin1'), key);
+      next.push(e);
     }
     if (repairs.pulls.size + repairs.pushes.size + repairs.streams.length >= REPAIR_BATCH) await flush();
     if (next.length === 0) return { roundTrips, nodesCompared };

@@ -43,3 +43,52 @@ export function isZero(sums: Buffer, i = 0): boolean {
   for (let b = i * 16; b < i * 16 + 16; b++) if (sums[b] !== 0) return false;
   return true;
 }
+
+/**
+ * The records of the tree nodes a message is about, below the in-memory tree: read with one range
+ * query per depth for all of them (`load`), and a child's taken from its parent's when those are at
+ * hand. Made per message: it holds what that message's nodes hold, no more.
+ */
+export class NodeRecords {
+  private readonly cache = new Map<number, Map<number, readonly StoredEntry[]>>();
+
+  constructor(private readonly store: Store) {}
+
+  /** Reads the records of these (depth, index) nodes that are below the in-memory tree. */
+  load(nodes: readonly (readonly [number, number])[]): void {
+    const byDepth = new Map<number, Set<number>>();
+    for (const [depth, index] of nodes) {
+      if (depth < this.store.merkle.depth || this.known(depth, index)) continue;
+      let set = byDepth.get(depth);
+      if (set === undefined) byDepth.set(depth, (set = new Set()));
+      set.add(index);
+    }
+    for (const [depth, set] of byDepth) {
+      const indices = [...set];
+      const lists = this.store.ranges.recordsUnderEach(depth, indices);
+      const level = this.level(depth);
+      indices.forEach((index, k) => level.set(index, lists[k] ?? []));
+    }
+  }
+
+  /** The records under node (`depth`, `index`). */
+  get(depth: number, index: number): readonly StoredEntry[] {
+    const hit = this.cache.get(depth)?.get(index);
+    if (hit !== undefined) return hit;
+    const parent = depth > 0 ? this.cache.get(depth - 1)?.get(Math.floor(index / 16)) : undefined;
+    const shift = 32 - 4 * depth;
+    const records = parent !== undefined ? parent.filter(({ rec }) => recordKeyHashHi(rec) >>> shift === index) : this.store.ranges.recordsUnder(depth, index);
+    this.level(depth).set(index, records);
+    return records;
+  }
+
+  private known(depth: number, index: number): boolean {
+    return this.cache.get(depth)?.has(index) === true || (depth > 0 && this.cache.get(depth - 1)?.has(Math.floor(index / 16)) === true);
+  }
+
+  private level(depth: number): Map<number, readonly StoredEntry[]> {
+    let level = this.cache.get(depth);
+    if (level === undefined) this.cache.set(depth, (level = new Map()));
+    return level;
+  }
+}

@@ -2,7 +2,7 @@ import { compareVersion } from '../hlc.js';
 import { ProtocolError } from '../errors.js';
 import { recordItem, recordKeyHashBytes, recordVersionOf, type Store, type StoredEntry } from '../store/index.js';
 import { MAX_DEPTH, WINDOW, type DiffEntry, type ListedEntry } from './diff.js';
-import { isZero, sumsBelow, windowDiffers, windowsOf } from './nodes.js';
+import { isZero, NodeRecords, sumsBelow, windowDiffers, windowsOf } from './nodes.js';
 
 /*
  * What both sides of a descent do with the other's view of a node (diff.ts): compare it with their
@@ -20,9 +20,9 @@ export interface KeyRepairs {
  * What this side says of a node found to differ: its records, when the node is below the in-memory
  * tree and holds at most `listMax` of them (or is at the deepest level), else its children's windows.
  */
-export function describe(store: Store, depth: number, index: number, listMax: number, offset: number): DiffEntry {
+export function describe(store: Store, depth: number, index: number, listMax: number, offset: number, nodes: NodeRecords): DiffEntry {
   if (depth < store.merkle.depth) return { kind: 'hashes', depth, index, levels: 1, windows: windowsOf(store.merkle.children(depth, index), offset) };
-  const records = store.ranges.recordsUnder(depth, index);
+  const records = nodes.get(depth, index);
   if (records.length <= listMax || depth === MAX_DEPTH) return { kind: 'list', depth, index, entries: records.map((r) => listed(r.rec, offset)) };
   return { kind: 'hashes', depth, index, levels: 1, windows: windowsOf(sumsBelow(store, depth, index, 1, records), offset) };
 }
@@ -35,9 +35,11 @@ export function compareHashes(
   store: Store,
   e: Extract<DiffEntry, { kind: 'hashes' }>,
   offset: number,
+  nodes: NodeRecords,
   differs: (depth: number, index: number, emptyHere: boolean) => void,
 ): void {
-  const mine = sumsBelow(store, e.depth, e.index, e.levels);
+  const below = e.depth + e.levels > store.merkle.depth ? nodes.get(e.depth, e.index) : undefined;
+  const mine = sumsBelow(store, e.depth, e.index, e.levels, below);
   const count = 16 ** e.levels;
   for (let j = 0; j < count; j++) {
     if (windowDiffers(mine, e.windows, j, offset)) differs(e.depth + e.levels, e.index * count + j, isZero(mine, j));
@@ -74,16 +76,24 @@ export function answerDiff(store: Store, offset: number, listMax: number, entrie
   const out: DiffEntry[] = [];
   const pulls: Buffer[] = [];
   const needs: Buffer[] = [];
+  const nodes = new NodeRecords(store);
+  nodes.load(entries.flatMap((e) => (e.kind === 'hashes' || e.kind === 'list' ? [[e.depth, e.index] as const] : [])));
+  const differing: [number, number][] = [];
   for (const e of entries) {
     if (e.kind === 'hashes') {
-      compareHashes(store, e, offset, (depth, index, empty) => out.push(empty ? { kind: 'list', depth, index, entries: [] } : describe(store, depth, index, listMax, offset)));
+      compareHashes(store, e, offset, nodes, (depth, index, empty) => {
+        if (empty) out.push({ kind: 'list', depth, index, entries: [] });
+        else differing.push([depth, index]);
+      });
     } else if (e.kind === 'list') {
       const repairs: KeyRepairs = { send: (kh) => pulls.push(Buffer.from(kh, 'latin1')), fetch: (_kh, keyHash) => needs.push(keyHash) };
-      compareListing(store.ranges.recordsUnder(e.depth, e.index), e.entries, offset, repairs);
+      compareListing(nodes.get(e.depth, e.index), e.entries, offset, repairs);
     } else {
       throw new ProtocolError('AE.DIFF requests carry hashes and listings only');
     }
   }
+  nodes.load(differing);
+  for (const [depth, index] of differing) out.push(describe(store, depth, index, listMax, offset, nodes));
   if (pulls.length > 0) out.push({ kind: 'pull', keyHashes: pulls });
   if (needs.length > 0) out.push({ kind: 'need', keyHashes: needs });
   return out;

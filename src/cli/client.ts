@@ -138,11 +138,11 @@ export async function runInteractive(opts: ClientOptions): Promise<number> {
 }
 
 /** How often a running SYNC's progress is asked for and shown. */
-const PROGRESS_EVERY_MS = 1000;
+const PROGRESS_EVERY_MS = 500;
 
 /**
  * While a SYNC runs: asks the node for its stream figures (`STATS antientropy`, on a second connection)
- * every second and shows them on stderr while a stream fills the node (a new node, or SYNC --full).
+ * twice a second and shows them on stderr while a stream fills the node (a new node, or SYNC --full).
  */
 async function watchSync(opts: ClientOptions): Promise<{ stop: () => void }> {
   const session = await openSession(opts);

@@ -27,6 +27,20 @@ describe('merkle-kv cli', () => {
     expect(sync.stdout).toMatch(/^\(error\) sync with 127\.0\.0\.1:1 failed/);
   });
 
+  it('fills an empty node with SYNC --full, showing the stream\'s progress on stderr while it runs', async () => {
+    const full = await startTestNode({ node_id: 'full' });
+    const value = Buffer.alloc(100, 'v');
+    for (let i = 0; i < 200_000; i++) void full.store.set(Buffer.from(`key:${i}`), value);
+    await full.store.settled();
+    const empty = await startTestNode({ node_id: 'empty' });
+    const r = await cli(['-p', String(empty.address.port), 'SYNC', '127.0.0.1', String(full.address.port), '--full']);
+    expect(r).toMatchObject({ code: 0, stdout: 'OK\n' });
+    expect(empty.store.size).toBe(200_000);
+    expect(empty.store.rootHash()).toEqual(full.store.rootHash());
+    // At least one progress line (the copy of 200,000 keys outlasts the CLI's half-second poll).
+    expect(r.stderr).toMatch(/^\rsync: \d+(\.\d)?% \d+ keys \d+\.\d MB \d+ keys\/s/);
+  });
+
   it('exits 2 when it cannot connect or AUTH is refused, and authenticates with --password', async () => {
     const closed = await cli(['-p', '1', 'PING']);
     expect(closed.code).toBe(2);
