@@ -88,7 +88,7 @@ export class NodeRecords {
 
   private level(depth: number): Map<number, readonly StoredEntry[]> {
     let level = this.cache.get(depth);
-    if (level === undefined) this.cache.set(depth, (level = new Map()));
+    if (level === undefined) this.cache.set(depth, (level = new Map<number, readonly StoredEntry[]>()));
     return level;
   }
 }
