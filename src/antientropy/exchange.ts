@@ -3,9 +3,9 @@ import { ProtocolError, SelfPeerError } from '../errors.js';
 import { expected } from '../expected.js';
 import type { Limits } from '../rules.js';
 import { recordKeyHashBytes, type Store } from '../store/index.js';
-import { decodeDiff, MAX_ENTRIES, nodeRange, WINDOW, type DiffEntry } from './diff.js';
+import { decodeDiff, MAX_ENTRIES, nodeRange, WINDOW, windowWidth, type DiffEntry } from './diff.js';
 import type { PeerClient } from './peer.js';
-import { NodeRecords } from './nodes.js';
+import { NodeRecords, sumsBelow, windowsOf } from './nodes.js';
 import { compareHashes, compareListing, describe, type KeyRepairs } from './reconcile.js';
 import { pull, push, sendBatches } from './repairs.js';
 import { diffLine, parseRootReply, rootLine } from './requests.js';
@@ -176,24 +176,16 @@ interface Started {
  */
 function startDescent(store: Store, peer: PeerClient): Started {
   const offset = randomInt(0, 16 - WINDOW + 1);
-  const levels = store.size + store.tombstoneCount > TWO_LEVELS_FROM ? 2 : 1;
+  const levels = store.size + store.tombstoneCount > TWO_LEVELS_FROM && store.merkle.depth >= 2 ? 2 : 1;
   const windows = describeLevels(store, levels, offset);
   const entries: DiffEntry[] = [{ kind: 'hashes', depth: 0, index: 0, levels, windows }];
   // Awaited by the descent; an exchange that ends first (equal roots) leaves it unread.
   return { offset, replies: expected(Promise.all([peer.binary(diffLine(offset, LIST_SPARSE, entries))])) };
 }
 
+/** This node's windows of the tree `levels` levels below the root. */
 function describeLevels(store: Store, levels: number, offset: number): Buffer {
-  const nodes = new NodeRecords(store);
-  const e = describe(store, 0, 0, 0, offset, nodes);
-  if (levels === 1 && e.kind === 'hashes') return e.windows;
-  const parts: Buffer[] = [];
-  for (let c = 0; c < 16; c++) {
-    const child = describe(store, 1, c, 0, offset, nodes);
-    if (child.kind !== 'hashes') throw new ProtocolError('unexpected listing above the tree');
-    parts.push(child.windows);
-  }
-  return Buffer.concat(parts);
+  return windowsOf(sumsBelow(store, 0, 0, levels), offset, windowWidth(levels));
 }
 
 /**

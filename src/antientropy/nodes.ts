@@ -25,17 +25,17 @@ export function sumsBelow(store: Store, depth: number, index: number, levels: nu
   return sums.toBuffer();
 }
 
-/** The windows (WINDOW bytes at `offset` of each 16-byte sum) of `sums`, packed. */
-export function windowsOf(sums: Buffer, offset: number): Buffer {
+/** The windows (`width` bytes at `offset` of each 16-byte sum) of `sums`, packed. */
+export function windowsOf(sums: Buffer, offset: number, width = WINDOW): Buffer {
   const n = sums.length / 16;
-  const out = Buffer.allocUnsafe(n * WINDOW);
-  for (let i = 0; i < n; i++) sums.copy(out, i * WINDOW, i * 16 + offset, i * 16 + offset + WINDOW);
+  const out = Buffer.allocUnsafe(n * width);
+  for (let i = 0; i < n; i++) sums.copy(out, i * width, i * 16 + offset, i * 16 + offset + width);
   return out;
 }
 
 /** Whether sum `i`'s window differs: ours in full sums, theirs packed. */
-export function windowDiffers(mine: Buffer, theirs: Buffer, i: number, offset: number): boolean {
-  return mine.compare(theirs, i * WINDOW, i * WINDOW + WINDOW, i * 16 + offset, i * 16 + offset + WINDOW) !== 0;
+export function windowDiffers(mine: Buffer, theirs: Buffer, i: number, offset: number, width = WINDOW): boolean {
+  return mine.compare(theirs, i * width, i * width + width, i * 16 + offset, i * 16 + offset + width) !== 0;
 }
 
 /** Whether sum `i` (16 bytes) of `sums` is zero: the node holds no record. */

@@ -1,7 +1,7 @@
 import { compareVersion } from '../hlc.js';
 import { ProtocolError } from '../errors.js';
 import { recordItem, recordKeyHashBytes, recordVersionOf, type Store, type StoredEntry } from '../store/index.js';
-import { MAX_DEPTH, WINDOW, type DiffEntry, type ListedEntry } from './diff.js';
+import { MAX_DEPTH, WINDOW, windowWidth, type DiffEntry, type ListedEntry } from './diff.js';
 import { isZero, NodeRecords, sumsBelow, windowDiffers, windowsOf } from './nodes.js';
 
 /*
@@ -41,8 +41,9 @@ export function compareHashes(
   const below = e.depth + e.levels > store.merkle.depth ? nodes.get(e.depth, e.index) : undefined;
   const mine = sumsBelow(store, e.depth, e.index, e.levels, below);
   const count = 16 ** e.levels;
+  const width = windowWidth(e.levels);
   for (let j = 0; j < count; j++) {
-    if (windowDiffers(mine, e.windows, j, offset)) differs(e.depth + e.levels, e.index * count + j, isZero(mine, j));
+    if (windowDiffers(mine, e.windows, j, offset, width)) differs(e.depth + e.levels, e.index * count + j, isZero(mine, j));
   }
 }
 

@@ -3,7 +3,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { plainState } from '../../src/store/state.js';
 import { PeerProof } from '../../src/antientropy/handshake.js';
 import { putLine } from '../../src/antientropy/requests.js';
-import { decodeDiff, encodeDiff, WINDOW, type DiffEntry } from '../../src/antientropy/diff.js';
+import { decodeDiff, encodeDiff, WINDOW, windowWidth, type DiffEntry } from '../../src/antientropy/diff.js';
 import { decodeRecords, writeRecord, Writer } from '../../src/antientropy/wire.js';
 import { ProtocolError } from '../../src/errors.js';
 import { formatHlc } from '../../src/hlc.js';
@@ -16,7 +16,7 @@ function b64diff(...entries: DiffEntry[]): string {
   return encodeDiff(entries).toString('base64');
 }
 
-const rootHashes = (levels = 1): DiffEntry => ({ kind: 'hashes', depth: 0, index: 0, levels, windows: Buffer.alloc(16 ** levels * WINDOW) });
+const rootHashes = (levels = 1): DiffEntry => ({ kind: 'hashes', depth: 0, index: 0, levels, windows: Buffer.alloc(16 ** levels * windowWidth(levels)) });
 
 /**
  * A fake peer that holds the (default) cluster secret: it answers the handshake properly (the proof with
