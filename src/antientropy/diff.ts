@@ -10,8 +10,8 @@ import { NodeTable, readNodeTable, Reader, Writer } from './wire.js';
  * line is `AE.DIFF <offset> <list max> <base64 payload>`, the answer a BIN frame; both payloads are
  *
  *   the node-id table (wire.ts), then entries to the end, each: u8 kind, u8 depth, u32 index, and
- *   'H': u8 levels (1 or 2), then 16^levels windows of the node's descendants' sums that many levels
- *        down (windowWidth(levels) bytes at the request's offset of each 16-byte sum)
+ *   'H': u8 levels (1 or 2), u8 width (1 or 2), then 16^levels windows of the node's descendants'
+ *        sums that many levels down (width bytes at the request's offset of each 16-byte sum)
  *   'L': varint count, then per record: key hash (8), epoch wall (6), counter (2), varint node id
  *        index, and a window of its item hash: the sender's records under the node
  *   'P': varint count, key hashes (8 each): records the receiver should fetch (the sender is newer)
@@ -28,13 +28,11 @@ import { NodeTable, readNodeTable, Reader, Writer } from './wire.js';
 export const WINDOW = 2;
 
 /**
- * Bytes of each window in an 'H' entry of `levels` levels: two levels at once (the first request of a
- * descent, 256 sums) take one byte each. A node hidden by one (1 in 256 of the differing ones) waits for
- * the next pass; one difference among a million keys then costs 1.3 kB in all rather than 1.6.
+ * The first request of a descent's first pass, 256 sums, takes one byte of each: a node hidden by one
+ * (1 in 256 of the differing ones) waits for the next pass, whose first request takes two. One
+ * difference among a million keys then costs 1.3 kB in all rather than 1.6.
  */
-export function windowWidth(levels: number): number {
-  return levels === 2 ? 1 : WINDOW;
-}
+export const FIRST_WINDOW = 1;
 /** Deepest tree node: every bit of a key hash's upper 32 has chosen a branch. */
 export const MAX_DEPTH = 8;
 /** Entries one request may hold; records one listing or key-hash list may hold. */
@@ -51,7 +49,7 @@ export interface ListedEntry {
 }
 
 export type DiffEntry =
-  | { readonly kind: 'hashes'; readonly depth: number; readonly index: number; readonly levels: number; readonly windows: Buffer }
+  | { readonly kind: 'hashes'; readonly depth: number; readonly index: number; readonly levels: number; readonly width: number; readonly windows: Buffer }
   | { readonly kind: 'list'; readonly depth: number; readonly index: number; readonly entries: readonly ListedEntry[] }
   | { readonly kind: 'pull'; readonly keyHashes: readonly Buffer[] }
   | { readonly kind: 'need'; readonly keyHashes: readonly Buffer[] };
@@ -73,6 +71,7 @@ export function encodeDiff(entries: readonly DiffEntry[]): Buffer {
     body.u32(e.index);
     if (e.kind === 'hashes') {
       body.u8(e.levels);
+      body.u8(e.width);
       body.bytes(e.windows);
       continue;
     }
@@ -104,7 +103,9 @@ export function decodeDiff(payload: Buffer): DiffEntry[] {
     if (kind === KIND.hashes) {
       const levels = r.u8();
       if (levels < 1 || levels > 2 || depth + levels > MAX_DEPTH) throw new ProtocolError('AE.DIFF hashes entry of a wrong depth');
-      out.push({ kind: 'hashes', depth, index, levels, windows: r.bytes(16 ** levels * windowWidth(levels)) });
+      const width = r.u8();
+      if (width < 1 || width > WINDOW) throw new ProtocolError('AE.DIFF hashes entry of a wrong window width');
+      out.push({ kind: 'hashes', depth, index, levels, width, windows: r.bytes(16 ** levels * width) });
     } else if (kind === KIND.list) {
       const n = listLength(r);
       const entries: ListedEntry[] = [];

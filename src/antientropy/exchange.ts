@@ -3,7 +3,7 @@ import { ProtocolError, SelfPeerError } from '../errors.js';
 import { expected } from '../expected.js';
 import type { Limits } from '../rules.js';
 import { recordKeyHashBytes, type Store } from '../store/index.js';
-import { decodeDiff, MAX_ENTRIES, nodeRange, WINDOW, windowWidth, type DiffEntry } from './diff.js';
+import { decodeDiff, FIRST_WINDOW, MAX_ENTRIES, nodeRange, WINDOW, type DiffEntry } from './diff.js';
 import type { PeerClient } from './peer.js';
 import { NodeRecords, sumsBelow, windowsOf } from './nodes.js';
 import { compareHashes, compareListing, describe, type KeyRepairs } from './reconcile.js';
@@ -132,7 +132,7 @@ export async function exchange(store: Store, peer: PeerClient, opts: ExchangeOpt
   };
   while (result.passes < MAX_PASSES && theirs.root !== store.rootHash().toString('hex')) {
     if (result.passes > 0) {
-      first = startDescent(store, peer);
+      first = startDescent(store, peer, false);
       result.roundTrips++;
     }
     result.passes++;
@@ -172,20 +172,18 @@ interface Started {
 
 /**
  * Sends the first AE.DIFF of a descent: this node's windows two levels below the root (one for a small
- * store), at a new window offset (one that hid a difference is not used twice).
+ * store), at a new window offset (one that hid a difference is not used twice). The first pass's takes
+ * one byte of each sum (FIRST_WINDOW): it also goes out between equal replicas, and for one difference;
+ * a later pass, which runs only because differences remain, takes two.
  */
-function startDescent(store: Store, peer: PeerClient): Started {
+function startDescent(store: Store, peer: PeerClient, firstPass = true): Started {
   const offset = randomInt(0, 16 - WINDOW + 1);
   const levels = store.size + store.tombstoneCount > TWO_LEVELS_FROM && store.merkle.depth >= 2 ? 2 : 1;
-  const windows = describeLevels(store, levels, offset);
-  const entries: DiffEntry[] = [{ kind: 'hashes', depth: 0, index: 0, levels, windows }];
+  const width = levels === 2 && firstPass ? FIRST_WINDOW : WINDOW;
+  const windows = windowsOf(sumsBelow(store, 0, 0, levels), offset, width);
+  const entries: DiffEntry[] = [{ kind: 'hashes', depth: 0, index: 0, levels, width, windows }];
   // Awaited by the descent; an exchange that ends first (equal roots) leaves it unread.
   return { offset, replies: expected(Promise.all([peer.binary(diffLine(offset, LIST_SPARSE, entries))])) };
-}
-
-/** This node's windows of the tree `levels` levels below the root. */
-function describeLevels(store: Store, levels: number, offset: number): Buffer {
-  return windowsOf(sumsBelow(store, 0, 0, levels), offset, windowWidth(levels));
 }
 
 /**

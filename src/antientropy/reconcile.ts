@@ -1,7 +1,7 @@
 import { compareVersion } from '../hlc.js';
 import { ProtocolError } from '../errors.js';
 import { recordItem, recordKeyHashBytes, recordVersionOf, type Store, type StoredEntry } from '../store/index.js';
-import { MAX_DEPTH, WINDOW, windowWidth, type DiffEntry, type ListedEntry } from './diff.js';
+import { MAX_DEPTH, WINDOW, type DiffEntry, type ListedEntry } from './diff.js';
 import { isZero, NodeRecords, sumsBelow, windowDiffers, windowsOf } from './nodes.js';
 
 /*
@@ -21,10 +21,10 @@ export interface KeyRepairs {
  * tree and holds at most `listMax` of them (or is at the deepest level), else its children's windows.
  */
 export function describe(store: Store, depth: number, index: number, listMax: number, offset: number, nodes: NodeRecords): DiffEntry {
-  if (depth < store.merkle.depth) return { kind: 'hashes', depth, index, levels: 1, windows: windowsOf(store.merkle.children(depth, index), offset) };
+  if (depth < store.merkle.depth) return { kind: 'hashes', depth, index, levels: 1, width: WINDOW, windows: windowsOf(store.merkle.children(depth, index), offset) };
   const records = nodes.get(depth, index);
   if (records.length <= listMax || depth === MAX_DEPTH) return { kind: 'list', depth, index, entries: records.map((r) => listed(r.rec, offset)) };
-  return { kind: 'hashes', depth, index, levels: 1, windows: windowsOf(sumsBelow(store, depth, index, 1, records), offset) };
+  return { kind: 'hashes', depth, index, levels: 1, width: WINDOW, windows: windowsOf(sumsBelow(store, depth, index, 1, records), offset) };
 }
 
 /**
@@ -41,7 +41,7 @@ export function compareHashes(
   const below = e.depth + e.levels > store.merkle.depth ? nodes.get(e.depth, e.index) : undefined;
   const mine = sumsBelow(store, e.depth, e.index, e.levels, below);
   const count = 16 ** e.levels;
-  const width = windowWidth(e.levels);
+  const width = e.width;
   for (let j = 0; j < count; j++) {
     if (windowDiffers(mine, e.windows, j, offset, width)) differs(e.depth + e.levels, e.index * count + j, isZero(mine, j));
   }

@@ -5,7 +5,7 @@ import { plainState } from '../../src/store/state.js';
 import type { Version } from '../../src/hlc.js';
 
 const plain = (key: string, version: Version, value: Buffer | undefined) => ({ key: Buffer.from(key), state: plainState(version, value) });
-import { windowWidth, type DiffEntry } from '../../src/antientropy/diff.js';
+import type { DiffEntry } from '../../src/antientropy/diff.js';
 import { PeerClient } from '../../src/antientropy/peer.js';
 import { MAX_FRAME, MAX_REPLY_LINE, ReplyParser, type Reply } from '../../src/antientropy/replies.js';
 import {
@@ -62,7 +62,7 @@ describe('anti-entropy requests (one encoder, one parser)', () => {
   const hex = (n: number): string => 'ab'.repeat(n);
   const version = { wall: 0x0193a0b1c2d3, counter: 9, node: 'node-é' };
   const diffEntries: DiffEntry[] = [
-    { kind: 'hashes', depth: 1, index: 15, levels: 2, windows: Buffer.alloc(256 * windowWidth(2), 9) },
+    { kind: 'hashes', depth: 1, index: 15, levels: 2, width: 1, windows: Buffer.alloc(256, 9) },
     { kind: 'list', depth: 6, index: 77, entries: [{ keyHash: Buffer.alloc(8, 4), version, item: Buffer.from([5, 6]) }] },
   ];
   const requests: [Buffer, unknown][] = [

@@ -3,7 +3,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { plainState } from '../../src/store/state.js';
 import { PeerProof } from '../../src/antientropy/handshake.js';
 import { putLine } from '../../src/antientropy/requests.js';
-import { decodeDiff, encodeDiff, WINDOW, windowWidth, type DiffEntry } from '../../src/antientropy/diff.js';
+import { decodeDiff, encodeDiff, WINDOW, type DiffEntry } from '../../src/antientropy/diff.js';
 import { decodeRecords, writeRecord, Writer } from '../../src/antientropy/wire.js';
 import { ProtocolError } from '../../src/errors.js';
 import { formatHlc } from '../../src/hlc.js';
@@ -16,7 +16,7 @@ function b64diff(...entries: DiffEntry[]): string {
   return encodeDiff(entries).toString('base64');
 }
 
-const rootHashes = (levels = 1): DiffEntry => ({ kind: 'hashes', depth: 0, index: 0, levels, windows: Buffer.alloc(16 ** levels * windowWidth(levels)) });
+const rootHashes = (levels = 1, width = WINDOW): DiffEntry => ({ kind: 'hashes', depth: 0, index: 0, levels, width, windows: Buffer.alloc(16 ** levels * width) });
 
 /**
  * A fake peer that holds the (default) cluster secret: it answers the handshake properly (the proof with
@@ -53,12 +53,15 @@ describe('anti-entropy internal commands', () => {
     expect(await c.provePeer()).toBe('OK');
     expect(await c.call('AE.ROOT 0000 16')).toBe('ERROR cluster_secret differs from this node: the trees cannot be compared');
     expect(await c.call('AE.ROOT')).toBe('ERROR AE.ROOT command requires a secret fingerprint and the segment bits');
-    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'hashes', depth: 7, index: 0, levels: 2, windows: Buffer.alloc(256 * WINDOW) })}`)).toBe(
+    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'hashes', depth: 7, index: 0, levels: 2, width: 1, windows: Buffer.alloc(256) })}`)).toBe(
       'ERROR AE.DIFF hashes entry of a wrong depth',
+    );
+    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'hashes', depth: 0, index: 0, levels: 1, width: 3, windows: Buffer.alloc(48) })}`)).toBe(
+      'ERROR AE.DIFF hashes entry of a wrong window width',
     );
     expect(await c.call(`AE.DIFF 15 4 ${b64diff(rootHashes())}`)).toBe('ERROR offset must be 0..14');
     expect(await c.call(`AE.DIFF 0 0 ${b64diff(rootHashes())}`)).toBe('ERROR list max must be 1..65536');
-    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'hashes', depth: 1, index: 16, levels: 1, windows: Buffer.alloc(16 * WINDOW) })}`)).toBe(
+    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'hashes', depth: 1, index: 16, levels: 1, width: WINDOW, windows: Buffer.alloc(16 * WINDOW) })}`)).toBe(
       'ERROR AE.DIFF names no such tree node',
     );
     expect(await c.call(`AE.DIFF 0 4 ${b64diff()}`)).toBe('ERROR AE.DIFF takes 1..1024 entries');
@@ -195,7 +198,8 @@ describe('anti-entropy wire decoding', () => {
   it('reads every AE.DIFF entry it writes, and rejects truncated and ill-formed ones', () => {
     const entries: DiffEntry[] = [
       rootHashes(2),
-      { kind: 'hashes', depth: 3, index: 4095, levels: 1, windows: Buffer.alloc(16 * WINDOW, 7) },
+      rootHashes(2, 1),
+      { kind: 'hashes', depth: 3, index: 4095, levels: 1, width: WINDOW, windows: Buffer.alloc(16 * WINDOW, 7) },
       { kind: 'list', depth: 8, index: 2 ** 32 - 1, entries: [{ keyHash: Buffer.alloc(8, 1), version: { wall: 2 ** 47, counter: 65535, node: 'n-é' }, item: Buffer.from([1, 2]) }] },
       { kind: 'list', depth: 5, index: 3, entries: [] },
       { kind: 'pull', keyHashes: [Buffer.alloc(8, 2), Buffer.alloc(8, 3)] },
