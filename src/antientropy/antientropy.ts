@@ -6,6 +6,7 @@ import type { Limits } from '../rules.js';
 import type { Store } from '../store/index.js';
 import { exchange, type ExchangeResult } from './exchange.js';
 import { provePeer, type PeerProof } from './handshake.js';
+import { CopyCursors } from './cursors.js';
 import { StreamWatch } from './progress.js';
 import { PeerClient } from './peer.js';
 import type { NodeStatus, Presence } from '../replication/presence.js';
@@ -77,7 +78,7 @@ export class AntiEntropy {
   private readonly totals = new Map<string, PeerTotals>();
   private readonly clients = new Set<PeerClient>();
   /** Where a copy of a peer's whole store (by its node id) was cut short: resumed by the next exchange. */
-  private readonly copies = new Map<string, Buffer>();
+  private readonly copies: CopyCursors;
   /** Streams filling this node from its peers: progress for the log, STATS and metrics. */
   readonly streams: StreamWatch;
   private timer: NodeJS.Timeout | undefined;
@@ -98,6 +99,7 @@ export class AntiEntropy {
 
   constructor(private readonly opts: AntiEntropyOptions) {
     this.streams = new StreamWatch(opts.logger);
+    this.copies = new CopyCursors(opts.store.path, opts.logger);
     this.peers = new PeerSet(opts.peers);
     opts.presence?.onChange((now, before) => this.heard(now, before));
     opts.presence?.onForget((node) => this.peers.forget(node));

@@ -41,7 +41,11 @@ export interface ExchangeOptions {
    * Where a copy of the whole store from each peer (by node id) was cut short: the next exchange with
    * that peer resumes it there. Kept by the caller across exchanges.
    */
-  readonly copies?: Map<string, Buffer>;
+  readonly copies?: {
+    get(peer: string): Buffer | undefined;
+    set(peer: string, resume: Buffer): unknown;
+    delete(peer: string): unknown;
+  };
 }
 
 /** Passes one exchange may make when the roots still differ after a pass (see diff.ts, WINDOW). */
