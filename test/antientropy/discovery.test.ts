@@ -160,6 +160,7 @@ describe.runIf(hasMosquitto || process.env.CI === 'true')('peers found on Mosqui
       startReplicatedNode(id, {
         'mqtt.broker_address': broker.url,
         cluster_secret: secret,
+        'anti_entropy.discover_peers': 'true',
         'anti_entropy.interval_seconds': '1',
         'anti_entropy.max_concurrent_syncs': '1',
       });

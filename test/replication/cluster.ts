@@ -29,6 +29,9 @@ export async function startReplicatedNode(id: string, flags: Record<string, stri
       'storage.path': dataDir,
       'mqtt.enabled': 'true',
       'mqtt.keep_alive': '5',
+      // Replication alone: a test of it must not pass because anti-entropy with the nodes found on the
+      // broker repaired what it missed. Tests of discovery turn it on.
+      'anti_entropy.discover_peers': 'false',
       ...flags,
     },
   });
