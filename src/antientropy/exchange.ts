@@ -5,7 +5,7 @@ import type { Limits } from '../rules.js';
 import { recordKeyHashBytes, type Store } from '../store/index.js';
 import { decodeDiff, FIRST_WINDOW, MAX_ENTRIES, nodeRange, WINDOW, type DiffEntry } from './diff.js';
 import type { PeerClient } from './peer.js';
-import { NodeRecords, sumsBelow, windowsOf } from './nodes.js';
+import { isZero, NodeRecords, sumsBelow, windowsOf } from './nodes.js';
 import { compareHashes, compareListing, describe, type KeyRepairs } from './reconcile.js';
 import { pull, push, sendBatches } from './repairs.js';
 import { diffLine, parseRootReply, rootLine } from './requests.js';
@@ -89,7 +89,7 @@ export async function exchange(store: Store, peer: PeerClient, opts: ExchangeOpt
   if (equalRoots && !opts.full) return { ...result, equal: true, converged: true };
   // A new or wiped node (or SYNC --full, or a copy cut short): the whole store is copied, not reconciled.
   const resumeAt = opts.copies?.get(theirs.peer);
-  if (opts.full || resumeAt !== undefined || isEmpty(store)) {
+  if (opts.full || resumeAt !== undefined || isZero(store.rootHash())) {
     await first.replies;
     const moved = await copyAll(store, peer, resumeAt ?? FIRST_KEY, limits, (progress, resume) => {
       if (resume === undefined) opts.copies?.delete(theirs.peer);
@@ -148,11 +148,6 @@ export async function exchange(store: Store, peer: PeerClient, opts: ExchangeOpt
     theirs = parseRoot(await apply(repairs, () => peer.line(ask)), nodeId);
   }
   return { ...result, equal: equalRoots, converged: theirs.root === store.rootHash().toString('hex') };
-}
-
-/** Whether the store holds no record at all. */
-function isEmpty(store: Store): boolean {
-  return store.rootHash().every((b) => b === 0);
 }
 
 function parseRoot(line: string, nodeId: string): { root: string; peer: string } {

@@ -38,11 +38,11 @@ export class StreamWatch {
       const now = Date.now();
       if (now - w.lastLog < LOG_EVERY_MS) return;
       w.lastLog = now;
-      this.logger.info({ peer, ...figures(w, now) }, 'anti-entropy: streaming');
+      this.logger.info({ peer, ...progressOf(w, now) }, 'anti-entropy: streaming');
     };
     const end = (): void => {
       this.active.delete(w);
-      if (w.progress !== undefined) this.logger.info({ peer, ...figures(w, Date.now()) }, 'anti-entropy: stream done');
+      if (w.progress !== undefined) this.logger.info({ peer, ...progressOf(w, Date.now()) }, 'anti-entropy: stream done');
     };
     return { onFrame, end };
   }
@@ -61,7 +61,7 @@ export class StreamWatch {
     for (const w of this.active) {
       if (w.progress === undefined) continue;
       running++;
-      const f = figures(w, now);
+      const f = progressOf(w, now);
       percent = Math.min(percent, f.percent);
       rate += f.keysPerSecond;
       keys += f.keys;
@@ -85,7 +85,7 @@ export class StreamWatch {
   }
 }
 
-function figures(w: Watched, now: number): { keys: number; bytes: number; keysPerSecond: number; percent: number } {
+function progressOf(w: Watched, now: number): { keys: number; bytes: number; keysPerSecond: number; percent: number } {
   const p = w.progress;
   const seconds = Math.max((now - w.started) / 1000, 0.001);
   const keys = p?.received ?? 0;

@@ -30,9 +30,8 @@ export interface KeyHashRanges {
   /**
    * Visits the records in key-hash order from index key `start` (an 8-byte key hash, or a key hash and
    * a key as `indexKey` makes them: inclusive) up to key hash `end` (8 bytes, exclusive; undefined: to
-   * the end), until `visit` returns false. Reads LMDB's index, so a key written in the last moments
-   * (not committed yet) may be missed: whoever streams follows up with a comparison. The arguments are
-   * views, valid during the call only.
+   * the end), until `visit` returns false. Pending writes of keys not in LMDB's index yet are visited
+   * in their place in the order. The arguments are views, valid during the call only.
    */
   visitRange(start: Buffer, end: Buffer | undefined, visit: (indexKey: Buffer, key: Buffer, rec: Buffer) => boolean): void;
 }
