@@ -1,7 +1,7 @@
 import { ProtocolError } from '../errors.js';
 import { expected } from '../expected.js';
 import type { Limits } from '../rules.js';
-import { checkKeyKind, checkRecordKey, parseBody, recordBody, recordFlags, recordItem, recordKeyHashBytes, recordVersionOf, type Ack, type Store } from '../store/index.js';
+import { recordBody, recordFlags, recordItem, recordKeyHashBytes, recordVersionOf, type CopiedRecords, type Store } from '../store/index.js';
 import type { PeerClient } from './peer.js';
 import { rangeLine, scanLine } from './requests.js';
 import { NodeTable, readNodeTable, Reader, Writer } from './wire.js';
@@ -124,41 +124,116 @@ class FrameWriter {
   }
 }
 
-/** One record of an AE.RANGE reply; key and body are views of the frame. */
-export interface StreamedRecord {
-  readonly key: Buffer;
-  readonly flags: number;
-  readonly wall: number;
-  readonly counter: number;
-  readonly node: string;
-  readonly body: Buffer;
-  /** The key hash (8 bytes) and the item hash (16 bytes as latin1), as the sender stored them. */
-  readonly keyHash: Buffer;
-  readonly item: string;
+/** Decodes an AE.RANGE or AE.SCAN reply (from a peer: nothing trusted beyond its framing, checked whole here). */
+export function decodeRange(frame: Buffer): { resume: Buffer | undefined; total: number; records: FrameRecords } {
+  const cut = (): ProtocolError => new ProtocolError('truncated anti-entropy reply');
+  if (frame.length < 1) throw cut();
+  const status = frame[0] as number;
+  if (status !== DONE && status !== CUT) throw new ProtocolError('malformed AE.RANGE reply');
+  let o = 1;
+  let resume: Buffer | undefined;
+  if (status === CUT) {
+    if (frame.length < o + 2) throw cut();
+    const n = frame.readUInt16BE(o);
+    if (frame.length < o + 2 + n) throw cut();
+    resume = frame.subarray(o + 2, o + 2 + n);
+    o += 2 + n;
+  }
+  if (frame.length < o + 8) throw cut();
+  const total = frame.readUIntBE(o, 6);
+  // The node-id table: its extent found here, its ids read (and checked) by wire.ts.
+  const table = o + 6;
+  const ids = frame.readUInt16BE(table);
+  o = table + 2;
+  for (let i = 0; i < ids; i++) {
+    if (frame.length < o + 1) throw cut();
+    o += 1 + (frame[o] as number);
+  }
+  if (frame.length < o) throw cut();
+  const records = new FrameRecords(frame, o, readNodeTable(new Reader(frame.subarray(table, o))));
+  return { resume, total, records };
 }
 
-/** Decodes an AE.RANGE reply (from a peer: nothing trusted beyond its framing). */
-export function decodeRange(frame: Buffer): { resume: Buffer | undefined; total: number; records: StreamedRecord[] } {
-  const r = new Reader(frame);
-  const status = r.u8();
-  if (status !== DONE && status !== CUT) throw new ProtocolError('malformed AE.RANGE reply');
-  const resume = status === CUT ? r.bytes(r.u16()) : undefined;
-  const total = r.u48();
-  const ids = readNodeTable(r);
-  const records: StreamedRecord[] = [];
-  while (!r.done) {
-    const key = r.bytes(r.varint());
-    const flags = r.u8();
-    const wall = r.u48();
-    const counter = r.u16();
-    const node = ids[r.u16()];
-    if (node === undefined) throw new ProtocolError('anti-entropy reply names an unknown node id');
-    const body = r.bytes(r.varint());
-    const keyHash = r.bytes(8);
-    const item = r.bytes(16).toString('latin1');
-    records.push({ key, flags, wall, counter, node, body, keyHash, item });
+/**
+ * The records of a stream frame, read in place (the store's CopiedRecords): `next()` moves to the next
+ * one, whose fields are then offsets into the frame and numbers, so that a frame of thousands of
+ * records makes no object per record. Made by decodeRange, which walks them once to check the framing
+ * and count them, then rewinds.
+ */
+export class FrameRecords implements CopiedRecords {
+  keyStart = 0;
+  keyEnd = 0;
+  flags = 0;
+  wall = 0;
+  counter = 0;
+  node = '';
+  bodyStart = 0;
+  bodyEnd = 0;
+  keyHashAt = 0;
+  itemAt = 0;
+  /** How many records the frame holds. */
+  readonly length: number;
+  private at: number;
+
+  constructor(
+    readonly buf: Buffer,
+    private readonly start: number,
+    private readonly ids: readonly string[],
+  ) {
+    this.at = start;
+    let n = 0;
+    while (this.next()) n++;
+    this.length = n;
+    this.rewind();
   }
-  return { resume, total, records };
+
+  /** Back before the first record. */
+  rewind(): void {
+    this.at = this.start;
+  }
+
+  next(): boolean {
+    const buf = this.buf;
+    if (this.at >= buf.length) return false;
+    const keyLength = this.varint();
+    this.keyStart = this.take(keyLength);
+    this.keyEnd = this.at;
+    // flags (1), epoch wall (6), counter (2), node id index (2)
+    const o = this.take(11);
+    this.flags = buf[o] as number;
+    this.wall = ((buf[o + 1] as number) * 256 + (buf[o + 2] as number)) * 2 ** 32 + buf.readUInt32BE(o + 3);
+    this.counter = ((buf[o + 7] as number) << 8) | (buf[o + 8] as number);
+    const node = this.ids[((buf[o + 9] as number) << 8) | (buf[o + 10] as number)];
+    if (node === undefined) throw new ProtocolError('anti-entropy reply names an unknown node id');
+    this.node = node;
+    const bodyLength = this.varint();
+    this.bodyStart = this.take(bodyLength);
+    this.bodyEnd = this.at;
+    this.keyHashAt = this.take(8 + 16);
+    this.itemAt = this.keyHashAt + 8;
+    return true;
+  }
+
+  private take(n: number): number {
+    const at = this.at;
+    if (at + n > this.buf.length) throw new ProtocolError('truncated anti-entropy reply');
+    this.at = at + n;
+    return at;
+  }
+
+  /** A LEB128 unsigned integer of at most 5 bytes, below 2^32 (as wire.ts's Reader reads it). */
+  private varint(): number {
+    let v = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      const b = this.buf[this.take(1)] as number;
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) {
+        if (v >= 2 ** 32) break;
+        return v;
+      }
+    }
+    throw new ProtocolError('malformed number in anti-entropy reply');
+  }
 }
 
 /**
@@ -291,30 +366,14 @@ async function pullLane(
 }
 
 /**
- * Merges a frame's records in, then puts them in the log at once, as a client's writes would be at the
- * end of its batch. Resolves with how many changed something, once the write path lets more come (when
- * LMDB falls behind, it makes the stream wait: bounded memory).
+ * Merges a frame's records in (Store.applyCopied: each checked as a client's write, then merged), then
+ * puts them in the log at once, as a client's writes would be at the end of its batch. Resolves with
+ * how many changed something, once the write path lets more come (when LMDB falls behind, it makes the
+ * stream wait: bounded memory).
  */
-async function applyFrame(store: Store, records: readonly StreamedRecord[], limits: Limits): Promise<number> {
-  let applied = 0;
-  let last: Ack = null;
-  for (const rec of records) {
-    const done = applyStreamed(store, rec, limits);
-    if (done === undefined) continue;
-    applied++;
-    if (done !== null) last = done;
-  }
+async function applyFrame(store: Store, records: FrameRecords, limits: Limits): Promise<number> {
+  const { applied, after } = store.applyCopied(records, limits);
   store.flush();
-  if (last !== null) await last;
+  if (after !== null) await after;
   return applied;
-}
-
-/** Checks one streamed record as a client's write would be checked, and merges it in. */
-function applyStreamed(store: Store, rec: StreamedRecord, limits: Limits): Ack | undefined {
-  const key = checkRecordKey(rec.key, limits);
-  // The node id was checked when the frame's table was read.
-  const epoch = { wall: rec.wall, counter: rec.counter, node: rec.node };
-  const state = parseBody(epoch, rec.flags, rec.body, limits);
-  checkKeyKind(key, state);
-  return store.applyRemote(key, state, { item: rec.item, keyHash: rec.keyHash });
 }

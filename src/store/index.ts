@@ -3,7 +3,7 @@
  * no-restricted-imports). Everything not exported here is the store's own business.
  */
 export { Store } from './store.js';
-export type { Hashes, Held, MerkleView, Read, StoreFigures, StoreOptions } from './types.js';
+export type { CopiedRecords, CopyResult, Hashes, Held, MerkleView, Read, StoreFigures, StoreOptions } from './types.js';
 export type { Ack, AcknowledgedWrite } from './writepath.js';
 export type { KeyHashRanges, StoredEntry } from './keyhash.js';
 export type { FsyncMode } from './wal.js';

@@ -39,10 +39,10 @@ const KIND_SHIFT = 4;
 export const KIND = { plain: 0, counter: 1, set: 2, member: 3 } as const;
 export type Kind = (typeof KIND)[keyof typeof KIND];
 
-const ITEM = 10;
-const KEY_HASH = 26;
-const NODE_LEN = 34;
-const HEADER = 35;
+export const ITEM = 10;
+export const KEY_HASH = 26;
+export const NODE_LEN = 34;
+export const HEADER = 35;
 /** at (6), wall (6), counter (2), node id length (1). */
 const REGISTER_FIXED = 15;
 
@@ -75,7 +75,7 @@ export const CLIENT_FLAGS_BYTES = 4;
 // Every record carries its epoch's node id, one of a few: keep their bytes at hand.
 const nodeIds = new Map<string, Buffer>();
 
-function nodeBytes(node: string): Buffer {
+export function nodeBytes(node: string): Buffer {
   let bytes = nodeIds.get(node);
   if (bytes === undefined) {
     bytes = Buffer.from(node, 'utf8');
@@ -113,12 +113,12 @@ function writeRecord(buf: Buffer, o: number, rec: StoredRecord, node: Buffer): v
 }
 
 /** Big-endian 16 and 32 bits at `o`. */
-function put16(buf: Buffer, o: number, v: number): void {
+export function put16(buf: Buffer, o: number, v: number): void {
   buf[o] = v >>> 8;
   buf[o + 1] = v;
 }
 
-function put32(buf: Buffer, o: number, v: number): void {
+export function put32(buf: Buffer, o: number, v: number): void {
   buf[o] = v >>> 24;
   buf[o + 1] = v >>> 16;
   buf[o + 2] = v >>> 8;
@@ -328,7 +328,10 @@ export function decodeFormat1(buf: Buffer): Omit<StoredRecord, 'item' | 'keyHash
 
 /** The key-hash index's key of a record (keyhash.ts): its key hash (8 bytes, big-endian, as stored in `rec`), then the key. */
 export function indexKey(rec: Buffer, key: Buffer): Buffer {
-  return Buffer.concat([recordKeyHashBytes(rec), key]);
+  const buf = Buffer.allocUnsafe(8 + key.length);
+  for (let i = 0; i < 8; i++) buf[i] = rec[KEY_HASH + i] as number;
+  buf.set(key, 8);
+  return buf;
 }
 
 /*

@@ -36,10 +36,16 @@ export class RemoteMerge {
    * the state's hashes as its sender computed them (see Store.applyRemote).
    */
   apply(key: Buffer, state: RecordState, hashes?: Hashes): Ack | undefined {
-    const { observe, readAt } = this.opts;
+    const { observe } = this.opts;
     const hlc = observe(state.epoch);
     // A local EXPIRE after this one must carry a newer version to win within the epoch.
     if (state.expiry !== undefined) observe(state.expiry.version);
+    return this.applyObserved(key, state, hlc, hashes);
+  }
+
+  /** apply() once the clock has observed the state: `hlc` is its epoch's reading as observed (clamped if too far ahead). */
+  applyObserved(key: Buffer, state: RecordState, hlc: Hlc, hashes?: Hashes): Ack | undefined {
+    const readAt = this.opts.readAt;
     const clamped = hlc.wall !== state.epoch.wall || hlc.counter !== state.epoch.counter;
     const incoming = clamped ? { ...state, epoch: { wall: hlc.wall, counter: hlc.counter, node: state.epoch.node } } : state;
     const k = key.toString('latin1');

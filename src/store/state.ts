@@ -113,6 +113,16 @@ export function parseBody(epoch: Version, flags: number, body: Buffer, limits?: 
   return { epoch, flags: flags & ~(FLAG_EXPIRY | FLAG_CLIENT_FLAGS), expiry, ...(clientFlags === undefined ? {} : { clientFlags }), payload };
 }
 
+/**
+ * parseBody's checks for a plain value or tombstone with no expiry register or client flags (flags 0
+ * or FLAG_TOMBSTONE), made on its payload's length alone: a copied record is stored as it came, with no
+ * state built (copy.ts). Throws ProtocolError.
+ */
+export function checkSimplePayload(flags: number, length: number, limits: Limits): void {
+  if ((flags & FLAG_TOMBSTONE) !== 0 && length > 0) throw new ProtocolError('malformed record: a tombstone holds nothing');
+  if (length > limits.maxValueBytes) throw new ProtocolError('malformed record: value too large');
+}
+
 /** The plain state a SET, SETEX, APPEND or DEL writes. */
 export function plainState(epoch: Version, value: Buffer | undefined, expiresAt = 0): RecordState {
   if (value === undefined) return { epoch, flags: FLAG_TOMBSTONE, expiry: undefined, payload: EMPTY };

@@ -1,22 +1,23 @@
-import { statSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Database, RootDatabase } from 'lmdb';
 import { StorageError } from '../errors.js';
 import { HybridClock, type Version } from '../hlc.js';
+import type { Limits } from '../rules.js';
 import { TreeHasher } from '../merkle/hash.js';
 import { MerkleTree } from '../merkle/tree.js';
+import { CopyMerge } from './copy.js';
+import { storeFigures } from './figures.js';
 import { counterValue, decodeCounter } from './counter.js';
 import { openDatabases, type Databases } from './databases.js';
 import { KeyHashIndex, type KeyHashRanges } from './keyhash.js';
 import { lockDataDirectory } from './lock.js';
 import { Overlay, PendingWrite } from './overlay.js';
 import { TombstonePurger } from './purge.js';
-import { encodeKeyedRecord, FLAG_TOMBSTONE, isAbsent, isSimple, isTombstone, KIND, keyedRecordOffset, keyHashOf, recordEpochId, recordKeyHash, recordKind, recordValue } from './record.js';
+import { encodeKeyedRecord, FLAG_TOMBSTONE, isAbsent, isSimple, isTombstone, KIND, keyedKeyLength, keyedRecordOffset, keyHashOf, recordEpochId, recordKeyHash, recordKeyHashHi, recordKind, recordValue } from './record.js';
 import { replayLog } from './replay.js';
 import { scanKeys, visitKeyOrder } from './scan.js';
 import { SetIndex } from './sets.js';
 import { encodeState, type RecordState } from './state.js';
-import type { Hashes, Held, MerkleView, Read, StoreFigures, StoreOptions, WriteSpec } from './types.js';
+import type { CopiedRecords, CopyResult, Hashes, Held, MerkleView, Read, StoreFigures, StoreOptions, WriteSpec } from './types.js';
 import { RemoteMerge } from './remote.js';
 import { Tally } from './tally.js';
 import { upgradeDataDirectory } from './upgrade.js';
@@ -45,6 +46,7 @@ export class Store {
   private readonly sets: SetIndex;
   private readonly tally: Tally;
   private readonly remote: RemoteMerge;
+  private readonly copies: CopyMerge;
   private readonly log: WriteAheadLog;
   private readonly root: RootDatabase<Buffer, Buffer>;
   private readonly db: Database<Buffer, Buffer>;
@@ -102,6 +104,15 @@ export class Store {
       write: (w) => this.write(w),
       onRefused: () => this.refused++,
     });
+    this.copies = new CopyMerge({
+      db,
+      observe: (remote) => this.clock.observe(remote),
+      isPending,
+      purgedBefore: () => this.purger.purgedBefore,
+      add: (k, keyed) => this.addCopied(k, keyed),
+      remote: this.remote,
+      onRefused: () => this.refused++,
+    });
   }
 
   /** Opens the store in `opts.path`; refused (StorageError) if another running node holds that directory. */
@@ -157,30 +168,7 @@ export class Store {
 
   /** The store's figures, for STATS and metrics. */
   figures(): StoreFigures {
-    const counts = this.tally.counts;
-    return {
-      keys: counts.live,
-      tombstones: counts.tombstones,
-      expiring: counts.expiringCount,
-      fsync: this.log.mode,
-      syncLagMs: this.log.syncLagMs,
-      syncs: this.log.syncs,
-      pendingWrites: this.overlay.size,
-      pendingBytes: this.overlay.pendingBytes,
-      lmdbLagMs: this.overlay.lagMs,
-      lmdbBatches: this.overlay.batchesApplied,
-      lmdbFailures: this.overlay.applyFailures,
-      lmdbBytes: this.lmdbBytes(),
-      refusedPurged: this.refused,
-    };
-  }
-
-  private lmdbBytes(): number {
-    try {
-      return statSync(join(this.opts.path, 'data.mdb')).size;
-    } catch {
-      return 0;
-    }
+    return storeFigures({ counts: this.tally.counts, log: this.log, overlay: this.overlay, refused: this.refused, path: this.opts.path });
   }
 
   /**
@@ -283,6 +271,16 @@ export class Store {
     return this.remote.apply(key, state, hashes);
   }
 
+  /**
+   * Merges records copied from a peer that proved the cluster secret (anti-entropy's streams) as
+   * applyRemote would, each checked as a client's write; keeps their hashes (copy.ts). Returns how many
+   * changed something and what a reply about them waits for.
+   */
+  applyCopied(records: CopiedRecords, limits: Limits): CopyResult {
+    if (this.closed) throw new StorageError('store is closed');
+    return this.copies.apply(records, limits);
+  }
+
   /** Visits the records from `from` (inclusive) in key order until `visit` returns false (scan.ts). */
   visitKeyOrder(from: Buffer, visit: (key: Buffer, rec: Buffer) => boolean): void {
     visitKeyOrder(this.db, from, visit);
@@ -310,6 +308,13 @@ export class Store {
     // A new epoch of a key that had a set leaves the old epoch's members dead: remove them soon.
     if (before !== undefined && this.sets.hasMembers(k) && recordEpochId(before, at) !== recordEpochId(keyed, recOffset)) this.sets.sweepLater(k);
     return this.writes.add(new PendingWrite(k, keyed, w.origin === 'local'), before !== undefined);
+  }
+
+  /** A copied record (copy.ts) under a key that holds nothing, pending or in LMDB: as write() would store it. */
+  private addCopied(k: string, keyed: Buffer): Ack {
+    const recOffset = keyedRecordOffset(keyedKeyLength(keyed));
+    this.tally.replaced(k, this.tree.segmentOf(recordKeyHashHi(keyed, recOffset)), undefined, 0, keyed, recOffset);
+    return this.writes.add(new PendingWrite(k, keyed, false), false);
   }
 
   /** Told of local writes once they are acknowledged (replication publishes them). */

@@ -83,3 +83,34 @@ export interface Hashes {
   readonly item: string;
   readonly keyHash: Buffer;
 }
+
+/**
+ * Records copied from a peer that proved the cluster secret (anti-entropy's streams), read where they
+ * lie: `next()` moves to the next record (false after the last), whose fields are then numbers and
+ * offsets into `buf`, so a frame of thousands of records makes no object per record. Nothing in them is
+ * trusted but the framing: the store checks keys and bodies as it would a client's.
+ */
+export interface CopiedRecords {
+  readonly buf: Buffer;
+  next(): boolean;
+  readonly keyStart: number;
+  readonly keyEnd: number;
+  /** The record's flags byte (record.ts). */
+  readonly flags: number;
+  /** The epoch: clock reading and node id (a checked node id). */
+  readonly wall: number;
+  readonly counter: number;
+  readonly node: string;
+  /** The body as stored (record.ts): expiry register, client flags, payload. */
+  readonly bodyStart: number;
+  readonly bodyEnd: number;
+  /** Where the key hash (8 bytes) and the item hash (16 bytes) lie in `buf`, as the sender stored them. */
+  readonly keyHashAt: number;
+  readonly itemAt: number;
+}
+
+/** What applying copied records did: how many changed something, and what a reply about them waits for. */
+export interface CopyResult {
+  readonly applied: number;
+  readonly after: Ack;
+}

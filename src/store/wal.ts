@@ -37,6 +37,8 @@ export interface LogOptions {
 }
 
 const HEADER = 12;
+/** The largest append buffer kept once its writes are out: a stream appends ~1 MiB a frame, and a new buffer for each cost more than the appends. */
+const KEEP_BYTES = 4 * 1024 * 1024;
 const NAME = /^wal-([0-9a-f]{16})\.log$/;
 
 export function segmentName(seq: number): string {
@@ -241,7 +243,7 @@ export class WriteAheadLog {
     this.written += done;
     this.segmentBytes += done;
     this.len = 0;
-    if (this.buf.length > 1024 * 1024) this.buf = Buffer.allocUnsafe(64 * 1024);
+    if (this.buf.length > KEEP_BYTES) this.buf = Buffer.allocUnsafe(64 * 1024);
     this.dirty.add(this.fd);
   }
 

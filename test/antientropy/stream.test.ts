@@ -27,7 +27,10 @@ function streamAll(store: Store): { pairs: string[]; frames: number } {
     const frame = rangeReply(store, from, undefined);
     frames++;
     const { resume, records } = decodeRange(frame);
-    for (const r of records) pairs.push(`${r.key.toString('latin1')}:${Buffer.from(r.item, 'latin1').toString('hex')}`);
+    while (records.next()) {
+      const key = records.buf.toString('latin1', records.keyStart, records.keyEnd);
+      pairs.push(`${key}:${records.buf.toString('hex', records.itemAt, records.itemAt + 16)}`);
+    }
     if (resume === undefined) return { pairs, frames };
     expect(resume.compare(from)).toBeGreaterThan(0);
     from = resume;
