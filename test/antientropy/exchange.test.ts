@@ -214,9 +214,11 @@ describe('anti-entropy property', () => {
           const emptyA = a.store.rootHash().every((byte) => byte === 0);
           const result = await a.antiEntropy.syncWith('127.0.0.1', b.address.port);
           expect(result.converged).toBe(true);
-          // One descent is enough when nothing is written meanwhile: the root check that ends it
-          // sees the peer after the pushes. An empty node copies the peer's records instead.
-          expect(result.passes).toBe(result.equal || emptyA ? 0 : 1);
+          // One descent is enough when nothing is written meanwhile (the root check that ends it sees
+          // the peer after the pushes), or two when a first pass's one-byte window hid a difference.
+          // An empty node copies the peer's records instead.
+          if (result.equal || emptyA) expect(result.passes).toBe(0);
+          else expect([1, 2]).toContain(result.passes);
           if (emptyA && !result.equal) expect(result.streamed).toBeGreaterThan(0);
           expect(contents(a)).toEqual(contents(b));
           expect(root(a)).toBe(root(b));
