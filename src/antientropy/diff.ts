@@ -115,13 +115,23 @@ export function encodeDiff(entries: readonly OutgoingEntry[]): Buffer {
 }
 
 /**
- * Decodes a payload from a peer (nothing trusted: every field is checked). Records ('R') are read
- * only with `limits` (an answer); a request that carries them is refused.
+ * Entries an answer may hold (each of a request's nodes has at most 256 descendants two levels down),
+ * and the records its listings and key-hash lists may name in all: a peer's frame cannot make this
+ * node build more.
  */
-export function decodeDiff(payload: Buffer, limits?: Limits): DiffEntry[] {
+export const MAX_ANSWER_ENTRIES = 256 * MAX_ENTRIES + 3;
+export const MAX_NAMED = 1 << 20;
+
+/**
+ * Decodes a payload from a peer (nothing trusted: every field is checked). Records ('R') are read
+ * only with `limits` (an answer); a request that carries them is refused. At most `maxEntries`
+ * entries, and MAX_NAMED records named.
+ */
+export function decodeDiff(payload: Buffer, limits?: Limits, maxEntries = MAX_ANSWER_ENTRIES): DiffEntry[] {
   const r = new Reader(payload);
   const ids = readNodeTable(r);
   const out: DiffEntry[] = [];
+  const budget = { entries: maxEntries, named: MAX_NAMED };
   while (!r.done) {
     const kind = r.u8();
     const depth = r.u8();
@@ -132,11 +142,13 @@ export function decodeDiff(payload: Buffer, limits?: Limits): DiffEntry[] {
       if (levels < 1 || levels > 2 || depth + levels > MAX_DEPTH) throw new ProtocolError('AE.DIFF hashes entry of a wrong depth');
       const width = r.u8();
       if (width < 1 || width > WINDOW) throw new ProtocolError('AE.DIFF hashes entry of a wrong window width');
+      spend(budget, 1, 0);
       out.push({ kind: 'hashes', depth, index, levels, width, windows: r.bytes(16 ** levels * width) });
     } else if (kind === KIND.list) {
-      readListings(r, ids, depth, index, out);
+      readListings(r, ids, depth, index, out, budget);
     } else if (kind === KIND.records && limits !== undefined) {
       const n = listLength(r);
+      spend(budget, 1, n);
       const records: WireRecord[] = [];
       for (let i = 0; i < n; i++) records.push(readRecord(r, limits));
       out.push({ kind: 'records', records });
@@ -144,6 +156,7 @@ export function decodeDiff(payload: Buffer, limits?: Limits): DiffEntry[] {
       throw new ProtocolError('AE.DIFF requests carry hashes and listings only');
     } else if (kind === KIND.pull || kind === KIND.need) {
       const n = listLength(r);
+      spend(budget, 1, n);
       const keyHashes: Buffer[] = [];
       for (let i = 0; i < n; i++) keyHashes.push(r.bytes(8));
       out.push({ kind: kind === KIND.pull ? 'pull' : 'need', keyHashes });
@@ -183,7 +196,7 @@ function writeListings(w: Writer, table: NodeTable, run: readonly Extract<DiffEn
   }
 }
 
-function readListings(r: Reader, ids: readonly string[], depth: number, index: number, out: DiffEntry[]): void {
+function readListings(r: Reader, ids: readonly string[], depth: number, index: number, out: DiffEntry[], budget: Budget): void {
   const skip = depth >> 1;
   const shift = 32 - 4 * depth;
   const latest = r.u48();
@@ -195,6 +208,7 @@ function readListings(r: Reader, ids: readonly string[], depth: number, index: n
     const prefix = Buffer.allocUnsafe(4);
     prefix.writeUInt32BE(depth === 0 ? 0 : index * 2 ** shift);
     const n = listLength(r);
+    spend(budget, 1, n);
     const entries: ListedEntry[] = [];
     for (let i = 0; i < n; i++) {
       const keyHash = Buffer.concat([prefix.subarray(0, skip), r.bytes(8 - skip)]);
@@ -209,6 +223,19 @@ function readListings(r: Reader, ids: readonly string[], depth: number, index: n
     }
     out.push({ kind: 'list', depth, index, entries });
   }
+}
+
+/** What a payload may still make this node build while it is decoded. */
+interface Budget {
+  entries: number;
+  named: number;
+}
+
+function spend(budget: Budget, entries: number, named: number): void {
+  budget.entries -= entries;
+  budget.named -= named;
+  if (budget.entries < 0) throw new ProtocolError(`AE.DIFF holds too many entries`);
+  if (budget.named < 0) throw new ProtocolError(`AE.DIFF names over ${MAX_NAMED} records`);
 }
 
 function listLength(r: Reader): number {

@@ -205,7 +205,7 @@ export function parseDiff(args: Args): AeDiffRequest {
   if (offset > 16 - WINDOW) throw new ProtocolError(`offset must be 0..${16 - WINDOW}`);
   if (listMax < 1 || listMax > MAX_LISTED) throw new ProtocolError(`list max must be 1..${MAX_LISTED}`);
   if (width < 1 || width > WINDOW) throw new ProtocolError(`window width must be 1..${WINDOW}`);
-  const entries = decodeDiff(Buffer.from(word.toString('latin1'), 'base64'));
+  const entries = decodeDiff(Buffer.from(word.toString('latin1'), 'base64'), undefined, MAX_ENTRIES);
   if (entries.length === 0 || entries.length > MAX_ENTRIES) throw new ProtocolError(`AE.DIFF takes 1..${MAX_ENTRIES} entries`);
   return { kind: 'ae.diff', offset, listMax, width, entries };
 }

@@ -76,7 +76,10 @@ describe('anti-entropy internal commands', () => {
       'ERROR AE.DIFF names no such tree node',
     );
     expect(await c.call(`AE.DIFF 0 4 2 ${b64diff()}`)).toBe('ERROR AE.DIFF takes 1..1024 entries');
-    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff(...Array.from({ length: 1025 }, () => rootHashes()))}`)).toBe('ERROR AE.DIFF takes 1..1024 entries');
+    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff(...Array.from({ length: 1025 }, () => rootHashes()))}`)).toBe('ERROR AE.DIFF holds too many entries');
+    // One listing entry of 1025 empty nodes at depth 3: 1025 entries once decoded.
+    const manyNodes = Array.from({ length: 1025 }, (_, i): DiffEntry => ({ kind: 'list', depth: 3, index: i, entries: [] }));
+    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff(...manyNodes)}`)).toBe('ERROR AE.DIFF holds too many entries');
     expect(await c.call(`AE.DIFF 0 4 2 ${b64diff({ kind: 'need', keyHashes: [Buffer.alloc(8)] })}`)).toBe('ERROR AE.DIFF requests carry hashes and listings only');
     expect(await c.call('AE.DIFF 0 4 2 AAAAAAA=')).toBe('ERROR truncated anti-entropy reply');
     // Equal replicas: nothing differs, nothing comes back.
@@ -254,6 +257,12 @@ describe('anti-entropy wire decoding', () => {
     expect(() => decodeDiff(listing([0x10, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0]))).toThrow('AE.DIFF lists a record under the wrong node');
     expect(() => decodeDiff(listing([0, 0, 0, 0, 0, 0, 0, 0], [10, 0, 0]))).toThrow('AE.DIFF lists an epoch before 1970');
     expect(() => decodeDiff(listing([0, 0, 0, 0, 0, 0, 0, 0], [0, 0x80, 0x80, 4, 0]))).toThrow('AE.DIFF lists an epoch counter over 65535');
+    // More than a payload may make this node build: entries, or records named in all.
+    const nodes = Array.from({ length: 20 }, (_, i): DiffEntry => ({ kind: 'list', depth: 2, index: i, entries: [] }));
+    expect(decodeDiff(encodeDiff(nodes), undefined, 20)).toHaveLength(20);
+    expect(() => decodeDiff(encodeDiff(nodes), undefined, 19)).toThrow('AE.DIFF holds too many entries');
+    const named = Array.from({ length: 17 }, (): DiffEntry => ({ kind: 'need', keyHashes: Array.from({ length: 65_536 }, () => Buffer.alloc(8)) }));
+    expect(() => decodeDiff(encodeDiff(named))).toThrow('AE.DIFF names over 1048576 records');
     // More nodes than the depth has after the first.
     expect(() => decodeDiff(Buffer.from([0, 0, 0x4c, 1, 0, 0, 0, 15, 0, 0, 0, 0, 0, 0, 2, 0]))).toThrow('AE.DIFF lists more nodes than its depth has');
   });
