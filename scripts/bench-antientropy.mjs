@@ -1,7 +1,8 @@
 // Anti-entropy benchmark (issue #4): two nodes holding the same n keys (100-byte values), made to
-// differ in d keys, then one SYNC. Prints the time to converge, round trips and bytes on the wire next
-// to the lower bound (the bytes of the differing records), the start-up time with n keys, and what a
-// write's tree update costs.
+// differ in d keys, then one SYNC. Prints the time to converge (and the CPU time both nodes spent in
+// it, which a busy machine disturbs less), round trips and bytes on the wire next to the lower bound
+// (the bytes of the differing records), the start-up time with n keys, and what a write's tree update
+// costs.
 //
 //   npm run bench:ae -- [--n 100000,1000000] [--d 0,1,100,10000] [--bits 16] [--rounds 3]
 //                       [--bootstrap] [--warm] [--cpu-a 0] [--cpu-b 1] [--cli dist/cli.js] [--json file]
@@ -24,7 +25,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, list, median, root, startProcess, waitReady } from './bench-lib.mjs';
+import { cpuSecondsOf, freePort, list, median, root, startProcess, waitReady } from './bench-lib.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -180,9 +181,12 @@ async function scenario(base, n, d) {
       await write(ca, onA, 'changed-on-a');
       await write(cb, onB, 'changed-on-b');
       const before = await cb.stats();
+      const cpu = () => cpuSecondsOf(a.proc.child.pid) + cpuSecondsOf(b.proc.child.pid);
+      const cpu0 = cpu();
       const t0 = performance.now();
       const reply = await cb.call(`SYNC 127.0.0.1 ${a.port}`);
       const ms = performance.now() - t0;
+      const cpuMs = (cpu() - cpu0) * 1000;
       if (reply !== 'OK') throw new Error(`SYNC: ${reply}`);
       const after = await cb.stats();
       const delta = (k) => Number(after.get(k)) - Number(before.get(k));
@@ -199,6 +203,7 @@ async function scenario(base, n, d) {
         n,
         d,
         ms,
+        cpuMs,
         roundTrips: delta('anti_entropy_round_trips'),
         bytes: delta('anti_entropy_bytes_sent') + delta('anti_entropy_bytes_received'),
         lowerBound,
@@ -353,6 +358,7 @@ for (const n of list(args.n).map(Number)) {
         n,
         d,
         ms: m((x) => x.ms),
+        cpuMs: m((x) => x.cpuMs),
         roundTrips: m((x) => x.roundTrips),
         bytes: m((x) => x.bytes),
         lowerBound: runs[0].lowerBound,
@@ -363,7 +369,7 @@ for (const n of list(args.n).map(Number)) {
       results.push(row);
       const ratio = d === 0 ? '-' : (row.bytes / row.lowerBound).toFixed(2);
       console.log(
-        `n=${n} d=${d}: converge ${row.ms.toFixed(1)} ms, ${row.roundTrips} round trips, ${row.bytes} bytes ` +
+        `n=${n} d=${d}: converge ${row.ms.toFixed(1)} ms (CPU of both nodes ${row.cpuMs.toFixed(0)} ms), ${row.roundTrips} round trips, ${row.bytes} bytes ` +
           `(lower bound ${row.lowerBound}, ratio ${ratio}), keys moved ${row.keysMoved}, ` +
           `converged ${row.converged ? 'yes' : 'NO'}, start-up ${row.startupMs.toFixed(0)} ms`,
       );

@@ -225,7 +225,8 @@ function createListeners(config: Config, logger: Logger, parts: ListenerParts): 
     adminCommands: config.security.admin_commands,
     sectionStats: {
       replication: () => replicator?.statsLines() ?? ['replication_enabled:0'],
-      antientropy: () => antiEntropy.statsLines(),
+      // Records this node served to peers that started exchanges (in AE.GET and AE.DIFF answers).
+      antientropy: () => [...antiEntropy.statsLines(), `anti_entropy_keys_served:${ctx.stats.antiEntropyServed}`],
       peers: () => antiEntropy.peerLines(),
     },
   };

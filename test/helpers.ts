@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { onTestFinished } from 'vitest';
 import { answerChallenge, PeerProof } from '../src/antientropy/handshake.js';
+import { AE_PROTOCOL_VERSION } from '../src/antientropy/requests.js';
 import { loadConfig } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { startNode, type RunningNode } from '../src/node.js';
@@ -131,7 +132,7 @@ export class LineClient {
   async provePeer(secret = ''): Promise<string> {
     const proof = new PeerProof(secret);
     const cn = proof.nonce();
-    const reply = await this.call(`AE.HELLO ${cn} 2`);
+    const reply = await this.call(`AE.HELLO ${cn} ${AE_PROTOCOL_VERSION}`);
     let prove: string;
     try {
       prove = answerChallenge(proof, cn, reply);

@@ -7,7 +7,7 @@ import { decodeDiff, FIRST_WINDOW, MAX_ENTRIES, nodeRange, WINDOW, type DiffEntr
 import type { PeerClient } from './peer.js';
 import { isZero, NodeRecords, sumsBelow, windowsOf } from './nodes.js';
 import { compareHashes, compareListing, describe, type KeyRepairs } from './reconcile.js';
-import { pull, push, sendBatches } from './repairs.js';
+import { apply as applyRecords, pull, push, sendBatches } from './repairs.js';
 import { diffLine, parseRootReply, rootLine } from './requests.js';
 import { copyAll, FIRST_KEY, LANES, pullRanges, type HashRange, type StreamProgress } from './stream.js';
 
@@ -63,6 +63,12 @@ const LIST_SPARSE = 32;
 const LIST_DENSE = 4;
 /** A store with more records than this starts a descent two levels down (256 windows, not 16). */
 const TWO_LEVELS_FROM = 4096;
+/**
+ * A step of a first pass that describes at least this many nodes takes one byte of each sum, and asks
+ * the peer for one-byte windows too: there, halving the windows saves more than the second pass costs
+ * that the one in 256 of them that hide a difference call for. Fewer nodes take two bytes.
+ */
+const DENSE_NODES = 256;
 
 /**
  * One anti-entropy exchange, run by the initiating side (DESIGN.md section 6). The first request of a
@@ -142,9 +148,10 @@ export async function exchange(store: Store, peer: PeerClient, opts: ExchangeOpt
     result.passes++;
     const repairs: Repairs = { pulls: new Map(), pushes: new Map(), streams: [] };
     // A store far behind its peer must not hold every repair in memory: send them as they add up.
-    const diff = await descend(store, peer, first, repairs, () => apply(repairs, () => Promise.resolve()));
+    const diff = await descend(store, peer, first, limits, repairs, () => apply(repairs, () => Promise.resolve()));
     result.roundTrips += diff.roundTrips;
     result.nodesCompared += diff.nodesCompared;
+    result.keysReceived += diff.received;
     theirs = parseRoot(await apply(repairs, () => peer.line(ask)), nodeId);
   }
   return { ...result, equal: equalRoots, converged: theirs.root === store.rootHash().toString('hex') };
@@ -163,41 +170,46 @@ interface Repairs {
   readonly streams: HashRange[];
 }
 
-/** A descent's first request, sent; its window offset and the peer's pending answers. */
+/** A descent's first request, sent; its window offset, whether it is an exchange's first, and the peer's pending answers. */
 interface Started {
   readonly offset: number;
+  readonly firstPass: boolean;
   readonly replies: Promise<Buffer[]>;
 }
 
 /**
  * Sends the first AE.DIFF of a descent: this node's windows two levels below the root (one for a small
- * store), at a new window offset (one that hid a difference is not used twice). The first pass's takes
- * one byte of each sum (FIRST_WINDOW): it also goes out between equal replicas, and for one difference;
- * a later pass, which runs only because differences remain, takes two.
+ * store), at a new window offset (one that hid a difference is not used twice). A first pass takes one
+ * byte of each sum (FIRST_WINDOW): it also goes out between equal replicas, and for one difference; a
+ * later pass, which runs only because differences remain, takes two. The answer's windows take two.
  */
 function startDescent(store: Store, peer: PeerClient, firstPass = true): Started {
   const offset = randomInt(0, 16 - WINDOW + 1);
   const levels = store.size + store.tombstoneCount > TWO_LEVELS_FROM && store.merkle.depth >= 2 ? 2 : 1;
-  const width = levels === 2 && firstPass ? FIRST_WINDOW : WINDOW;
+  const width = firstPass ? FIRST_WINDOW : WINDOW;
   const windows = windowsOf(sumsBelow(store, 0, 0, levels), offset, width);
   const entries: DiffEntry[] = [{ kind: 'hashes', depth: 0, index: 0, levels, width, windows }];
   // Awaited by the descent; an exchange that ends first (equal roots) leaves it unread.
-  return { offset, replies: expected(Promise.all([peer.binary(diffLine(offset, LIST_SPARSE, entries))])) };
+  return { offset, firstPass, replies: expected(Promise.all([peer.binary(diffLine(offset, LIST_SPARSE, WINDOW, entries))])) };
 }
 
 /**
  * Runs a descent from its first request to its end: each answer compared, and what differs answered
- * one level down, until no node is left; repairs collected into `repairs` (a node empty here becomes a
- * range to stream), and sent by `flush` whenever REPAIR_BATCH of them are waiting.
+ * one level down, until no node is left; the records an answer carries applied; repairs collected into
+ * `repairs` (a node empty here becomes a range to stream), and sent by `flush` whenever REPAIR_BATCH of
+ * them are waiting.
  */
 async function descend(
   store: Store,
   peer: PeerClient,
   first: Started,
+  limits: Limits,
   repairs: Repairs,
   flush: () => Promise<void>,
-): Promise<{ roundTrips: number; nodesCompared: number }> {
-  const { offset } = first;
+): Promise<{ roundTrips: number; nodesCompared: number; received: number }> {
+  const { offset, firstPass } = first;
+  const commits: Promise<void>[] = [];
+  let received = 0;
   const keys: KeyRepairs = {
     send: (kh, key) => repairs.pushes.set(kh, key),
     fetch: (kh, keyHash) => repairs.pulls.set(kh, keyHash),
@@ -211,7 +223,7 @@ async function descend(
     const next: DiffEntry[] = [];
     // Few nodes left: list small ones at once, saving a round trip.
     let listMax = LIST_SPARSE;
-    const entries = replies.flatMap((reply) => decodeDiff(reply));
+    const entries = replies.flatMap((reply) => decodeDiff(reply, limits));
     if (entries.length > 16) listMax = LIST_DENSE;
     const nodes = new NodeRecords(store);
     nodes.load(entries.flatMap((e) => (e.kind === 'hashes' || e.kind === 'list' ? [[e.depth, e.index] as const] : [])));
@@ -225,6 +237,8 @@ async function descend(
         });
       } else if (e.kind === 'list') {
         compareListing(nodes.get(e.depth, e.index), e.entries, offset, keys);
+      } else if (e.kind === 'records') {
+        received += applyRecords(store, e.records, commits);
       } else if (e.kind === 'pull') {
         for (const kh of e.keyHashes) repairs.pulls.set(kh.toString('latin1'), kh);
       } else {
@@ -238,15 +252,19 @@ async function descend(
     }
     if (differing.length > MAX_FRONTIER) throw new ProtocolError(`peer reported over ${MAX_FRONTIER} differing nodes`);
     nodes.load(differing);
+    const width = firstPass && differing.length >= DENSE_NODES ? FIRST_WINDOW : WINDOW;
     for (const [depth, index] of differing) {
-      const e = describe(store, depth, index, listMax, offset, nodes);
+      const e = describe(store, depth, index, listMax, offset, width, nodes);
       if (e.kind === 'list') for (const { key, rec } of nodes.get(depth, index)) listed.set(recordKeyHashBytes(rec).toString('latin1'), key);
       next.push(e);
     }
     if (repairs.pulls.size + repairs.pushes.size + repairs.streams.length >= REPAIR_BATCH) await flush();
-    if (next.length === 0) return { roundTrips, nodesCompared };
+    if (next.length === 0) {
+      await Promise.all(commits);
+      return { roundTrips, nodesCompared, received };
+    }
     roundTrips++;
-    const batches = sendBatches(next, MAX_ENTRIES, (part) => peer.binary(diffLine(offset, listMax, part)));
+    const batches = sendBatches(next, MAX_ENTRIES, (part) => peer.binary(diffLine(offset, listMax, width, part)));
     replies = await Promise.all(batches.map((b) => b.reply));
   }
 }

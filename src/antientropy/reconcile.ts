@@ -1,7 +1,7 @@
 import { compareVersion } from '../hlc.js';
 import { ProtocolError } from '../errors.js';
 import { recordItem, recordKeyHashBytes, recordVersionOf, type Store, type StoredEntry } from '../store/index.js';
-import { MAX_DEPTH, WINDOW, type DiffEntry, type ListedEntry } from './diff.js';
+import { INLINE_BYTES, MAX_DEPTH, WINDOW, type DiffEntry, type ListedEntry, type OutgoingEntry } from './diff.js';
 import { isZero, NodeRecords, sumsBelow, windowDiffers, windowsOf } from './nodes.js';
 
 /*
@@ -10,21 +10,22 @@ import { isZero, NodeRecords, sumsBelow, windowDiffers, windowsOf } from './node
  * request; the initiator runs the same comparisons on each answer (exchange.ts).
  */
 
-/** A comparison's outcome for one key: send ours (by key), fetch theirs (by key hash). Keyed by key hash, latin1. */
+/** A comparison's outcome for one key: send ours (its key and record), fetch theirs (by key hash). Keyed by key hash, latin1. */
 export interface KeyRepairs {
-  readonly send: (kh: string, key: Buffer) => void;
+  readonly send: (kh: string, key: Buffer, rec: Buffer) => void;
   readonly fetch: (kh: string, keyHash: Buffer) => void;
 }
 
 /**
  * What this side says of a node found to differ: its records, when the node is below the in-memory
- * tree and holds at most `listMax` of them (or is at the deepest level), else its children's windows.
+ * tree and holds at most `listMax` of them (or is at the deepest level), else its children's windows
+ * (`width` bytes of each sum).
  */
-export function describe(store: Store, depth: number, index: number, listMax: number, offset: number, nodes: NodeRecords): DiffEntry {
-  if (depth < store.merkle.depth) return { kind: 'hashes', depth, index, levels: 1, width: WINDOW, windows: windowsOf(store.merkle.children(depth, index), offset) };
+export function describe(store: Store, depth: number, index: number, listMax: number, offset: number, width: number, nodes: NodeRecords): DiffEntry {
+  if (depth < store.merkle.depth) return { kind: 'hashes', depth, index, levels: 1, width, windows: windowsOf(store.merkle.children(depth, index), offset, width) };
   const records = nodes.get(depth, index);
   if (records.length <= listMax || depth === MAX_DEPTH) return { kind: 'list', depth, index, entries: records.map((r) => listed(r.rec, offset)) };
-  return { kind: 'hashes', depth, index, levels: 1, width: WINDOW, windows: windowsOf(sumsBelow(store, depth, index, 1, records), offset) };
+  return { kind: 'hashes', depth, index, levels: 1, width, windows: windowsOf(sumsBelow(store, depth, index, 1, records), offset, width) };
 }
 
 /**
@@ -61,7 +62,7 @@ export function compareListing(ours: readonly StoredEntry[], theirs: readonly Li
     remote.delete(kh);
     const order = other === undefined ? 1 : compareVersion(recordVersionOf(rec), other.version);
     const differs = order !== 0 || recordItem(rec).slice(offset, offset + WINDOW) !== other?.item.toString('latin1');
-    if (order >= 0 && differs) repairs.send(kh, key);
+    if (order >= 0 && differs) repairs.send(kh, key, rec);
     if (order <= 0 && differs) repairs.fetch(kh, Buffer.from(kh, 'latin1'));
   }
   for (const [kh, e] of remote) repairs.fetch(kh, e.keyHash);
@@ -69,12 +70,15 @@ export function compareListing(ours: readonly StoredEntry[], theirs: readonly Li
 
 /**
  * The answering side of AE.DIFF: for each node whose descendants' windows differ from the initiator's,
- * this node's view one level down (an empty listing where it holds nothing there: the initiator sends
- * all it has); for each node the initiator listed, the key hashes it should fetch ('pull') and those
- * this node needs ('need').
+ * this node's view one level down (`width` bytes of each sum; an empty listing where it holds nothing
+ * there: the initiator sends all it has); for each node the initiator listed, this node's newer
+ * records ('records', up to INLINE_BYTES; the key hashes of the rest in 'pull') and the key hashes of
+ * those it needs ('need').
  */
-export function answerDiff(store: Store, offset: number, listMax: number, entries: readonly DiffEntry[]): DiffEntry[] {
-  const out: DiffEntry[] = [];
+export function answerDiff(store: Store, offset: number, listMax: number, width: number, entries: readonly DiffEntry[]): OutgoingEntry[] {
+  const out: OutgoingEntry[] = [];
+  const records: StoredEntry[] = [];
+  let inlined = 0;
   const pulls: Buffer[] = [];
   const needs: Buffer[] = [];
   const nodes = new NodeRecords(store);
@@ -87,14 +91,22 @@ export function answerDiff(store: Store, offset: number, listMax: number, entrie
         else differing.push([depth, index]);
       });
     } else if (e.kind === 'list') {
-      const repairs: KeyRepairs = { send: (kh) => pulls.push(Buffer.from(kh, 'latin1')), fetch: (_kh, keyHash) => needs.push(keyHash) };
+      const repairs: KeyRepairs = {
+        send: (kh, key, rec) => {
+          if (inlined >= INLINE_BYTES) return void pulls.push(Buffer.from(kh, 'latin1'));
+          inlined += key.length + rec.length;
+          records.push({ key, rec });
+        },
+        fetch: (_kh, keyHash) => needs.push(keyHash),
+      };
       compareListing(nodes.get(e.depth, e.index), e.entries, offset, repairs);
     } else {
       throw new ProtocolError('AE.DIFF requests carry hashes and listings only');
     }
   }
   nodes.load(differing);
-  for (const [depth, index] of differing) out.push(describe(store, depth, index, listMax, offset, nodes));
+  for (const [depth, index] of differing) out.push(describe(store, depth, index, listMax, offset, width, nodes));
+  if (records.length > 0) out.push({ kind: 'records', records });
   if (pulls.length > 0) out.push({ kind: 'pull', keyHashes: pulls });
   if (needs.length > 0) out.push({ kind: 'need', keyHashes: needs });
   return out;

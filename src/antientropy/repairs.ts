@@ -3,7 +3,7 @@ import type { Limits } from '../rules.js';
 import type { Store } from '../store/index.js';
 import type { PeerClient } from './peer.js';
 import { getLine, putLine } from './requests.js';
-import { decodeRecords, MAX_BATCH, wireRecordOf } from './wire.js';
+import { decodeRecords, MAX_BATCH, wireRecordOf, type WireRecord } from './wire.js';
 
 /* Moving the records a comparison found to differ: fetched by key hash (AE.GET), sent as AE.PUT lines. */
 
@@ -19,14 +19,7 @@ export async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], 
     const batches = sendBatches(todo, MAX_BATCH, (part) => peer.binary(getLine(part)));
     for (const { part: asked, reply } of batches) {
       const { served, records } = decodeRecords(await reply, limits);
-      for (const r of records) {
-        const done = store.applyRemote(r.key, r.state);
-        if (done === undefined) continue;
-        applied++;
-        if (done !== null) commits.push(done);
-      }
-      // Into the log now, as a client's writes would be at the end of its batch.
-      store.flush();
+      applied += apply(store, records, commits);
       // A reply cut at the size cap leaves the rest of its key hashes to ask for again.
       if (served === 0 || served > asked.length) throw new ProtocolError('peer answered AE.GET with a wrong count');
       again.push(...asked.slice(served));
@@ -35,6 +28,23 @@ export async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], 
   }
   await Promise.all(commits);
   return [applied, Math.max(extra, 0)];
+}
+
+/**
+ * Applies records from a peer through the store's merge, and puts them in the log at once, as a
+ * client's writes are at the end of its batch. Returns how many changed something; their commits are
+ * added to `commits`.
+ */
+export function apply(store: Store, records: readonly WireRecord[], commits: Promise<void>[]): number {
+  let applied = 0;
+  for (const r of records) {
+    const done = store.applyRemote(r.key, r.state);
+    if (done === undefined) continue;
+    applied++;
+    if (done !== null) commits.push(done);
+  }
+  store.flush();
+  return applied;
 }
 
 /**

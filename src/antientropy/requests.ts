@@ -61,6 +61,8 @@ export interface AeDiffRequest {
   readonly offset: number;
   /** A node below the in-memory tree with at most this many records is listed rather than split. */
   readonly listMax: number;
+  /** Bytes of each sum the answer's windows take. */
+  readonly width: number;
   readonly entries: DiffEntry[];
 }
 
@@ -81,9 +83,9 @@ export type AntiEntropyRequest = AeHelloRequest | AeProveRequest | AeRootRequest
 /**
  * The anti-entropy protocol this build speaks, named in AE.HELLO: a peer that speaks another refuses
  * the handshake with an error that says so, rather than misreading a request. 1: the releases before
- * AE.RANGE (their AE.HELLO named no version).
+ * AE.RANGE (their AE.HELLO named no version); 2: AE.DIFF without a window width or records in its answers.
  */
-export const AE_PROTOCOL_VERSION = 2;
+export const AE_PROTOCOL_VERSION = 3;
 
 export const NONCE_BYTES = 16;
 export const MAC_BYTES = 32;
@@ -98,8 +100,8 @@ export function isHex(text: string, bytes: number): boolean {
 export const helloLine = (cn: string): string => `AE.HELLO ${cn} ${AE_PROTOCOL_VERSION}`;
 export const proveLine = (cp: string): string => `AE.PROVE ${cp}`;
 export const rootLine = (fingerprint: string, bits: number): string => `AE.ROOT ${fingerprint} ${bits}`;
-export const diffLine = (offset: number, listMax: number, entries: readonly DiffEntry[]): string =>
-  `AE.DIFF ${offset} ${listMax} ${encodeDiff(entries).toString('base64')}`;
+export const diffLine = (offset: number, listMax: number, width: number, entries: readonly DiffEntry[]): string =>
+  `AE.DIFF ${offset} ${listMax} ${width} ${encodeDiff(entries).toString('base64')}`;
 export const getLine = (keyHashes: readonly Buffer[]): string => `AE.GET ${Buffer.concat(keyHashes).toString('base64')}`;
 export const scanLine = (from: Buffer): string => `AE.SCAN ${from.toString('base64')}`;
 export const rangeLine = (from: Buffer, to: Buffer | undefined): string => `AE.RANGE ${from.toString('base64')} ${to === undefined ? '-' : to.toString('hex')}`;
@@ -196,14 +198,16 @@ export function parseRoot(args: Args): AeRootRequest {
 export function parseDiff(args: Args): AeDiffRequest {
   const offset = smallInt(args.word());
   const listMax = smallInt(args.word());
+  const width = smallInt(args.word());
   const word = args.word();
   args.end();
-  if (offset === undefined || listMax === undefined || word === undefined) throw args.usage();
+  if (offset === undefined || listMax === undefined || width === undefined || word === undefined) throw args.usage();
   if (offset > 16 - WINDOW) throw new ProtocolError(`offset must be 0..${16 - WINDOW}`);
   if (listMax < 1 || listMax > MAX_LISTED) throw new ProtocolError(`list max must be 1..${MAX_LISTED}`);
-  const entries = decodeDiff(Buffer.from(word.toString('latin1'), 'base64'));
+  if (width < 1 || width > WINDOW) throw new ProtocolError(`window width must be 1..${WINDOW}`);
+  const entries = decodeDiff(Buffer.from(word.toString('latin1'), 'base64'), undefined, MAX_ENTRIES);
   if (entries.length === 0 || entries.length > MAX_ENTRIES) throw new ProtocolError(`AE.DIFF takes 1..${MAX_ENTRIES} entries`);
-  return { kind: 'ae.diff', offset, listMax, entries };
+  return { kind: 'ae.diff', offset, listMax, width, entries };
 }
 
 export function parseGet(args: Args): AeGetRequest {

@@ -79,6 +79,16 @@ export class Writer {
     this.buf[this.length++] = v;
   }
 
+  /** An unsigned integer below 2^53 in LEB128 (an epoch wall, or a difference of two). */
+  wideVarint(v: number): void {
+    this.ensure(8);
+    while (v >= 0x80) {
+      this.buf[this.length++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    this.buf[this.length++] = v;
+  }
+
   /** Overwrites a u32 written earlier at `at`. */
   patchU32(at: number, v: number): void {
     this.buf.writeUInt32BE(v, at);
@@ -132,6 +142,17 @@ export class Reader {
         if (v >= 2 ** 32) break;
         return v;
       }
+    }
+    throw new ProtocolError('malformed number in anti-entropy reply');
+  }
+
+  /** A LEB128 unsigned integer below 2^49 (at most 7 bytes). */
+  wideVarint(): number {
+    let v = 0;
+    for (let shift = 0; shift < 49; shift += 7) {
+      const b = this.u8();
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return v;
     }
     throw new ProtocolError('malformed number in anti-entropy reply');
   }
@@ -219,13 +240,16 @@ export function decodeRecords(payload: Buffer, limits: Limits): { served: number
   const r = new Reader(payload);
   const served = r.u32();
   const out: WireRecord[] = [];
-  while (!r.done) {
-    const key = checkRecordKey(r.bytes(r.u16()), limits);
-    const { flags, epoch, body } = r.record(true);
-    const state = parseBody(epoch, flags, body, limits);
-    checkKeyKind(key, state);
-    out.push({ key: Buffer.from(key), state });
-  }
+  while (!r.done) out.push(readRecord(r, limits));
   return { served, records: out };
+}
+
+/** Reads one record as `writeStoredRecord` and `writeRecord` write it, checked as a client's write would be. */
+export function readRecord(r: Reader, limits: Limits): WireRecord {
+  const key = checkRecordKey(r.bytes(r.u16()), limits);
+  const { flags, epoch, body } = r.record(true);
+  const state = parseBody(epoch, flags, body, limits);
+  checkKeyKind(key, state);
+  return { key: Buffer.from(key), state };
 }
 

@@ -38,10 +38,12 @@ export const aeRoot = {
 export const aeDiff = {
   names: ['AE.DIFF'],
   access: 'peer',
-  requires: 'a window offset, a list maximum and base64 entries',
+  requires: 'a window offset, a list maximum, a window width and base64 entries',
   parse: parseDiff,
   execute(req: AeDiffRequest, ctx: Context, out: Output): undefined {
-    out.binary(encodeDiff(answerDiff(ctx.store, req.offset, req.listMax, req.entries)));
+    const answer = answerDiff(ctx.store, req.offset, req.listMax, req.width, req.entries);
+    for (const e of answer) if (e.kind === 'records') ctx.stats.antiEntropyServed += e.records.length;
+    out.binary(encodeDiff(answer));
   },
 } as const satisfies Command<AeDiffRequest>;
 

@@ -2,6 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { RunningNode } from '../../src/node.js';
 import { isTombstone, recordNode, recordValue, recordVersion } from '../../src/store/record.js';
+import { INLINE_BYTES } from '../../src/antientropy/diff.js';
+import { answerDiff } from '../../src/antientropy/reconcile.js';
 import { LineClient, startTestNode } from '../helpers.js';
 import { freePort, waitFor } from '../replication/cluster.js';
 
@@ -40,6 +42,40 @@ describe('anti-entropy with no broker', () => {
     expect(root(a)).toBe(root(b));
     expect(b.store.readValue(Buffer.from('big:59')).value?.length).toBe(big.length + 2);
     expect(a.antiEntropy.keysSent).toBe(60);
+  });
+
+  it('takes the newer records of its listings from the answer itself, and fetches those past 1 MiB', async () => {
+    // Small and 8 segment bits: the initiator lists the segments that differ, and the peer answers
+    // with its newer records (R) up to about 1 MiB of them, naming the rest (P) for AE.GET.
+    const [a, b, ca, cb] = await pair({ 'anti_entropy.segment_bits': '8' });
+    const big = 'v'.repeat(60 * 1024);
+    for (let i = 0; i < 30; i++) expect(await cb.call(`SET big:${i} old`)).toBe('OK');
+    for (let i = 0; i < 30; i++) expect(await ca.call(`SET big:${i} ${i}${big}`)).toBe('OK');
+    for (let i = 0; i < 5; i++) expect(await cb.call(`SET small:${i} from-b`)).toBe('OK');
+    const served = Number((await statsOf(ca)).get('anti_entropy_keys_served'));
+    expect(await cb.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe('OK');
+    expect(root(a)).toBe(root(b));
+    expect(contents(a)).toEqual(contents(b));
+    expect(b.store.readValue(Buffer.from('big:29')).value?.toString()).toBe(`29${big}`);
+    const s = await statsOf(cb);
+    expect(s.get('anti_entropy_keys_received')).toBe('30');
+    expect(s.get('anti_entropy_keys_sent')).toBe('5');
+    expect(Number((await statsOf(ca)).get('anti_entropy_keys_served')) - served).toBe(30);
+    // An empty listing of the whole tree asks for everything: about 1 MiB of records in the answer
+    // (up to the one that passes it), the rest named for AE.GET.
+    const answer = answerDiff(a.store, 0, 32, 2, [{ kind: 'list', depth: 0, index: 0, entries: [] }]);
+    let [inline, named, bytes] = [0, 0, 0];
+    for (const e of answer) {
+      if (e.kind === 'pull') named += e.keyHashes.length;
+      if (e.kind !== 'records') continue;
+      for (const r of e.records) bytes += r.key.length + ('rec' in r ? r.rec.length : 0);
+      inline += e.records.length;
+    }
+    // 35: the big records and, since the SYNC, the small ones.
+    expect(inline + named).toBe(35);
+    expect(named).toBeGreaterThan(0);
+    expect(bytes).toBeGreaterThanOrEqual(INLINE_BYTES);
+    expect(bytes).toBeLessThan(INLINE_BYTES + big.length + 100);
   });
 
   it('merges disjoint writes both ways in one SYNC', async () => {
@@ -214,9 +250,11 @@ describe('anti-entropy property', () => {
           const emptyA = a.store.rootHash().every((byte) => byte === 0);
           const result = await a.antiEntropy.syncWith('127.0.0.1', b.address.port);
           expect(result.converged).toBe(true);
-          // One descent is enough when nothing is written meanwhile: the root check that ends it
-          // sees the peer after the pushes. An empty node copies the peer's records instead.
-          expect(result.passes).toBe(result.equal || emptyA ? 0 : 1);
+          // One descent is enough when nothing is written meanwhile (the root check that ends it sees
+          // the peer after the pushes), or two when a first pass's one-byte window hid a difference.
+          // An empty node copies the peer's records instead.
+          if (result.equal || emptyA) expect(result.passes).toBe(0);
+          else expect([1, 2]).toContain(result.passes);
           if (emptyA && !result.equal) expect(result.streamed).toBeGreaterThan(0);
           expect(contents(a)).toEqual(contents(b));
           expect(root(a)).toBe(root(b));

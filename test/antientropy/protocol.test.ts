@@ -63,13 +63,13 @@ describe('anti-entropy requests (one encoder, one parser)', () => {
   const version = { wall: 0x0193a0b1c2d3, counter: 9, node: 'node-é' };
   const diffEntries: DiffEntry[] = [
     { kind: 'hashes', depth: 1, index: 15, levels: 2, width: 1, windows: Buffer.alloc(256, 9) },
-    { kind: 'list', depth: 6, index: 77, entries: [{ keyHash: Buffer.alloc(8, 4), version, item: Buffer.from([5, 6]) }] },
+    { kind: 'list', depth: 6, index: 0x040404, entries: [{ keyHash: Buffer.alloc(8, 4), version, item: Buffer.from([5, 6]) }] },
   ];
   const requests: [Buffer, unknown][] = [
     [Buffer.from(`${helloLine(hex(16))}\r\n`), { kind: 'ae.hello', cn: hex(16) }],
     [Buffer.from(`${proveLine(hex(32))}\r\n`), { kind: 'ae.prove', proof: hex(32) }],
     [Buffer.from(`${rootLine('f00d', 16)}\r\n`), { kind: 'ae.root', fingerprint: 'f00d', bits: 16 }],
-    [Buffer.from(`${diffLine(7, 32, diffEntries)}\r\n`), { kind: 'ae.diff', offset: 7, listMax: 32, entries: diffEntries }],
+    [Buffer.from(`${diffLine(7, 32, 1, diffEntries)}\r\n`), { kind: 'ae.diff', offset: 7, listMax: 32, width: 1, entries: diffEntries }],
     [Buffer.from(`${getLine([Buffer.alloc(8, 1), Buffer.alloc(8, 0xff)])}\r\n`), { kind: 'ae.get', keyHashes: [Buffer.alloc(8, 1), Buffer.alloc(8, 0xff)] }],
     [Buffer.from(`${rangeLine(Buffer.from('0011223344556677key:é', 'latin1'), Buffer.alloc(8, 0xfe))}\r\n`), { kind: 'ae.range', from: Buffer.from('0011223344556677key:é', 'latin1'), to: Buffer.alloc(8, 0xfe) }],
     [Buffer.from(`${rangeLine(Buffer.alloc(8), undefined)}\r\n`), { kind: 'ae.range', from: Buffer.alloc(8), to: undefined }],

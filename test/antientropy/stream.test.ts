@@ -160,8 +160,8 @@ describe('streaming between nodes', () => {
     const a = await startTestNode({ node_id: 'a' });
     const c = await LineClient.connect(a.address.port);
     expect(await c.call(`AE.HELLO ${'ab'.repeat(16)}`)).toBe(
-      'ERROR anti-entropy protocol 1 (an older release) is not spoken here: this node speaks 2; upgrade the older node',
+      'ERROR anti-entropy protocol 1 (an older release) is not spoken here: this node speaks 3; upgrade the older node',
     );
-    expect(await c.call(`AE.HELLO ${'ab'.repeat(16)} 3`)).toBe('ERROR anti-entropy protocol "3" is not spoken here: this node speaks 2; upgrade the older node');
+    expect(await c.call(`AE.HELLO ${'ab'.repeat(16)} 2`)).toBe('ERROR anti-entropy protocol "2" is not spoken here: this node speaks 3; upgrade the older node');
   });
 });

@@ -3,7 +3,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { plainState } from '../../src/store/state.js';
 import { PeerProof } from '../../src/antientropy/handshake.js';
 import { putLine } from '../../src/antientropy/requests.js';
-import { decodeDiff, encodeDiff, WINDOW, type DiffEntry } from '../../src/antientropy/diff.js';
+import { decodeDiff, encodeDiff, WINDOW, type DiffEntry, type ListedEntry } from '../../src/antientropy/diff.js';
 import { decodeRecords, writeRecord, Writer } from '../../src/antientropy/wire.js';
 import { ProtocolError } from '../../src/errors.js';
 import { formatHlc } from '../../src/hlc.js';
@@ -14,6 +14,13 @@ const limits = { maxKeyBytes: 512, maxValueBytes: 1024 };
 /** An AE.DIFF payload, base64, holding `entries`. */
 function b64diff(...entries: DiffEntry[]): string {
   return encodeDiff(entries).toString('base64');
+}
+
+/** One record as AE.GET and AE.DIFF answers carry it: key `key`, value `v`, epoch (5, 0, n). */
+function recordBytes(key = 'k'): Buffer {
+  const w = new Writer();
+  writeRecord(w, { key: Buffer.from(key), state: plainState({ wall: 5, counter: 0, node: 'n' }, Buffer.from('v')) });
+  return Buffer.from(w.result());
 }
 
 const rootHashes = (levels = 1, width = WINDOW): DiffEntry => ({ kind: 'hashes', depth: 0, index: 0, levels, width, windows: Buffer.alloc(16 ** levels * width) });
@@ -53,23 +60,30 @@ describe('anti-entropy internal commands', () => {
     expect(await c.provePeer()).toBe('OK');
     expect(await c.call('AE.ROOT 0000 16')).toBe('ERROR cluster_secret differs from this node: the trees cannot be compared');
     expect(await c.call('AE.ROOT')).toBe('ERROR AE.ROOT command requires a secret fingerprint and the segment bits');
-    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'hashes', depth: 7, index: 0, levels: 2, width: 1, windows: Buffer.alloc(256) })}`)).toBe(
+    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff({ kind: 'hashes', depth: 7, index: 0, levels: 2, width: 1, windows: Buffer.alloc(256) })}`)).toBe(
       'ERROR AE.DIFF hashes entry of a wrong depth',
     );
-    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'hashes', depth: 0, index: 0, levels: 1, width: 3, windows: Buffer.alloc(48) })}`)).toBe(
+    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff({ kind: 'hashes', depth: 0, index: 0, levels: 1, width: 3, windows: Buffer.alloc(48) })}`)).toBe(
       'ERROR AE.DIFF hashes entry of a wrong window width',
     );
-    expect(await c.call(`AE.DIFF 15 4 ${b64diff(rootHashes())}`)).toBe('ERROR offset must be 0..14');
-    expect(await c.call(`AE.DIFF 0 0 ${b64diff(rootHashes())}`)).toBe('ERROR list max must be 1..65536');
-    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'hashes', depth: 1, index: 16, levels: 1, width: WINDOW, windows: Buffer.alloc(16 * WINDOW) })}`)).toBe(
+    expect(await c.call(`AE.DIFF 15 4 2 ${b64diff(rootHashes())}`)).toBe('ERROR offset must be 0..14');
+    expect(await c.call(`AE.DIFF 0 0 2 ${b64diff(rootHashes())}`)).toBe('ERROR list max must be 1..65536');
+    expect(await c.call(`AE.DIFF 0 4 3 ${b64diff(rootHashes())}`)).toBe('ERROR window width must be 1..2');
+    expect(await c.call(`AE.DIFF 0 4 ${b64diff(rootHashes())}`)).toMatch(/^ERROR AE.DIFF command requires/);
+    const records = Buffer.concat([Buffer.from([0, 0, 0x52, 0, 0, 0, 0, 0, 1]), recordBytes()]);
+    expect(await c.call(`AE.DIFF 0 4 2 ${records.toString('base64')}`)).toBe('ERROR AE.DIFF requests carry hashes and listings only');
+    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff({ kind: 'hashes', depth: 1, index: 16, levels: 1, width: WINDOW, windows: Buffer.alloc(16 * WINDOW) })}`)).toBe(
       'ERROR AE.DIFF names no such tree node',
     );
-    expect(await c.call(`AE.DIFF 0 4 ${b64diff()}`)).toBe('ERROR AE.DIFF takes 1..1024 entries');
-    expect(await c.call(`AE.DIFF 0 4 ${b64diff(...Array.from({ length: 1025 }, () => rootHashes()))}`)).toBe('ERROR AE.DIFF takes 1..1024 entries');
-    expect(await c.call(`AE.DIFF 0 4 ${b64diff({ kind: 'need', keyHashes: [Buffer.alloc(8)] })}`)).toBe('ERROR AE.DIFF requests carry hashes and listings only');
-    expect(await c.call('AE.DIFF 0 4 AAAAAAA=')).toBe('ERROR truncated anti-entropy reply');
+    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff()}`)).toBe('ERROR AE.DIFF takes 1..1024 entries');
+    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff(...Array.from({ length: 1025 }, () => rootHashes()))}`)).toBe('ERROR AE.DIFF holds too many entries');
+    // One listing entry of 1025 empty nodes at depth 3: 1025 entries once decoded.
+    const manyNodes = Array.from({ length: 1025 }, (_, i): DiffEntry => ({ kind: 'list', depth: 3, index: i, entries: [] }));
+    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff(...manyNodes)}`)).toBe('ERROR AE.DIFF holds too many entries');
+    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff({ kind: 'need', keyHashes: [Buffer.alloc(8)] })}`)).toBe('ERROR AE.DIFF requests carry hashes and listings only');
+    expect(await c.call('AE.DIFF 0 4 2 AAAAAAA=')).toBe('ERROR truncated anti-entropy reply');
     // Equal replicas: nothing differs, nothing comes back.
-    expect(await c.call(`AE.DIFF 0 4 ${b64diff(rootHashes(2))}`)).toBe('BIN 2');
+    expect(await c.call(`AE.DIFF 0 4 2 ${b64diff(rootHashes(2))}`)).toBe('BIN 2');
     expect(await c.lines(1)).toEqual(['\u0000\u0000']);
     expect(await c.call('AE.GET AAAA')).toBe('ERROR AE.GET takes 1..1024 items of 8 bytes, base64');
     expect(await c.call('AE.PUT k 12-34 n r v')).toBe('ERROR invalid version');
@@ -159,7 +173,7 @@ describe('a peer that goes away mid-exchange', () => {
     await node.store.settled();
     // A different root; then an empty listing of the whole tree, so every record is pushed; then it
     // hangs up on the first AE.PUT.
-    const replies = [`ROOT ${'0'.repeat(32)} gone\r\n`, 'BIN 9\r\n\x00\x00L\x00\x00\x00\x00\x00\x00\r\n'];
+    const replies = [`ROOT ${'0'.repeat(32)} gone\r\n`, `BIN 16\r\n\x00\x00L${'\x00'.repeat(11)}\x01\x00\r\n`];
     const fake = createServer((s: Socket) => authenticPeer(s, () => (replies.length > 0 ? s.write(replies.shift() as string, 'latin1') : s.destroy())));
     await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
     onTestFinished(() => void fake.close());
@@ -196,17 +210,36 @@ describe('exchanges clients ask for', () => {
 
 describe('anti-entropy wire decoding', () => {
   it('reads every AE.DIFF entry it writes, and rejects truncated and ill-formed ones', () => {
+    const listed = (keyHash: string, wall: number, counter = 0, node = 'n-é'): ListedEntry => ({
+      keyHash: Buffer.from(keyHash, 'hex'),
+      version: { wall, counter, node },
+      item: Buffer.from([wall & 0xff, 2]),
+    });
     const entries: DiffEntry[] = [
       rootHashes(2),
       rootHashes(2, 1),
       { kind: 'hashes', depth: 3, index: 4095, levels: 1, width: WINDOW, windows: Buffer.alloc(16 * WINDOW, 7) },
-      { kind: 'list', depth: 8, index: 2 ** 32 - 1, entries: [{ keyHash: Buffer.alloc(8, 1), version: { wall: 2 ** 47, counter: 65535, node: 'n-é' }, item: Buffer.from([1, 2]) }] },
+      { kind: 'list', depth: 8, index: 0x01010101, entries: [listed('0101010101010101', 2 ** 47, 65535)] },
+      // A run of listings of one depth in index order: one entry on the wire. Depth 5 is odd: the
+      // fifth nibble of each key hash travels, and must agree with the node's index.
       { kind: 'list', depth: 5, index: 3, entries: [] },
+      { kind: 'list', depth: 5, index: 0xabcde, entries: [listed('abcde0ffeeddccbb', 1), listed('abcdefffeeddccbb', 2 ** 48 - 1, 7, 'other')] },
+      { kind: 'list', depth: 5, index: 0xfffff, entries: [listed('ffffff0000000000', 1_700_000_000_000)] },
+      // Out of order: a new entry.
+      { kind: 'list', depth: 5, index: 0x00001, entries: [listed('0000100000000001', 0)] },
       { kind: 'pull', keyHashes: [Buffer.alloc(8, 2), Buffer.alloc(8, 3)] },
       { kind: 'need', keyHashes: [] },
     ];
     const payload = encodeDiff(entries);
     expect(decodeDiff(payload)).toEqual(entries);
+    // Byte by byte: a run of two listings at depth 2 after an empty node table.
+    const run = encodeDiff([
+      { kind: 'list', depth: 2, index: 0x12, entries: [listed('1234567890abcdef', 1000, 1, 'n')] },
+      { kind: 'list', depth: 2, index: 0x20, entries: [] },
+    ]);
+    expect(run.toString('hex')).toBe(
+      ['0001', '016e', '4c', '02', '00000012', '0000000003e8', '02', '01', '34567890abcdef', '00', '01', '00', 'e802', '0d', '00'].join(''),
+    );
     // Cut anywhere: a shorter valid payload, or a ProtocolError; never anything else.
     for (let n = 0; n < payload.length; n++) {
       try {
@@ -216,9 +249,31 @@ describe('anti-entropy wire decoding', () => {
       }
     }
     expect(() => decodeDiff(Buffer.from([0, 0, 0x5a, 0, 0, 0, 0, 0]))).toThrow('malformed AE.DIFF entry');
-    // A listing entry naming a node id the table does not hold.
-    const list = Buffer.concat([Buffer.from([0, 0, 0x4c, 1, 0, 0, 0, 1, 1]), Buffer.alloc(16), Buffer.from([3]), Buffer.alloc(WINDOW)]);
-    expect(() => decodeDiff(list)).toThrow('unknown node id');
+    // Listings at depth 1 of node 0, one record each: key hash (8 bytes), wall gap, counter, node id index, window.
+    const listing = (keyHash: number[], rest: number[]): Buffer =>
+      Buffer.concat([Buffer.from([0, 0, 0x4c, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1, 1]), Buffer.from(keyHash), Buffer.from(rest), Buffer.alloc(WINDOW)]);
+    expect(() => decodeDiff(listing([0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 3]))).toThrow('unknown node id');
+    // A key hash under node 1 listed under node 0; an epoch before 1970; a counter over 16 bits.
+    expect(() => decodeDiff(listing([0x10, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0]))).toThrow('AE.DIFF lists a record under the wrong node');
+    expect(() => decodeDiff(listing([0, 0, 0, 0, 0, 0, 0, 0], [10, 0, 0]))).toThrow('AE.DIFF lists an epoch before 1970');
+    expect(() => decodeDiff(listing([0, 0, 0, 0, 0, 0, 0, 0], [0, 0x80, 0x80, 4, 0]))).toThrow('AE.DIFF lists an epoch counter over 65535');
+    // More than a payload may make this node build: entries, or records named in all.
+    const nodes = Array.from({ length: 20 }, (_, i): DiffEntry => ({ kind: 'list', depth: 2, index: i, entries: [] }));
+    expect(decodeDiff(encodeDiff(nodes), undefined, 20)).toHaveLength(20);
+    expect(() => decodeDiff(encodeDiff(nodes), undefined, 19)).toThrow('AE.DIFF holds too many entries');
+    const named = Array.from({ length: 17 }, (): DiffEntry => ({ kind: 'need', keyHashes: Array.from({ length: 65_536 }, () => Buffer.alloc(8)) }));
+    expect(() => decodeDiff(encodeDiff(named))).toThrow('AE.DIFF names over 1048576 records');
+    // More nodes than the depth has after the first.
+    expect(() => decodeDiff(Buffer.from([0, 0, 0x4c, 1, 0, 0, 0, 15, 0, 0, 0, 0, 0, 0, 2, 0]))).toThrow('AE.DIFF lists more nodes than its depth has');
+  });
+
+  it('reads the records an AE.DIFF answer carries, checked like client input; a request may not carry them', () => {
+    const payload = Buffer.concat([Buffer.from([0, 0, 0x52, 0, 0, 0, 0, 0, 1]), recordBytes()]);
+    expect(decodeDiff(payload, limits)).toEqual([{ kind: 'records', records: [{ key: Buffer.from('k'), state: plainState({ wall: 5, counter: 0, node: 'n' }, Buffer.from('v')) }] }]);
+    expect(encodeDiff(decodeDiff(payload, limits))).toEqual(payload);
+    expect(() => decodeDiff(payload)).toThrow('AE.DIFF requests carry hashes and listings only');
+    const tooLong = Buffer.concat([Buffer.from([0, 0, 0x52, 0, 0, 0, 0, 0, 1]), recordBytes('k'.repeat(600))]);
+    expect(() => decodeDiff(tooLong, limits)).toThrow(ProtocolError);
   });
 
   it('checks records from a peer like client input', () => {

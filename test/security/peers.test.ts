@@ -2,7 +2,7 @@ import { createServer, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { plainState } from '../../src/store/state.js';
 import { PeerProof } from '../../src/antientropy/handshake.js';
-import { putLine } from '../../src/antientropy/requests.js';
+import { AE_PROTOCOL_VERSION, putLine } from '../../src/antientropy/requests.js';
 import { LineClient, startTestNode } from '../helpers.js';
 
 const PUT = putLine({ key: Buffer.from('planted'), state: plainState({ wall: Date.now(), counter: 0, node: 'intruder' }, Buffer.from('x')) });
@@ -20,7 +20,7 @@ describe('anti-entropy peers prove the cluster secret', () => {
     expect(await c.provePeer('not the secret').catch((err: Error) => err.message)).toBe('server failed its proof');
     const wrong = new PeerProof('not the secret');
     const cn = wrong.nonce();
-    const [, sn] = (await c.call(`AE.HELLO ${cn} 2`)).split(' ');
+    const [, sn] = (await c.call(`AE.HELLO ${cn} ${AE_PROTOCOL_VERSION}`)).split(' ');
     expect(await c.call(`AE.PROVE ${wrong.clientProof(cn, sn as string)}`)).toBe('ERROR peer proof failed');
     c.send(PUT);
     expect((await c.lines(1))[0]).toMatch(/^ERROR AE.PUT is for anti-entropy peers/);

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Duplex } from 'node:stream';
 import { answerChallenge, PeerProof } from '../../src/antientropy/handshake.js';
+import { AE_PROTOCOL_VERSION } from '../../src/antientropy/requests.js';
 import { streamServer, type StreamServer } from '../streams.js';
 
 let target: StreamServer;
@@ -47,7 +48,7 @@ async function handshake(s: Duplex): Promise<void> {
       };
       s.on('data', onData);
     });
-  s.write(`AE.HELLO ${cn} 2\r\n`);
+  s.write(`AE.HELLO ${cn} ${AE_PROTOCOL_VERSION}\r\n`);
   s.write(`${answerChallenge(proof, cn, await readLine())}\r\n`);
   expect(await readLine()).toBe('OK');
 }
@@ -84,7 +85,7 @@ describe('fuzzing the server', () => {
     const small = fc.integer({ min: -2, max: 20 }).map(String);
     const hlc = fc.oneof(fc.constant('0193a0b1c2d3-0000'), fc.constant('ffffffffffff-ffff'), fc.stringMatching(/^[0-9a-f-]{0,18}$/));
     const request = fc.oneof(
-      fc.tuple(small, small, b64).map(([o, m, x]) => `AE.DIFF ${o} ${m} ${x}`),
+      fc.tuple(small, small, small, b64).map(([o, m, w, x]) => `AE.DIFF ${o} ${m} ${w} ${x}`),
       fc.tuple(b64, fc.oneof(fc.constant('-'), fc.stringMatching(/^[0-9a-f]{16}$/), fc.string({ maxLength: 18 }))).map(([f, t]) => `AE.RANGE ${f} ${t}`),
       b64.map((x) => `AE.SCAN ${x}`),
       b64.map((x) => `AE.GET ${x}`),
