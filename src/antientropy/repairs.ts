@@ -1,4 +1,5 @@
 import { ProtocolError } from '../errors.js';
+import { expected } from '../expected.js';
 import type { Limits } from '../rules.js';
 import type { Store } from '../store/index.js';
 import type { PeerClient } from './peer.js';
@@ -33,7 +34,8 @@ export async function pull(store: Store, peer: PeerClient, keyHashes: Buffer[], 
 /**
  * Applies records from a peer through the store's merge, and puts them in the log at once, as a
  * client's writes are at the end of its batch. Returns how many changed something; their commits are
- * added to `commits`.
+ * added to `commits` (awaited by the caller, unless the exchange stops first: then their failure, a
+ * disk's, is expected rather than unhandled).
  */
 export function apply(store: Store, records: readonly WireRecord[], commits: Promise<void>[]): number {
   let applied = 0;
@@ -41,7 +43,7 @@ export function apply(store: Store, records: readonly WireRecord[], commits: Pro
     const done = store.applyRemote(r.key, r.state);
     if (done === undefined) continue;
     applied++;
-    if (done !== null) commits.push(done);
+    if (done !== null) commits.push(expected(done));
   }
   store.flush();
   return applied;
