@@ -97,6 +97,30 @@ describe('anti-entropy with no broker', () => {
     expect(Number(s.get('anti_entropy_bytes_sent'))).toBeGreaterThan(200 * 20);
   });
 
+  it.each(['12', '16'])('converges where most nodes differ (segment bits %s): one-byte windows, listing runs, a second pass for what they hide', async (bits) => {
+    // 6,000 keys (more than 4096: the first request is two levels down), 2,400 of them rewritten, half
+    // on each side: the steps of the first pass describe hundreds of nodes. With 12 bits the initiator
+    // lists segments and the peer answers with records; with 16 it sends one-byte windows of 1,800 or
+    // so nodes, and the peer lists.
+    const [a, b, , cb] = await pair({ 'anti_entropy.segment_bits': bits });
+    for (let i = 0; i < 6000; i++) {
+      void a.store.set(Buffer.from(`k:${i}`), Buffer.from(`v${i}`));
+      void b.store.set(Buffer.from(`k:${i}`), Buffer.from(`v${i}`));
+    }
+    await Promise.all([a.store.settled(), b.store.settled()]);
+    // The same records on both sides (the versions differ: each side wrote its own).
+    expect(await cb.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe('OK');
+    expect(root(a)).toBe(root(b));
+    for (let i = 0; i < 2400; i++) void (i % 2 === 0 ? a : b).store.set(Buffer.from(`k:${i * 2}`), Buffer.from(`changed ${i}`));
+    await Promise.all([a.store.settled(), b.store.settled()]);
+    const result = await b.antiEntropy.syncWith('127.0.0.1', a.address.port);
+    expect(result.converged).toBe(true);
+    expect(result.passes).toBeGreaterThanOrEqual(1);
+    expect(result.passes).toBeLessThanOrEqual(3);
+    expect(result.keysSent + result.keysReceived).toBe(2400);
+    expect(contents(a)).toEqual(contents(b));
+  });
+
   it('keeps the newest version of a key written on both sides, whichever side starts', async () => {
     const [a, b, ca, cb] = await pair();
     // The nodes' clocks are only ordered by wall time here (they have not exchanged anything yet), so
