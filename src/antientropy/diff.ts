@@ -188,7 +188,7 @@ function writeListings(w: Writer, table: NodeTable, run: readonly Extract<DiffEn
     w.varint(n.entries.length);
     for (const l of n.entries) {
       w.bytes(l.keyHash.subarray(skip));
-      w.wideVarint(latest - l.version.wall);
+      w.varint(latest - l.version.wall);
       w.varint(l.version.counter);
       w.varint(table.index(l.version.node));
       w.bytes(l.item);

@@ -69,18 +69,8 @@ export class Writer {
     this.length += this.buf.write(s, this.length, 'latin1');
   }
 
-  /** An unsigned integer below 2^32 in LEB128: 7 bits a byte, low first. */
+  /** An unsigned integer below 2^53 in LEB128: 7 bits a byte, low first. */
   varint(v: number): void {
-    this.ensure(5);
-    while (v >= 0x80) {
-      this.buf[this.length++] = (v & 0x7f) | 0x80;
-      v >>>= 7;
-    }
-    this.buf[this.length++] = v;
-  }
-
-  /** An unsigned integer below 2^53 in LEB128 (an epoch wall, or a difference of two). */
-  wideVarint(v: number): void {
     this.ensure(8);
     while (v >= 0x80) {
       this.buf[this.length++] = (v % 0x80) | 0x80;
@@ -132,27 +122,25 @@ export class Reader {
     return this.buf.readUIntBE(this.take(6), 6);
   }
 
-  /** A LEB128 unsigned integer of at most 5 bytes (below 2^32). */
+  /** A LEB128 unsigned integer below 2^32 (at most 5 bytes). */
   varint(): number {
-    let v = 0;
-    for (let shift = 0; shift < 35; shift += 7) {
-      const b = this.u8();
-      v += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) {
-        if (v >= 2 ** 32) break;
-        return v;
-      }
-    }
-    throw new ProtocolError('malformed number in anti-entropy reply');
+    return this.leb128(2 ** 32);
   }
 
-  /** A LEB128 unsigned integer below 2^49 (at most 7 bytes). */
+  /** A LEB128 unsigned integer below 2^49 (at most 7 bytes): an epoch wall, or a difference of two. */
   wideVarint(): number {
+    return this.leb128(2 ** 49);
+  }
+
+  private leb128(below: number): number {
     let v = 0;
-    for (let shift = 0; shift < 49; shift += 7) {
+    for (let scale = 1; scale < below; scale *= 0x80) {
       const b = this.u8();
-      v += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return v;
+      v += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        if (v >= below) break;
+        return v;
+      }
     }
     throw new ProtocolError('malformed number in anti-entropy reply');
   }
