@@ -194,10 +194,12 @@ function startDescent(store: Store, peer: PeerClient, firstPass = true): Started
 }
 
 /**
- * Runs a descent from its first request to its end: each answer compared, and what differs answered
- * one level down, until no node is left; the records an answer carries applied; repairs collected into
- * `repairs` (a node empty here becomes a range to stream), and sent by `flush` whenever REPAIR_BATCH of
- * them are waiting.
+ * Runs a descent from its first request to its end: each answer compared as soon as it arrives, and what
+ * differs answered one level down at once, so that the peer answers one request while this node
+ * compares the answer to another (both sides busy, not in turn); the records an answer carries
+ * applied; repairs collected into `repairs` (a node empty here becomes a range to stream), and sent by
+ * `flush` whenever REPAIR_BATCH of them are waiting (the chain that found them waits for that). Round
+ * trips are counted as the longest chain of requests.
  */
 async function descend(
   store: Store,
@@ -209,62 +211,97 @@ async function descend(
 ): Promise<{ roundTrips: number; nodesCompared: number; received: number }> {
   const { offset, firstPass } = first;
   const commits: Promise<void>[] = [];
-  let received = 0;
+  const counts = { roundTrips: 0, nodesCompared: 0, received: 0 };
   const keys: KeyRepairs = {
     send: (kh, key) => repairs.pushes.set(kh, key),
     fetch: (kh, keyHash) => repairs.pulls.set(kh, keyHash),
   };
-  let roundTrips = 0;
-  let nodesCompared = 0;
   // The keys of the records this node listed, by key hash: what the peer says it needs is sent without a lookup.
   const listed = new Map<string, Buffer>();
-  let replies = await first.replies;
-  for (;;) {
-    const next: DiffEntry[] = [];
-    // Few nodes left: list small ones at once, saving a round trip.
-    let listMax = LIST_SPARSE;
-    const entries = replies.flatMap((reply) => decodeDiff(reply, limits));
-    if (entries.length > 16) listMax = LIST_DENSE;
-    const nodes = new NodeRecords(store);
-    nodes.load(entries.flatMap((e) => (e.kind === 'hashes' || e.kind === 'list' ? [[e.depth, e.index] as const] : [])));
-    const differing: [number, number][] = [];
-    for (const e of entries) {
-      if (e.kind === 'hashes') {
-        nodesCompared++;
-        compareHashes(store, e, offset, nodes, (depth, index, empty) => {
-          if (empty) repairs.streams.push(nodeRange(depth, index));
-          else differing.push([depth, index]);
-        });
-      } else if (e.kind === 'list') {
-        compareListing(nodes.get(e.depth, e.index), e.entries, offset, keys);
-      } else if (e.kind === 'records') {
-        received += applyRecords(store, e.records, commits);
-      } else if (e.kind === 'pull') {
-        for (const kh of e.keyHashes) repairs.pulls.set(kh.toString('latin1'), kh);
-      } else {
-        for (const kh of e.keyHashes) {
-          const k = kh.toString('latin1');
-          const key = listed.get(k);
-          if (key !== undefined) repairs.pushes.set(k, key);
-          else for (const r of store.ranges.recordsWithKeyHash(kh)) repairs.pushes.set(k, r.key);
-        }
+  let flushed = Promise.resolve();
+  /** Compares one answer (`trip` requests deep) and sends what differs one level down; returns those requests' answers. */
+  const step = async (replies: Buffer[], trip: number): Promise<Promise<Buffer>[]> => {
+    const next = compareAnswer(store, replies, { offset, firstPass, limits, repairs, keys, listed, commits, counts });
+    if (repairs.pulls.size + repairs.pushes.size + repairs.streams.length >= REPAIR_BATCH) await (flushed = flushed.then(flush));
+    if (next.entries.length === 0) return [];
+    counts.roundTrips = Math.max(counts.roundTrips, trip + 1);
+    return sendBatches(next.entries, MAX_ENTRIES, (part) => peer.binary(diffLine(offset, next.listMax, next.width, part))).map((b) => b.reply);
+  };
+  await new Promise<void>((resolve, reject) => {
+    let open = 0;
+    let failed = false;
+    const fail = (err: Error): void => {
+      failed = true;
+      reject(err);
+    };
+    const follow = (replies: Promise<Buffer[]>, trip: number): void => {
+      open++;
+      replies
+        .then((r) => step(r, trip))
+        .then((more) => {
+          if (failed) return;
+          for (const reply of more) follow(reply.then((r) => [r]), trip + 1);
+          if (--open === 0) resolve();
+        })
+        .catch(fail);
+    };
+    follow(first.replies, 0);
+  });
+  await flushed;
+  await Promise.all(commits);
+  return counts;
+}
+
+interface AnswerContext {
+  readonly offset: number;
+  readonly firstPass: boolean;
+  readonly limits: Limits;
+  readonly repairs: Repairs;
+  readonly keys: KeyRepairs;
+  readonly listed: Map<string, Buffer>;
+  readonly commits: Promise<void>[];
+  readonly counts: { nodesCompared: number; received: number };
+}
+
+/** One answer of the peer compared with this node's view: the entries of the next request, and its listing size and window width. */
+function compareAnswer(store: Store, replies: Buffer[], ctx: AnswerContext): { entries: DiffEntry[]; listMax: number; width: number } {
+  const { offset, repairs, keys, listed, counts } = ctx;
+  const next: DiffEntry[] = [];
+  const entries = replies.flatMap((reply) => decodeDiff(reply, ctx.limits));
+  // Few nodes left: list small ones at once, saving a round trip.
+  const listMax = entries.length > 16 ? LIST_DENSE : LIST_SPARSE;
+  const nodes = new NodeRecords(store);
+  nodes.load(entries.flatMap((e) => (e.kind === 'hashes' || e.kind === 'list' ? [[e.depth, e.index] as const] : [])));
+  const differing: [number, number][] = [];
+  for (const e of entries) {
+    if (e.kind === 'hashes') {
+      counts.nodesCompared++;
+      compareHashes(store, e, offset, nodes, (depth, index, empty) => {
+        if (empty) repairs.streams.push(nodeRange(depth, index));
+        else differing.push([depth, index]);
+      });
+    } else if (e.kind === 'list') {
+      compareListing(nodes.get(e.depth, e.index), e.entries, offset, keys);
+    } else if (e.kind === 'records') {
+      counts.received += applyRecords(store, e.records, ctx.commits);
+    } else if (e.kind === 'pull') {
+      for (const kh of e.keyHashes) repairs.pulls.set(kh.toString('latin1'), kh);
+    } else {
+      for (const kh of e.keyHashes) {
+        const k = kh.toString('latin1');
+        const key = listed.get(k);
+        if (key !== undefined) repairs.pushes.set(k, key);
+        else for (const r of store.ranges.recordsWithKeyHash(kh)) repairs.pushes.set(k, r.key);
       }
     }
-    if (differing.length > MAX_FRONTIER) throw new ProtocolError(`peer reported over ${MAX_FRONTIER} differing nodes`);
-    nodes.load(differing);
-    const width = firstPass && differing.length >= DENSE_NODES ? FIRST_WINDOW : WINDOW;
-    for (const [depth, index] of differing) {
-      const e = describe(store, depth, index, listMax, offset, width, nodes);
-      if (e.kind === 'list') for (const { key, rec } of nodes.get(depth, index)) listed.set(recordKeyHashBytes(rec).toString('latin1'), key);
-      next.push(e);
-    }
-    if (repairs.pulls.size + repairs.pushes.size + repairs.streams.length >= REPAIR_BATCH) await flush();
-    if (next.length === 0) {
-      await Promise.all(commits);
-      return { roundTrips, nodesCompared, received };
-    }
-    roundTrips++;
-    const batches = sendBatches(next, MAX_ENTRIES, (part) => peer.binary(diffLine(offset, listMax, width, part)));
-    replies = await Promise.all(batches.map((b) => b.reply));
   }
+  if (differing.length > MAX_FRONTIER) throw new ProtocolError(`peer reported over ${MAX_FRONTIER} differing nodes`);
+  nodes.load(differing);
+  const width = ctx.firstPass && differing.length >= DENSE_NODES ? FIRST_WINDOW : WINDOW;
+  for (const [depth, index] of differing) {
+    const e = describe(store, depth, index, listMax, offset, width, nodes);
+    if (e.kind === 'list') for (const { key, rec } of nodes.get(depth, index)) listed.set(recordKeyHashBytes(rec).toString('latin1'), key);
+    next.push(e);
+  }
+  return { entries: next, listMax, width };
 }
