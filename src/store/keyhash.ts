@@ -12,6 +12,10 @@ export interface StoredEntry {
 export interface RecordSource {
   /** The record under `key` (latin1 `k`), pending writes first. A view: copy what you keep. */
   readAt(key: Buffer, k: string): Buffer | undefined;
+  /** LMDB's record under `key`, no pending write looked at. A view: copy what you keep. */
+  readDurable(key: Buffer): Buffer | undefined;
+  /** Pending writes in all: with none, readDurable() is what readAt() would give. */
+  pendingCount(): number;
   /** The pending writes of keys that are not in the index on disk yet. */
   unindexed(): IterableIterator<PendingWrite>;
   unindexedCount(): number;
@@ -151,12 +155,20 @@ export class KeyHashIndex implements KeyHashRanges {
     const out: StoredEntry[] = [];
     // A key whose batch committed a moment ago may be in both: list it once.
     const seen = this.source.unindexedCount() > 0 ? new Set<string>() : undefined;
+    // Without pending writes, no key's string is made (a scan's time is mostly per record).
+    const pending = this.source.pendingCount() > 0;
     for (const ik of indexKeys) {
       if (!wanted(ik.readUInt32BE(0))) continue;
-      const key = Buffer.from(ik.subarray(8));
-      const k = key.toString('latin1');
-      seen?.add(k);
-      const rec = this.source.readAt(key, k);
+      // lmdb hands each index key out as a copy of its own: the key can be a view of it.
+      const key = ik.subarray(8);
+      let rec: Buffer | undefined;
+      if (pending) {
+        const k = key.toString('latin1');
+        seen?.add(k);
+        rec = this.source.readAt(key, k);
+      } else {
+        rec = this.source.readDurable(key);
+      }
       if (rec !== undefined) out.push({ key, rec: Buffer.from(rec) });
     }
     if (seen !== undefined) {

@@ -90,6 +90,8 @@ export class Store {
     });
     this.ranges = new KeyHashIndex(index, {
       readAt,
+      readDurable: (key) => this.readDurable(key),
+      pendingCount: () => this.overlay.size,
       unindexed: () => this.overlay.unindexedValues(),
       unindexedCount: () => this.overlay.unindexedCount,
       recordCount: () => this.tally.counts.total,

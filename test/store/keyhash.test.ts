@@ -54,6 +54,9 @@ function fixture(readAt?: (fx: Fixture, k: string) => Buffer | undefined): Fixtu
     },
     keyHashes: new KeyHashIndex(dbs.index, {
       readAt: (_key, k) => (readAt !== undefined ? readAt(fx, k) : (fx.unindexed.get(k)?.rec ?? fx.stored.get(k))),
+      readDurable: (key) => fx.stored.get(key.toString('latin1')),
+      // A custom readAt stands for pending writes over stored keys.
+      pendingCount: () => (readAt !== undefined ? 1 : fx.unindexed.size),
       unindexed: () => fx.unindexed.values(),
       unindexedCount: () => fx.unindexed.size,
       recordCount: () => fx.count,
