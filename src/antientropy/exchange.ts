@@ -218,11 +218,19 @@ async function descend(
   };
   // The keys of the records this node listed, by key hash: what the peer says it needs is sent without a lookup.
   const listed = new Map<string, Buffer>();
-  let flushed = Promise.resolve();
+  // One flush at a time; a chain that finds too many repairs waiting waits for it (and starts another
+  // if they are still too many then), so that memory stays bounded without a queue of flushes.
+  let flushing: Promise<void> | undefined;
+  const relieve = async (): Promise<void> => {
+    while (repairs.pulls.size + repairs.pushes.size + repairs.streams.length >= REPAIR_BATCH) {
+      flushing ??= flush().finally(() => (flushing = undefined));
+      await flushing;
+    }
+  };
   /** Compares one answer (`trip` requests deep) and sends what differs one level down; returns those requests' answers. */
   const step = async (replies: Buffer[], trip: number): Promise<Promise<Buffer>[]> => {
     const next = compareAnswer(store, replies, { offset, firstPass, limits, repairs, keys, listed, commits, counts });
-    if (repairs.pulls.size + repairs.pushes.size + repairs.streams.length >= REPAIR_BATCH) await (flushed = flushed.then(flush));
+    await relieve();
     if (next.entries.length === 0) return [];
     counts.roundTrips = Math.max(counts.roundTrips, trip + 1);
     return sendBatches(next.entries, MAX_ENTRIES, (part) => peer.binary(diffLine(offset, next.listMax, next.width, part))).map((b) => b.reply);
@@ -247,7 +255,7 @@ async function descend(
     };
     follow(first.replies, 0);
   });
-  await flushed;
+  await flushing;
   await Promise.all(commits);
   return counts;
 }
