@@ -35,6 +35,8 @@ export interface ExchangeOptions {
   readonly limits: Limits;
   /** Copy every record the peer holds, streamed, before comparing (SYNC --full). */
   readonly full?: boolean;
+  /** Repairs held before they are sent in the middle of a descent (default REPAIR_BATCH). */
+  readonly repairBatch?: number;
   /** Told after each streamed frame. */
   readonly onStream?: (progress: Readonly<StreamProgress>) => void;
   /**
@@ -148,7 +150,8 @@ export async function exchange(store: Store, peer: PeerClient, opts: ExchangeOpt
     result.passes++;
     const repairs: Repairs = { pulls: new Map(), pushes: new Map(), streams: [] };
     // A store far behind its peer must not hold every repair in memory: send them as they add up.
-    const diff = await descend(store, peer, first, limits, repairs, () => apply(repairs, () => Promise.resolve()));
+    const relief = { batch: opts.repairBatch ?? REPAIR_BATCH, flush: () => apply(repairs, () => Promise.resolve()) };
+    const diff = await descend(store, peer, first, limits, repairs, relief);
     result.roundTrips += diff.roundTrips;
     result.nodesCompared += diff.nodesCompared;
     result.keysReceived += diff.received;
@@ -198,7 +201,7 @@ function startDescent(store: Store, peer: PeerClient, firstPass = true): Started
  * differs answered one level down at once, so that the peer answers one request while this node
  * compares the answer to another (both sides busy, not in turn); the records an answer carries
  * applied; repairs collected into `repairs` (a node empty here becomes a range to stream), and sent by
- * `flush` whenever REPAIR_BATCH of them are waiting (the chain that found them waits for that). Round
+ * `relief.flush` whenever `relief.batch` of them are waiting (the chain that found them waits for that). Round
  * trips are counted as the longest chain of requests.
  */
 async function descend(
@@ -207,7 +210,7 @@ async function descend(
   first: Started,
   limits: Limits,
   repairs: Repairs,
-  flush: () => Promise<void>,
+  relief: { readonly batch: number; readonly flush: () => Promise<void> },
 ): Promise<{ roundTrips: number; nodesCompared: number; received: number }> {
   const { offset, firstPass } = first;
   const commits: Promise<void>[] = [];
@@ -222,8 +225,8 @@ async function descend(
   // if they are still too many then), so that memory stays bounded without a queue of flushes.
   let flushing: Promise<void> | undefined;
   const relieve = async (): Promise<void> => {
-    while (repairs.pulls.size + repairs.pushes.size + repairs.streams.length >= REPAIR_BATCH) {
-      flushing ??= flush().finally(() => (flushing = undefined));
+    while (repairs.pulls.size + repairs.pushes.size + repairs.streams.length >= relief.batch) {
+      flushing ??= relief.flush().finally(() => (flushing = undefined));
       await flushing;
     }
   };
