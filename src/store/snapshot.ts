@@ -6,8 +6,11 @@ import type { Hlc } from '../hlc.js';
  * The tally's snapshot (tally.ts): what the start-up scan computes, saved at a clean stop so that the
  * next start-up need not read every record. It lives in LMDB's `snapshot` database, written in one
  * synchronous transaction after the log is deleted (LMDB holds every write), and deleted again by the
- * next start-up before the store takes a write: a snapshot on disk always describes the records beside
- * it, and a crash later in a run finds none. It is used only if all of these hold, else the scan runs:
+ * next start-up, asynchronously (lmdb's write thread does it while the node starts: freeing a large
+ * snapshot's pages and syncing took up to half a second of a million-key start-up). A crash that finds
+ * it again finds it exact (nothing reached LMDB since) or refused by the checks below: every write goes
+ * to the log first, and any write that reaches LMDB commits a later transaction. It is used only if
+ * all of these hold, else the scan runs:
  *
  * - the log left no segment (a crash leaves one; a clean stop deletes them);
  * - LMDB's last committed transaction is the one that wrote it: any write since, by any program or
@@ -81,10 +84,11 @@ export function saveSnapshot(t: SnapshotTarget, mark: SnapshotMark, s: Snapshot)
 }
 
 /**
- * Reads the snapshot a clean stop saved, if any, and deletes it (one synchronous transaction) whether
- * or not it is usable: undefined if there was none.
+ * Reads the snapshot a clean stop saved, if any, and deletes it whether or not it is usable (`removed`,
+ * asynchronous; it never rejects: a snapshot left behind is replaced by the next save, and refused by
+ * the next start-up if anything was written since): undefined if there was none.
  */
-export function takeSnapshot(t: SnapshotTarget, mark: SnapshotMark): Taken | undefined {
+export function takeSnapshot(t: SnapshotTarget, mark: SnapshotMark): { taken: Taken; removed: Promise<void> } | undefined {
   const keys = keysOf(t);
   if (keys.length === 0) return undefined;
   let taken: Taken;
@@ -93,10 +97,11 @@ export function takeSnapshot(t: SnapshotTarget, mark: SnapshotMark): Taken | und
   } catch (err) {
     taken = { ignored: `unreadable: ${(err as Error).message}` };
   }
-  t.root.transactionSync(() => {
-    for (const k of keys) void t.snapshot.remove(k);
-  });
-  return taken;
+  const removed = Promise.all(keys.map((k) => t.snapshot.remove(k))).then(
+    () => undefined,
+    () => undefined,
+  );
+  return { taken, removed };
 }
 
 function read(t: SnapshotTarget, mark: SnapshotMark, entries: number): Taken {

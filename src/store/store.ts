@@ -388,7 +388,7 @@ export class Store {
     await this.overlay.settle();
     await this.log.close(true);
     // LMDB holds every write and the log is gone: the next start-up may load the tally (snapshot.ts).
-    if (this.overlay.size === 0) this.tally.save(this.clock.now());
+    if (this.overlay.size === 0) await this.tally.save(this.clock.now());
     await this.root.close();
     this.unlock();
   }

@@ -38,6 +38,8 @@ export class Tally {
   /** The newest version stored at start-up (or the floor a snapshot saved). */
   private newest: Hlc = { wall: 0, counter: 0 };
   private target: TallyStart | undefined;
+  /** The start-up's deletion of the last snapshot, done on lmdb's write thread (snapshot.ts). */
+  private snapshotRemoved: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: TallyOptions) {
     this.tree = opts.tree;
@@ -79,13 +81,15 @@ export class Tally {
   /**
    * Builds the tally at start-up: from the snapshot that the last clean stop saved when it is valid
    * and the log left nothing (snapshot.ts says when), else by one scan of every record. Any snapshot
-   * is deleted here, before the store takes a write. Returns what the clock must move past.
+   * is deleted, asynchronously (`save` waits for that). Returns what the clock must move past.
    */
   start(s: TallyStart): Hlc {
     this.target = s;
     const began = performance.now();
-    const taken = takeSnapshot(s, s.mark);
-    if (taken !== undefined) {
+    const found = takeSnapshot(s, s.mark);
+    if (found !== undefined) {
+      const taken = found.taken;
+      this.snapshotRemoved = found.removed;
       const why = 'ignored' in taken ? taken.ignored : s.logSegments > 0 ? 'the write-ahead log was not empty' : this.restore(taken.snapshot);
       if (why === undefined) {
         s.logger.debug({ records: this.counts.total, ms: Math.round(performance.now() - began) }, 'counts and Merkle tree loaded from the snapshot of the last clean stop');
@@ -122,9 +126,11 @@ export class Tally {
    * what the clock must move past: only once LMDB holds every write and the log is deleted. A failure
    * costs the next start-up a scan, nothing else.
    */
-  save(floor: Hlc): void {
+  async save(floor: Hlc): Promise<void> {
     const t = this.target;
     if (t === undefined) return;
+    // Not before the start-up's deletion of the last one: it would delete this one (same keys).
+    await this.snapshotRemoved;
     try {
       const { live, tombstones, expiring } = this.counts.saved();
       const sets = this.sets.saved();
