@@ -2,27 +2,36 @@
  * A fixed-shape Merkle tree of modular sums (DESIGN.md section 6). A key belongs to one of 2^bits
  * segments (the top bits of its keyed hash); a segment holds the sum, mod 2^128, of the item hashes of
  * its records; each inner node of the 16-ary tree holds the sum of its 16 children, and the root the sum
- * of everything. Addition is order-free, so a write updates one path (bits/4 + 1 nodes) by subtracting
- * the old item hash and adding the new one: the tree is never rebuilt per write.
+ * of everything. Addition is order-free, so a write updates one path (leafBits/4 + 1 nodes) by
+ * subtracting the old item hash and adding the new one: the tree is never rebuilt per write.
+ *
+ * The tree may hold levels below the segments (`leafBits` > `bits`): a store with many records per
+ * segment keeps them so that anti-entropy reads no records to split a segment (the sums do not depend
+ * on how deep the tree is kept: replicas keeping different depths compare alike).
  */
 export class MerkleTree {
-  /** levels[d] holds 16^d nodes of four 32-bit little-endian words each; the last level is the segments. */
+  /** levels[d] holds 16^d nodes of four 32-bit little-endian words each; the last level is the leaves. */
   private readonly levels: Uint32Array[];
 
-  constructor(readonly bits = 16) {
+  /** `bits`: the segment bits of the cluster's config; `leafBits`: of the deepest level kept (bits or more). */
+  constructor(
+    readonly bits = 16,
+    readonly leafBits = bits,
+  ) {
     if (bits % 4 !== 0 || bits < 4 || bits > 24) throw new RangeError('bits must be a multiple of 4 in 4..24');
+    if (leafBits % 4 !== 0 || leafBits < bits || leafBits > 24) throw new RangeError('leaf bits must be a multiple of 4 in bits..24');
     this.levels = [];
-    for (let d = 0; d <= bits / 4; d++) this.levels.push(new Uint32Array(4 * 16 ** d));
+    for (let d = 0; d <= leafBits / 4; d++) this.levels.push(new Uint32Array(4 * 16 ** d));
   }
 
-  /** The segment of a key whose key hash has these top 32 bits. */
+  /** The leaf of a key whose key hash has these top 32 bits. */
   segmentOf(hi: number): number {
-    return hi >>> (32 - this.bits);
+    return hi >>> (32 - this.leafBits);
   }
 
-  /** Depth of the segment level (the root is depth 0). */
+  /** Depth of the leaf level, the deepest the tree keeps (the root is depth 0). */
   get depth(): number {
-    return this.bits / 4;
+    return this.leafBits / 4;
   }
 
   /**
@@ -83,6 +92,15 @@ export class MerkleTree {
   clear(): void {
     for (const level of this.levels) level.fill(0);
   }
+}
+
+/**
+ * The leaf bits of the tree a store of `records` records keeps for segment bits `bits`: one level below
+ * the segments (16 times the leaves, 16 bytes each) once they hold more than 4 records on average, where
+ * anti-entropy would otherwise read a differing segment's records to split it. Chosen at start-up.
+ */
+export function leafBitsFor(bits: number, records: number): number {
+  return records > 4 * 2 ** bits && bits + 4 <= 24 ? bits + 4 : bits;
 }
 
 /**

@@ -3,7 +3,7 @@ import { StorageError } from '../errors.js';
 import { HybridClock, type Version } from '../hlc.js';
 import type { Limits } from '../rules.js';
 import { TreeHasher } from '../merkle/hash.js';
-import { MerkleTree } from '../merkle/tree.js';
+import { leafBitsFor, MerkleTree } from '../merkle/tree.js';
 import { CopyMerge } from './copy.js';
 import { storeFigures } from './figures.js';
 import { counterValue, decodeCounter } from './counter.js';
@@ -66,7 +66,7 @@ export class Store {
     this.clock = new HybridClock(opts.maxClockSkewMs, Date.now, (remote, limit) =>
       logger.warn({ remote, limit }, 'remote clock reading too far ahead; clamped'),
     );
-    this.tree = new MerkleTree(opts.treeBits ?? 16);
+    this.tree = new MerkleTree(opts.treeBits ?? 16, leafBitsFor(opts.treeBits ?? 16, (db.getStats() as { entryCount: number }).entryCount));
     this.merkle = this.tree;
     this.hasher = new TreeHasher(opts.clusterSecret ?? '');
     upgradeDataDirectory({ ...dbs, hasher: this.hasher, logger });
@@ -77,7 +77,7 @@ export class Store {
     this.tally = new Tally({ tree: this.tree, sets: this.sets, readAt });
     const maxEntryBytes = 4096 + (opts.maxValueBytes ?? 64 * 1024 * 1024);
     const { nextSeq, segments } = replayLog({ ...dbs, dir: opts.path, logger, maxEntryBytes });
-    const mark = { bits: this.tree.bits, fingerprint: this.hasher.secretFingerprint };
+    const mark = { bits: this.tree.leafBits, fingerprint: this.hasher.secretFingerprint };
     this.clock.observe(this.tally.start({ ...dbs, mark, logSegments: segments, logger }));
     this.log = new WriteAheadLog({ dir: opts.path, mode: opts.fsync ?? 'periodic', periodMs: opts.fsyncPeriodMs ?? 100, logger, firstSeq: nextSeq });
     this.overlay = new Overlay({ db, index, log: this.log, logger, flush: () => this.writes.flush() });

@@ -153,7 +153,7 @@ export class Tally {
     let parts: [Map<string, number>, Map<string, number>, Map<string, number>];
     try {
       if (!isCount(s.live) || !isCount(s.tombstones)) throw new RangeError('counts');
-      checkTree(s.tree, this.tree.bits);
+      checkTree(s.tree, this.tree.leafBits);
       parts = [decodeEntries(s.expiring), decodeEntries(s.cards), decodeEntries(s.records)];
     } catch (err) {
       return `unreadable: ${(err as Error).message}`;

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { RunningNode } from '../../src/node.js';
@@ -7,7 +8,7 @@ import { exchange } from '../../src/antientropy/exchange.js';
 import { provePeer, PeerProof } from '../../src/antientropy/handshake.js';
 import { PeerClient } from '../../src/antientropy/peer.js';
 import { answerDiff } from '../../src/antientropy/reconcile.js';
-import { LineClient, startTestNode } from '../helpers.js';
+import { LineClient, startTestNode, tempDir } from '../helpers.js';
 import { freePort, waitFor } from '../replication/cluster.js';
 
 /** Every record of a node, tombstones included, as comparable text. */
@@ -153,6 +154,33 @@ describe('anti-entropy with no broker', () => {
     const firstPass = sent.slice(0, sent.indexOf('AE.ROOT', 1));
     const lastDiff = firstPass.lastIndexOf('AE.DIFF');
     expect(firstPass.slice(0, lastDiff).some((c) => c === 'AE.PUT' || c === 'AE.GET')).toBe(true);
+  });
+
+  it('converges between a node that keeps a level below its segments and one that does not', async () => {
+    // 4 segment bits: a store opened with more than 64 records keeps 8 bits of leaves (merkle/tree.ts).
+    const flags = { 'anti_entropy.segment_bits': '4' };
+    const path = join(tempDir(), 'db');
+    let a = await startTestNode({ ...flags, node_id: 'a', 'storage.path': path });
+    for (let i = 0; i < 300; i++) void a.store.set(Buffer.from(`k:${i}`), Buffer.from(`v${i}`));
+    await a.store.settled();
+    await a.stop();
+    a = await startTestNode({ ...flags, node_id: 'a', 'storage.path': path });
+    const b = await startTestNode({ ...flags, node_id: 'b' });
+    expect([a.store.merkle.depth, b.store.merkle.depth]).toEqual([2, 1]);
+    const cb = await LineClient.connect(b.address.port);
+    expect(await cb.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe('OK');
+    expect(contents(b)).toEqual(contents(a));
+    // Differences both ways: b splits its segments from records, a from the level it keeps.
+    for (let i = 0; i < 300; i += 7) void a.store.set(Buffer.from(`k:${i}`), Buffer.from(`changed on a ${i}`));
+    for (let i = 3; i < 300; i += 11) void b.store.set(Buffer.from(`k:${i}`), Buffer.from(`changed on b ${i}`));
+    await Promise.all([a.store.settled(), b.store.settled()]);
+    for (const [from, to] of [[a, b], [b, a]] as const) {
+      const result = await from.antiEntropy.syncWith('127.0.0.1', to.address.port);
+      expect(result.converged).toBe(true);
+      expect(contents(a)).toEqual(contents(b));
+      for (let i = 0; i < 300; i += 7) void a.store.set(Buffer.from(`k:${i}`), Buffer.from(`again on a ${i}`));
+      await a.store.settled();
+    }
   });
 
   it('keeps the newest version of a key written on both sides, whichever side starts', async () => {

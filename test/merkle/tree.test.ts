@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TreeHasher } from '../../src/merkle/hash.js';
-import { MerkleTree } from '../../src/merkle/tree.js';
+import { leafBitsFor, MerkleTree } from '../../src/merkle/tree.js';
 
 const item = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Buffer.from(b));
 
@@ -81,6 +81,42 @@ describe('MerkleTree', () => {
   it('refuses shapes it cannot hold', () => {
     expect(() => new MerkleTree(6)).toThrow(RangeError);
     expect(() => new MerkleTree(28)).toThrow(RangeError);
+    expect(() => new MerkleTree(8, 4)).toThrow(RangeError);
+    expect(() => new MerkleTree(8, 10)).toThrow(RangeError);
+    expect(() => new MerkleTree(24, 28)).toThrow(RangeError);
+  });
+
+  it('is kept one level deeper for a store of more than 4 records a segment, up to 24 bits', () => {
+    expect(leafBitsFor(16, 0)).toBe(16);
+    expect(leafBitsFor(16, 4 * 65_536)).toBe(16);
+    expect(leafBitsFor(16, 4 * 65_536 + 1)).toBe(20);
+    expect(leafBitsFor(20, 10_000_000)).toBe(24);
+    expect(leafBitsFor(24, 1e9)).toBe(24);
+  });
+
+  it('keeps a level below the segments when asked: the same sums, one level deeper', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 2 ** 32 - 1 }), item), { maxLength: 60 }), (items) => {
+        const plain = new MerkleTree(4);
+        const deeper = new MerkleTree(4, 8);
+        expect(deeper.bits).toBe(4);
+        expect(deeper.depth).toBe(2);
+        for (const [hi, it] of items) {
+          plain.updateBytes(plain.segmentOf(hi), it, 0, 1);
+          deeper.updateBytes(deeper.segmentOf(hi), it, 0, 1);
+        }
+        expect(deeper.root()).toEqual(plain.root());
+        expect(deeper.children(0, 0)).toEqual(plain.children(0, 0));
+        // A segment's 16 children: the sums of its items by the next 4 bits of their key hashes.
+        for (let s = 0; s < 16; s++) {
+          const under = items.filter(([hi]) => hi >>> 28 === s);
+          for (let c = 0; c < 16; c++) {
+            const mine = deeper.children(1, s).subarray(c * 16, c * 16 + 16);
+            expect(mine).toEqual(sum(under.filter(([hi]) => ((hi >>> 24) & 15) === c).map(([, it]) => it)));
+          }
+        }
+      }),
+    );
   });
 });
 
