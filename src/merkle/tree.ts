@@ -88,6 +88,25 @@ export class MerkleTree {
     return out;
   }
 
+  /**
+   * The leaves whose sums are not zero, in order, as entries of LEAF_ENTRY bytes: the leaf's number
+   * (u32) and its sum (16 bytes), little-endian. What a snapshot keeps of the tree (the rest is sums).
+   */
+  encodeLeaves(): Buffer {
+    const leaves = this.levels[this.depth] as Uint32Array;
+    let n = 0;
+    for (let o = 0; o < leaves.length; o += 4) if (!isZero128(leaves, o)) n++;
+    const out = Buffer.allocUnsafe(n * LEAF_ENTRY);
+    let at = 0;
+    for (let o = 0; o < leaves.length; o += 4) {
+      if (isZero128(leaves, o)) continue;
+      out.writeUInt32LE(o / 4, at);
+      for (let w = 0; w < 4; w++) out.writeUInt32LE(leaves[o + w] as number, at + 4 + 4 * w);
+      at += LEAF_ENTRY;
+    }
+    return out;
+  }
+
   /** Empties the tree. */
   clear(): void {
     for (const level of this.levels) level.fill(0);
@@ -101,6 +120,13 @@ export class MerkleTree {
  */
 export function leafBitsFor(bits: number, records: number): number {
   return records > 4 * 2 ** bits && bits + 4 <= 24 ? bits + 4 : bits;
+}
+
+/** Bytes of an entry of `MerkleTree.encodeLeaves`: the leaf's number (u32), its sum (16 bytes). */
+export const LEAF_ENTRY = 20;
+
+function isZero128(a: Uint32Array, o: number): boolean {
+  return a[o] === 0 && a[o + 1] === 0 && a[o + 2] === 0 && a[o + 3] === 0;
 }
 
 /**

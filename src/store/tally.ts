@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { compareHlc, type Hlc } from '../hlc.js';
-import type { MerkleTree } from '../merkle/tree.js';
+import { LEAF_ENTRY, type MerkleTree } from '../merkle/tree.js';
 import { RecordCounts } from './counts.js';
 import type { RecordScan } from './databases.js';
 import { setKeyOf } from './members.js';
@@ -138,7 +138,7 @@ export class Tally {
         floor: compareHlc(floor, this.newest) > 0 ? floor : this.newest,
         live,
         tombstones,
-        tree: encodeTree(this.tree),
+        tree: this.tree.encodeLeaves(),
         expiring: encodeEntries(expiring),
         cards: encodeEntries(sets.cards),
         records: encodeEntries(sets.records),
@@ -158,7 +158,7 @@ export class Tally {
     } catch (err) {
       return `unreadable: ${(err as Error).message}`;
     }
-    for (let o = 0; o < s.tree.length; o += TREE_ENTRY) this.tree.updateBytes(s.tree.readUInt32LE(o), s.tree, o + 4, 1);
+    for (let o = 0; o < s.tree.length; o += LEAF_ENTRY) this.tree.updateBytes(s.tree.readUInt32LE(o), s.tree, o + 4, 1);
     this.counts.restore(s.live, s.tombstones, parts[0]);
     this.sets.restore(parts[1], parts[2]);
     this.newest = s.floor;
@@ -185,33 +185,10 @@ export class Tally {
   }
 }
 
-/** A segment's entry in a snapshot: its number (u32, little-endian) and its sum (16 bytes). */
-const TREE_ENTRY = 20;
-
-/** The tree's segment sums that are not zero (the inner nodes are sums of them, added up again on load). */
-function encodeTree(tree: MerkleTree): Buffer {
-  const parts: Buffer[] = [];
-  const parent = tree.depth - 1;
-  for (let p = 0; p < 16 ** parent; p++) {
-    const sums = tree.children(parent, p);
-    const part = Buffer.allocUnsafe(16 * TREE_ENTRY);
-    let n = 0;
-    for (let c = 0; c < 16; c++) {
-      const o = c * 16;
-      if (sums.readUInt32LE(o) === 0 && sums.readUInt32LE(o + 4) === 0 && sums.readUInt32LE(o + 8) === 0 && sums.readUInt32LE(o + 12) === 0) continue;
-      part.writeUInt32LE(p * 16 + c, n);
-      sums.copy(part, n + 4, o, o + 16);
-      n += TREE_ENTRY;
-    }
-    if (n > 0) parts.push(part.subarray(0, n));
-  }
-  return Buffer.concat(parts);
-}
-
-/** Throws unless `buf` holds whole segment entries of a tree of `bits`. */
+/** Throws unless `buf` holds whole leaf entries (MerkleTree.encodeLeaves) of a tree of `bits`. */
 function checkTree(buf: Buffer, bits: number): void {
-  if (buf.length % TREE_ENTRY !== 0) throw new RangeError('tree cut short');
-  for (let o = 0; o < buf.length; o += TREE_ENTRY) if (buf.readUInt32LE(o) >= 2 ** bits) throw new RangeError('no such segment');
+  if (buf.length % LEAF_ENTRY !== 0) throw new RangeError('tree cut short');
+  for (let o = 0; o < buf.length; o += LEAF_ENTRY) if (buf.readUInt32LE(o) >= 2 ** bits) throw new RangeError('no such segment');
 }
 
 function isCount(n: number): boolean {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TreeHasher } from '../../src/merkle/hash.js';
-import { leafBitsFor, MerkleTree } from '../../src/merkle/tree.js';
+import { LEAF_ENTRY, leafBitsFor, MerkleTree } from '../../src/merkle/tree.js';
 
 const item = fc.uint8Array({ minLength: 16, maxLength: 16 }).map((b) => Buffer.from(b));
 
@@ -92,6 +92,26 @@ describe('MerkleTree', () => {
     expect(leafBitsFor(16, 4 * 65_536 + 1)).toBe(20);
     expect(leafBitsFor(20, 10_000_000)).toBe(24);
     expect(leafBitsFor(24, 1e9)).toBe(24);
+  });
+
+  it('saves its non-zero leaves, in order, as a tree with a path added per leaf takes them back', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 2 ** 32 - 1 }), item), { maxLength: 60 }), fc.constantFrom(4, 8), (items, extra) => {
+        const tree = new MerkleTree(4, 4 + extra);
+        for (const [hi, it] of items) tree.updateBytes(tree.segmentOf(hi), it, 0, 1);
+        const saved = tree.encodeLeaves();
+        const loaded = new MerkleTree(4, 4 + extra);
+        let last = -1;
+        for (let o = 0; o < saved.length; o += LEAF_ENTRY) {
+          const leaf = saved.readUInt32LE(o);
+          expect(leaf).toBeGreaterThan(last);
+          last = leaf;
+          loaded.updateBytes(leaf, saved, o + 4, 1);
+        }
+        for (let d = 0; d < tree.depth; d++) for (let i = 0; i < 16 ** d; i++) expect(loaded.children(d, i)).toEqual(tree.children(d, i));
+        expect(loaded.encodeLeaves()).toEqual(saved);
+      }),
+    );
   });
 
   it('keeps a level below the segments when asked: the same sums, one level deeper', () => {
