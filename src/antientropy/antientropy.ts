@@ -259,6 +259,9 @@ export class AntiEntropy {
       `anti_entropy_bytes_sent:${this.bytesSent}`,
       `anti_entropy_bytes_received:${this.bytesReceived}`,
       `anti_entropy_refused_purged:${this.opts.store.refusedPurged}`,
+      // The cluster's segment bits, and those of the deepest level this node's tree keeps (merkle/tree.ts).
+      `anti_entropy_segment_bits:${this.opts.store.merkle.bits}`,
+      `anti_entropy_tree_leaf_bits:${this.opts.store.merkle.leafBits}`,
       ...this.streams.statsLines(),
     ];
     for (const p of this.peers.all) {

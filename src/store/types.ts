@@ -53,8 +53,11 @@ export interface StoreFigures {
 
 /** What anti-entropy reads of the Merkle tree (DESIGN.md section 6): its shape and node sums. */
 export interface MerkleView {
+  /** The cluster's segment bits (`[anti_entropy] segment_bits`). */
   readonly bits: number;
-  /** Depth of the segment level (the root is depth 0). */
+  /** The bits of the deepest level this tree keeps: `bits`, or 4 more for a large store (merkle/tree.ts). */
+  readonly leafBits: number;
+  /** Depth of that level (the root is depth 0): sums below it are summed from records. */
   readonly depth: number;
   /** The 16 children's sums of node (`depth`, `index`), 16 bytes each. */
   children(depth: number, index: number): Buffer;

@@ -167,7 +167,12 @@ describe('anti-entropy with no broker', () => {
     a = await startTestNode({ ...flags, node_id: 'a', 'storage.path': path });
     const b = await startTestNode({ ...flags, node_id: 'b' });
     expect([a.store.merkle.depth, b.store.merkle.depth]).toEqual([2, 1]);
+    const ca = await LineClient.connect(a.address.port);
     const cb = await LineClient.connect(b.address.port);
+    for (const [c, leaf] of [[ca, '8'], [cb, '4']] as const) {
+      const stats = await statsOf(c);
+      expect([stats.get('anti_entropy_segment_bits'), stats.get('anti_entropy_tree_leaf_bits')]).toEqual(['4', leaf]);
+    }
     expect(await cb.call(`SYNC 127.0.0.1 ${a.address.port}`)).toBe('OK');
     expect(contents(b)).toEqual(contents(a));
     // Differences both ways: b splits its segments from records, a from the level it keeps.
