@@ -116,11 +116,14 @@ export class MerkleTree {
 /**
  * The leaf bits of the tree a store of `records` records keeps for segment bits `bits`: one level below
  * the segments (16 times the leaves, 16 bytes each) once they hold more than 4 records on average, where
- * anti-entropy would otherwise read a differing segment's records to split it. Chosen at start-up.
+ * anti-entropy would otherwise read a differing segment's records to split it; at most 20 bits (17 MB:
+ * 24 would be 268 MB, a memory cost only a configured segment_bits should bring). Chosen at start-up.
  */
 export function leafBitsFor(bits: number, records: number): number {
-  return records > 4 * 2 ** bits && bits + 4 <= 24 ? bits + 4 : bits;
+  return records > 4 * 2 ** bits && bits + 4 <= MAX_CHOSEN_LEAF_BITS ? bits + 4 : bits;
 }
+
+const MAX_CHOSEN_LEAF_BITS = 20;
 
 /** Bytes of an entry of `MerkleTree.encodeLeaves`: the leaf's number (u32), its sum (16 bytes). */
 export const LEAF_ENTRY = 20;

@@ -86,11 +86,12 @@ describe('MerkleTree', () => {
     expect(() => new MerkleTree(24, 28)).toThrow(RangeError);
   });
 
-  it('is kept one level deeper for a store of more than 4 records a segment, up to 24 bits', () => {
+  it('is kept one level deeper for a store of more than 4 records a segment, up to 20 bits', () => {
     expect(leafBitsFor(16, 0)).toBe(16);
     expect(leafBitsFor(16, 4 * 65_536)).toBe(16);
     expect(leafBitsFor(16, 4 * 65_536 + 1)).toBe(20);
-    expect(leafBitsFor(20, 10_000_000)).toBe(24);
+    expect(leafBitsFor(12, 4 * 4096 + 1)).toBe(16);
+    expect(leafBitsFor(20, 10_000_000)).toBe(20);
     expect(leafBitsFor(24, 1e9)).toBe(24);
   });
 
