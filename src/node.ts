@@ -240,7 +240,14 @@ function createListeners(config: Config, logger: Logger, parts: ListenerParts): 
     tls: tls?.server,
   });
   const memcached = config.memcached.enabled
-    ? new MemcachedListener({ ctx, logger, maxConnections: config.network.max_connections, idleTimeoutMs: config.network.connection_timeout * 1000, tls: tls?.server })
+    ? new MemcachedListener({
+        ctx,
+        logger,
+        maxConnections: config.network.max_connections,
+        idleTimeoutMs: config.network.connection_timeout * 1000,
+        itemSizeMax: config.memcached.item_size_max,
+        tls: tls?.server,
+      })
     : undefined;
   return { ctx, server, memcached };
 }

@@ -50,6 +50,7 @@ export interface Config {
     enabled: boolean;
     bind_address: string;
     port: number;
+    item_size_max: number;
   };
   metrics: {
     enabled: boolean;
@@ -156,6 +157,8 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   'memcached.enabled': bool(false),
   'memcached.bind_address': str('127.0.0.1', true),
   'memcached.port': int(11211, 0, 65535),
+  // memcached's -I: the largest item, counting its key and memcached's header (memcached/parser.ts).
+  'memcached.item_size_max': int(1_048_576, 1024, 1024 * 1_048_576),
   // Prometheus /metrics, /health and /ready over HTTP (metrics/http.ts).
   'metrics.enabled': bool(false),
   'metrics.bind_address': str('127.0.0.1', true),

@@ -1,6 +1,6 @@
 import { keyProblem, type Limits } from '../rules.js';
 import type { Output } from '../protocol/output.js';
-import { casUnique, expire, increment, readItem, type Store, writeItem } from '../store/index.js';
+import { casUnique, expire, hasExpired, increment, readItem, type Store, writeItem } from '../store/index.js';
 import { toUnsigned64 } from './numbers.js';
 import { TOO_LARGE, type McRequest } from './parser.js';
 
@@ -27,6 +27,8 @@ export class McCounters {
   cmdFlush = 0;
   getHits = 0;
   getMisses = 0;
+  /** Misses that found an item whose expiry had passed. */
+  getExpired = 0;
   deleteHits = 0;
   deleteMisses = 0;
   incrHits = 0;
@@ -39,6 +41,8 @@ export class McCounters {
   touchHits = 0;
   touchMisses = 0;
   storeTooLarge = 0;
+  /** Items written through this listener since start (or `stats reset`): stores that answered STORED, incr/decr. */
+  totalItems = 0;
 
   reset(): void {
     Object.assign(this, new McCounters());
@@ -138,6 +142,7 @@ function keyed(req: Extract<McRequest, { key: Buffer }>, ctx: McContext, out: Ou
     case 'store': {
       const { text, after } = storeItem(req, store);
       if (req.command === 'cas') count(counters, text === 'STORED' ? 'casHits' : text === 'EXISTS' ? 'casBadval' : 'casMisses');
+      if (text === 'STORED') counters.totalItems++;
       reply(text);
       out.dependOn(after);
       return;
@@ -160,7 +165,10 @@ function keyed(req: Extract<McRequest, { key: Buffer }>, ctx: McContext, out: Ou
     case 'arith': {
       const { text, after } = arith(req.command, req.key, req.delta, store);
       if (text === 'NOT_FOUND') count(counters, req.command === 'incr' ? 'incrMisses' : 'decrMisses');
-      else if (!text.startsWith('CLIENT_ERROR')) count(counters, req.command === 'incr' ? 'incrHits' : 'decrHits');
+      else if (!text.startsWith('CLIENT_ERROR')) {
+        count(counters, req.command === 'incr' ? 'incrHits' : 'decrHits');
+        counters.totalItems++;
+      }
       reply(text);
       out.dependOn(after);
       return;
@@ -187,9 +195,11 @@ function retrieve(keys: Buffer[], command: 'get' | 'gets' | 'gat' | 'gats', expt
   for (const key of keys) {
     ctx.counters.cmdGet++;
     if (touching) ctx.counters.cmdTouch++;
-    let item = badKey(key, ctx.limits) ? undefined : readItem(ctx.store, key);
+    const bad = badKey(key, ctx.limits);
+    let item = bad ? undefined : readItem(ctx.store, key);
     if (item === undefined) {
       ctx.counters.getMisses++;
+      if (!bad && hasExpired(ctx.store, key)) ctx.counters.getExpired++;
       if (touching) ctx.counters.touchMisses++;
       continue;
     }

@@ -23,6 +23,8 @@ export interface MemcachedOptions {
   readonly logger: Logger;
   readonly maxConnections: number;
   readonly idleTimeoutMs: number;
+  /** `[memcached] item_size_max`: memcached's -I (parser.ts, itemSize). */
+  readonly itemSizeMax: number;
   readonly tls?: TlsOptions | undefined;
 }
 
@@ -60,12 +62,15 @@ export class MemcachedListener {
           dataDir: ctx.store.path,
           port: this.address?.port ?? 0,
           bindAddress: this.address?.address ?? '',
-          maxValueBytes: ctx.limits.maxValueBytes,
+          bytesRead: this.server.traffic.bytesIn,
+          bytesWritten: this.server.traffic.bytesOut,
+          yields: this.server.traffic.yields,
+          itemSizeMax: opts.itemSizeMax,
           idleTimeoutSeconds: Math.floor(opts.idleTimeoutMs / 1000),
           tls: opts.tls !== undefined,
         }),
     };
-    const limits = { ...MEMCACHED_LIMITS, maxKeyBytes: mc.limits.maxKeyBytes, maxValueBytes: ctx.limits.maxValueBytes };
+    const limits = { ...MEMCACHED_LIMITS, maxKeyBytes: mc.limits.maxKeyBytes, maxValueBytes: ctx.limits.maxValueBytes, itemSizeMax: opts.itemSizeMax };
     this.server = new KvServer({
       ctx,
       logger: opts.logger,

@@ -18,7 +18,11 @@ export interface McStatsSource {
   readonly dataDir: string;
   readonly port: number;
   readonly bindAddress: string;
-  readonly maxValueBytes: number;
+  /** This listener's own traffic (Traffic): bytes read and written, batches cut at maxBatch. */
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly yields: number;
+  readonly itemSizeMax: number;
   readonly idleTimeoutSeconds: number;
   readonly tls: boolean;
 }
@@ -68,12 +72,19 @@ function general(s: McStatsSource): Pairs {
     ['curr_connections', s.currentConnections],
     ['total_connections', s.totalConnections],
     ['rejected_connections', s.rejectedConnections],
+    // One connection object per open connection, none kept for reuse.
+    ['connection_structures', s.currentConnections],
     ['cmd_get', c.cmdGet],
     ['cmd_set', c.cmdSet],
     ['cmd_flush', c.cmdFlush],
     ['cmd_touch', c.cmdTouch],
+    // The meta commands (mg, ms, ...) are not served: they get ERROR.
+    ['cmd_meta', 0],
     ['get_hits', c.getHits],
     ['get_misses', c.getMisses],
+    ['get_expired', c.getExpired],
+    // flush_all removes items at once: no get ever finds one it made invalid.
+    ['get_flushed', 0],
     ['delete_misses', c.deleteMisses],
     ['delete_hits', c.deleteHits],
     ['incr_misses', c.incrMisses],
@@ -86,11 +97,27 @@ function general(s: McStatsSource): Pairs {
     ['touch_hits', c.touchHits],
     ['touch_misses', c.touchMisses],
     ['store_too_large', c.storeTooLarge],
+    // Items live on disk: a store is never refused for want of memory.
+    ['store_no_memory', 0],
+    // The text protocol has no authentication here (auth_enabled_ascii no).
+    ['auth_cmds', 0],
+    ['auth_errors', 0],
+    ['bytes_read', s.bytesRead],
+    ['bytes_written', s.bytesWritten],
     ['limit_maxbytes', limitBytes(s)],
     ['accepting_conns', 1],
+    // Past max_connections a connection is refused (rejected_connections); accepting never stops.
+    ['listen_disabled_num', 0],
+    ['time_in_listen_disabled_us', 0],
     ['threads', 1],
+    // A connection's batch stopped at 1,024 requests (memcached's -R) to let the others run.
+    ['conn_yields', s.yields],
     ['bytes', s.bytes],
     ['curr_items', s.items],
+    ['total_items', c.totalItems],
+    // Nothing is evicted: the store keeps every item until it is deleted or expires.
+    ['evicted_unfetched', 0],
+    ['evicted_active', 0],
     ['evictions', 0],
     ['reclaimed', 0],
   ];
@@ -109,7 +136,7 @@ function settings(s: McStatsSource): Pairs {
     ['binding_protocol', 'ascii'],
     ['auth_enabled_sasl', 'no'],
     ['auth_enabled_ascii', 'no'],
-    ['item_size_max', s.maxValueBytes],
+    ['item_size_max', s.itemSizeMax],
     ['flush_enabled', 'yes'],
     ['idle_timeout', s.idleTimeoutSeconds],
     ['ssl_enabled', s.tls ? 'yes' : 'no'],

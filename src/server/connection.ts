@@ -22,6 +22,15 @@ export interface ConnectionOptions {
   /** Close a client that has not read its replies for this long. */
   readonly drainTimeoutMs: number;
   readonly onClose: (conn: Connection) => void;
+  /** The listener's own counts (memcached's `stats` reports them per listener). */
+  readonly traffic: Traffic;
+}
+
+/** What one listener's connections read, wrote, and how often a batch stopped at maxBatch to let others run. */
+export class Traffic {
+  bytesIn = 0;
+  bytesOut = 0;
+  yields = 0;
 }
 
 /**
@@ -47,6 +56,7 @@ export class Connection implements ClientInfo {
     if (opts.idleTimeoutMs > 0) this.armIdle(opts.idleTimeoutMs);
     stream.on('data', (chunk: Buffer) => {
       this.opts.ctx.stats.bytesIn += chunk.length;
+      this.opts.traffic.bytesIn += chunk.length;
       if (this.ending) return; // we have said goodbye: read only to see the peer's end
       this.lastActivity = Date.now();
       this.opts.dialect.push(chunk);
@@ -99,6 +109,7 @@ export class Connection implements ClientInfo {
       outcome = next;
     }
     const more = count === this.opts.maxBatch || out.size >= MAX_BATCH_OUTPUT_BYTES;
+    if (more) this.opts.traffic.yields++;
     const parts = out.take();
     // After a barrier the requests left unread still count as more input to come.
     const finished = outcome === 'close' || ((this.peerEnded || this.closing) && !more && outcome !== 'barrier');
@@ -196,6 +207,7 @@ export class Connection implements ClientInfo {
     // Small replies are cheaper joined than written one by one (each write allocates a request).
     const data = buffers.length === 1 ? (buffers[0] as Buffer) : Buffer.concat(buffers);
     this.opts.ctx.stats.bytesOut += data.length;
+    this.opts.traffic.bytesOut += data.length;
     return this.stream.write(data);
   }
 

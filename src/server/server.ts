@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { ClientInfo, Context } from '../commands/context.js';
 import type { Dialect } from '../protocol/dialect.js';
 import { errorReply, Output } from '../protocol/output.js';
-import { Connection } from './connection.js';
+import { Connection, Traffic } from './connection.js';
 
 export interface ServerOptions {
   readonly ctx: Context;
@@ -25,6 +25,8 @@ export interface ServerOptions {
  * `listen()` adds a TCP listener in front of it.
  */
 export class KvServer {
+  /** What this listener's connections read and wrote (the node's totals are in ctx.stats). */
+  readonly traffic = new Traffic();
   private readonly connections = new Set<Connection>();
   private readonly out = new Output();
   private tcp: Server | undefined;
@@ -65,6 +67,7 @@ export class KvServer {
       maxBatch: this.opts.maxBatch ?? 1024,
       idleTimeoutMs: this.opts.idleTimeoutMs,
       drainTimeoutMs: this.opts.drainTimeoutMs ?? 30_000,
+      traffic: this.traffic,
       onClose: (c) => {
         this.connections.delete(c);
         logger.debug({ connections: this.connections.size }, 'connection closed');

@@ -9,7 +9,7 @@ export type { KeyHashRanges, StoredEntry } from './keyhash.js';
 export type { FsyncMode } from './wal.js';
 
 // The key-value operations that build on what a key holds (operations.ts, setops.ts).
-export { casUnique, expire, expiresAt, increment, readItem, setWithExpiry, timeToLive, writeItem, type IncrementResult, type Item } from './operations.js';
+export { casUnique, expire, expiresAt, hasExpired, increment, readItem, setWithExpiry, timeToLive, writeItem, type IncrementResult, type Item } from './operations.js';
 export { addMembers, countMembers, hasMember, listMembers, removeMembers, type SetResult } from './setops.js';
 
 // A record's state and its kinds, as replication and anti-entropy carry them (state.ts, counter.ts, members.ts).

@@ -1,6 +1,6 @@
 import { counterValue, decodeCounter, encodeCounter, increment as add, parseInt64, type Counter } from './counter.js';
 import type { Version } from '../hlc.js';
-import { isAbsent, KIND, kindFlags, recordClientFlags, recordExpiry, recordItem, recordKind, recordValue } from './record.js';
+import { isAbsent, isTombstone, KIND, kindFlags, recordClientFlags, recordExpiry, recordItem, recordKind, recordValue } from './record.js';
 import { epochOfAbsent, isAbsentState, plainState, stateKind, stateOf, type ExpiryRegister, type RecordState } from './state.js';
 import type { Store } from './store.js';
 import type { Read } from './types.js';
@@ -72,14 +72,24 @@ export function readItem(store: Store, key: Buffer): Item | undefined {
   return { value, flags: 0, expiresAt: recordExpiry(rec), counter: true, rec };
 }
 
+/** Whether `key` holds a record whose expiry has passed (memcached's get_expired: a miss that found one). */
+export function hasExpired(store: Store, key: Buffer): boolean {
+  const rec = store.read(key).value;
+  return rec !== undefined && !isTombstone(rec) && isAbsent(rec, Date.now());
+}
+
 /**
- * The CAS unique of an item: the first 8 bytes of its record's Merkle item hash, which changes with
- * every new version of the item (value, flags, expiry) and with nothing else. Never 0.
+ * The CAS unique of an item: the first 63 bits of its record's Merkle item hash, which changes with
+ * every new version of the item (value, flags, expiry) and with nothing else, so replicas holding the
+ * same version give the same unique, before and after a restart. In 1 .. 2^63 - 1: clients keep it in a
+ * signed 64-bit integer (spymemcached's long, pylibmc) or print it into 20 bytes (libmemcached).
  */
 export function casUnique(item: Item): bigint {
-  const cas = Buffer.from(recordItem(item.rec), 'latin1').readBigUInt64BE(0);
+  const cas = Buffer.from(recordItem(item.rec), 'latin1').readBigUInt64BE(0) & CAS_MASK;
   return cas === 0n ? 1n : cas;
 }
+
+const CAS_MASK = (1n << 63n) - 1n;
 
 /** memcached's set: a plain value with client flags, expiring at `expiresAt` (ms since the Unix epoch; 0 never). */
 export function writeItem(store: Store, key: Buffer, item: { readonly value: Buffer; readonly flags: number; readonly expiresAt: number }): Ack {

@@ -136,11 +136,16 @@ describe('memcached commands on the store', () => {
     );
   });
 
-  it('derives CAS uniques from the record, never 0', () => {
+  it('derives CAS uniques from the record, in 1 .. 2^63 - 1 (what signed 64-bit clients and libmemcached hold)', () => {
     const rec = Buffer.alloc(64);
     const item = { value: Buffer.alloc(0), flags: 0, expiresAt: 0, counter: false, rec };
     expect(casUnique(item)).toBe(1n);
     rec.writeBigUInt64BE(12345n, 10);
     expect(casUnique(item)).toBe(12345n);
+    rec.writeBigUInt64BE(2n ** 64n - 1n, 10);
+    expect(casUnique(item)).toBe(2n ** 63n - 1n);
+    // The top bit alone: the rest is 0, which is never a unique.
+    rec.writeBigUInt64BE(2n ** 63n, 10);
+    expect(casUnique(item)).toBe(1n);
   });
 });

@@ -42,6 +42,13 @@ describe('the memcached listener', () => {
     c.send(Buffer.alloc(2 * 1024 * 1024, 0x0a));
     c.send('\r\nversion\r\n');
     expect(await c.until(/VERSION .*\r\n/)).toMatch(/^SERVER_ERROR object too large for cache\r\nVERSION 1\.6\.\d+-merkle-kv-/);
+    // memcached's default item size (-I 1m) counts key and header: 1 MiB of data does not fit, 1 MiB - 60 does (key "m").
+    for (const [bytes, reply] of [[1024 * 1024, 'SERVER_ERROR object too large for cache'], [1024 * 1024 - 60, 'STORED']] as const) {
+      c.send(`set m 0 0 ${bytes}\r\n`);
+      c.send(Buffer.alloc(bytes, 0x61));
+      c.send('\r\n');
+      expect(await c.until(/\r\n/, 10_000)).toBe(`${reply}\r\n`);
+    }
     c.send('bogus\r\nquit\r\n');
     expect(await c.until(/ERROR\r\n/)).toBe('ERROR\r\n');
     await c.closed;
@@ -67,8 +74,26 @@ describe('the memcached listener', () => {
     expect(Number(s.get('limit_maxbytes'))).toBeGreaterThanOrEqual(Number(s.get('bytes')));
     expect(Number(s.get('bytes'))).toBeGreaterThan(0);
     expect(s.get('version')).toMatch(/^1\.6\.\d+-merkle-kv-/);
+    // Items stored through the listener (set; the cas on a missing key stored nothing), the item live now.
+    expect([s.get('total_items'), s.get('curr_items'), s.get('get_expired'), s.get('evictions')]).toEqual(['1', '0', '0', '0']);
+    // This listener's bytes: what it read so far (the requests above and two stats lines), what it wrote.
+    const requests = 'set a 0 0 1\r\n1\r\ndelete a\r\ndelete a\r\nincr a 1\r\ncas a 0 0 1 1\r\nx\r\nget a b\r\nstats\r\n';
+    expect(Number(s.get('bytes_read'))).toBe(requests.length);
+    expect(Number(s.get('bytes_written'))).toBeGreaterThan(40);
+    // A line-protocol client's bytes are not the memcached listener's.
+    const line = await LineClient.connect(node.address.port);
+    expect(await line.call('SET other value')).toBe('OK');
+    c.send('set gone 0 1 1\r\nx\r\nincr n 1\r\n');
+    await c.until(/NOT_FOUND\r\n/);
+    await new Promise((r) => setTimeout(r, 1100));
+    c.send('get gone\r\n');
+    await c.until(/END\r\n/);
+    const after = await stats();
+    expect(Number(after.get('bytes_read'))).toBe(requests.length + 'set gone 0 1 1\r\nx\r\nincr n 1\r\nget gone\r\nstats\r\n'.length);
+    expect([after.get('total_items'), after.get('get_expired'), after.get('curr_items')]).toEqual(['2', '1', '1']);
     const settings = await stats('settings');
     expect([settings.get('tcpport'), settings.get('maxconns'), settings.get('cas_enabled'), settings.get('evictions')]).toEqual([String(port), '1000', 'yes', 'off']);
+    expect(settings.get('item_size_max')).toBe('1048576');
     c.send('stats reset\r\n');
     expect(await c.until(/RESET\r\n/)).toBe('RESET\r\n');
     s = await stats();

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { McParser, type McLimits, type McRequest } from '../../src/memcached/parser.js';
+import { itemSize, McParser, type McLimits, type McRequest } from '../../src/memcached/parser.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
@@ -50,7 +50,7 @@ describe('memcached request parser', () => {
   });
 
   it('gathers a large data block from many small chunks, then reads on', () => {
-    const value = Buffer.alloc(1024 * 1024);
+    const value = Buffer.alloc(1024 * 1024 - 100);
     for (let i = 0; i < value.length; i++) value[i] = (i * 7) & 0xff;
     const input = Buffer.concat([b(`set big 3 0 ${value.length}\r\n`), value, b('\r\nget big\r\n')]);
     const p = new McParser();
@@ -63,9 +63,22 @@ describe('memcached request parser', () => {
   });
 
   it('skips a data block over the size limit whole, answering SERVER_ERROR object too large for cache', () => {
-    const limits = { maxKeyBytes: 250, maxValueBytes: 10, maxLineBytes: 2048, maxRetrievalLineBytes: 4096 };
+    const limits = { maxKeyBytes: 250, maxValueBytes: 10, maxLineBytes: 2048, maxRetrievalLineBytes: 4096, itemSizeMax: 1024 };
     expect(parse(`set big 0 0 11\r\n${'x\r\n'.repeat(3)}xx\r\nversion\r\n`, limits)).toEqual([err('SERVER_ERROR object too large for cache'), { kind: 'version' }]);
     expect(parse('set ok 0 0 10\r\n0123456789\r\n', limits)).toMatchObject([{ kind: 'store', data: b('0123456789') }]);
+  });
+
+  it("bounds an item by memcached's item_size_max, counting key and header as memcached 1.6.18 does at -I 1m", () => {
+    const fits = (key: string, flags: number, bytes: number): boolean => {
+      const out = new McParser().push(Buffer.concat([b(`set ${key} ${flags} 0 ${bytes}\r\n`), Buffer.alloc(bytes, 0x78), b('\r\n')]));
+      return out[0]?.kind === 'store';
+    };
+    // The largest data memcached stored for each key and flags (and refused one byte more).
+    for (const [key, flags, most] of [['k', 0, 1_048_516], ['k', 5, 1_048_512], ['kkkkkkkkkk', 0, 1_048_507], ['k'.repeat(250), 1, 1_048_263]] as const) {
+      expect(itemSize(key.length, flags, most)).toBe(1024 * 1024);
+      expect(fits(key, flags, most)).toBe(true);
+      expect(fits(key, flags, most + 1)).toBe(false);
+    }
   });
 
   it('reads retrievals, with many keys and long lines', () => {
@@ -141,7 +154,7 @@ describe('memcached request parser', () => {
   });
 
   it('closes on a command line too long to be one; a retrieval may run longer', () => {
-    const limits = { maxKeyBytes: 250, maxValueBytes: 1024, maxLineBytes: 64, maxRetrievalLineBytes: 256 };
+    const limits = { maxKeyBytes: 250, maxValueBytes: 1024, maxLineBytes: 64, maxRetrievalLineBytes: 256, itemSizeMax: 2048 };
     expect(parse('x'.repeat(65), limits)).toEqual([{ kind: 'close', reply: undefined }]);
     expect(parse('x'.repeat(64), limits)).toEqual([]);
     expect(parse(`get ${'a '.repeat(60)}`, limits)).toEqual([]);
@@ -152,7 +165,7 @@ describe('memcached request parser', () => {
   });
 
   it('never throws, and never holds more than a line or a block, on random input', () => {
-    const limits = { maxKeyBytes: 250, maxValueBytes: 64, maxLineBytes: 128, maxRetrievalLineBytes: 512 };
+    const limits = { maxKeyBytes: 250, maxValueBytes: 64, maxLineBytes: 128, maxRetrievalLineBytes: 512, itemSizeMax: 1024 };
     const word = fc.constantFrom('set', 'add', 'cas', 'get', 'gets', 'gat', 'delete', 'incr', 'touch', 'flush_all', 'noreply', '0', '1', '-1', '5', 'k', ' ', '\r\n', '\n', 'x', '99999999999');
     fc.assert(
       fc.property(fc.array(fc.oneof(word, fc.string({ maxLength: 8 })), { maxLength: 60 }), fc.integer({ min: 1, max: 16 }), (words, step) => {
