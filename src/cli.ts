@@ -3,7 +3,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { effectiveConfig } from './cli/check.js';
 import { DEFAULT_HISTORY, runInteractive, runOnce, type ClientOptions } from './cli/client.js';
-import { loadConfig } from './config/load.js';
+import { loadConfig, type ConfigSources } from './config/load.js';
 import { FSYNC_MODES, LOG_LEVELS } from './config/schema.js';
 import { ConfigError, ErrorCode } from './errors.js';
 import { createLogger } from './log.js';
@@ -111,22 +111,24 @@ async function main(): Promise<void> {
   if (action.kind === 'cli') return process.exit(await runClient(action.words, action.opts));
   if (action.kind === 'check-config') return checkConfig(action.file);
   const flags = program.opts<Flags>();
+  // Read again on every reload (SIGHUP, CONFIG RELOAD): the file, the environment, and the same flags, which still win.
+  const sources: ConfigSources = {
+    file: flags.config,
+    env: process.env,
+    flags: {
+      node_id: flags.nodeId,
+      'network.bind_address': flags.bind,
+      'network.bind_port': flags.port,
+      'storage.path': flags.dataDir,
+      'storage.fsync': flags.fsync,
+      'logging.level': flags.logLevel,
+      'logging.format': flags.logFormat,
+      'logging.file_path': flags.logFile,
+    },
+  };
   let config;
   try {
-    config = loadConfig({
-      file: flags.config,
-      env: process.env,
-      flags: {
-        node_id: flags.nodeId,
-        'network.bind_address': flags.bind,
-        'network.bind_port': flags.port,
-        'storage.path': flags.dataDir,
-        'storage.fsync': flags.fsync,
-        'logging.level': flags.logLevel,
-        'logging.format': flags.logFormat,
-        'logging.file_path': flags.logFile,
-      },
-    });
+    config = loadConfig(sources);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`merkle-kv: ${err.message}\n`);
@@ -180,9 +182,17 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // SIGHUP reloads the configuration (Node's default would end the process: a closed terminal, a
+  // supervisor's reload); one that arrives while the node starts is done once it is up.
+  let reloadWanted = false;
+  process.on('SIGHUP', () => {
+    if (stopSignal !== undefined) return;
+    if (node === undefined) reloadWanted = true;
+    else reloadOn(node, logger);
+  });
 
   try {
-    node = await startNode(config, logger);
+    node = await startNode(config, logger, { load: () => loadConfig(sources) });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     logger.fatal({ err }, 'cannot start');
@@ -192,6 +202,13 @@ async function main(): Promise<void> {
     process.exit(e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === ErrorCode.DirectoryInUse ? EXIT_USAGE : 1);
   }
   if (stopSignal !== undefined) shutDown(node, stopSignal);
+  else if (reloadWanted) reloadOn(node, logger);
+}
+
+/** SIGHUP: the node reloads its configuration, and logs what came of it. */
+function reloadOn(node: RunningNode, logger: Logger): void {
+  logger.info({ signal: 'SIGHUP' }, 'reloading the configuration');
+  node.reload();
 }
 
 /**

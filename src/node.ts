@@ -1,11 +1,14 @@
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AntiEntropy } from './antientropy/antientropy.js';
+import { Backups, backupSettings } from './backups.js';
 import { PeerProof } from './antientropy/handshake.js';
 import { Stats, type Context } from './commands/context.js';
 import { LineDialect } from './commands/dialect.js';
 import { COMMAND_NAMES } from './commands/index.js';
+import { Reloads, type ReloadResult } from './config/reload.js';
 import type { Config } from './config/schema.js';
+import { antiEntropySettings, registerLive } from './live.js';
 import { MetricsServer } from './metrics/http.js';
 import { createRegistry } from './metrics/metrics.js';
 import { MemcachedListener } from './memcached/listener.js';
@@ -16,7 +19,7 @@ import type { Limits } from './rules.js';
 import { Authenticator, isLoopbackAddress } from './security/auth.js';
 import { loadTls, readPem, type TlsSetup } from './security/tls.js';
 import { KvServer } from './server/server.js';
-import { Store } from './store/index.js';
+import { freshCacheDirectory, removeCacheDirectory, Store } from './store/index.js';
 import { Teardown } from './teardown.js';
 import { VERSION } from './version.js';
 
@@ -33,21 +36,31 @@ export interface RunningNode {
   readonly metricsAddress: AddressInfo | undefined;
   /** Where the memcached listener is, when `[memcached] enabled`. */
   readonly memcachedAddress: AddressInfo | undefined;
+  /**
+   * Re-reads the configuration as the node was started (startNode's `load`) and applies what can change
+   * live; refused whole if it does not validate (config/reload.ts). SIGHUP and CONFIG RELOAD.
+   */
+  reload(): ReloadResult;
   /** Stops accepting, answers what is in flight, closes LMDB. */
   stop(): Promise<void>;
+}
+
+export interface NodeOptions {
+  /** Reads the configuration again from where `config` came from (file, environment, flags), for reloads; absent: the node cannot reload. */
+  readonly load?: () => Config;
 }
 
 /** Line bytes beyond the largest value: command word, key and separators (issue #2: max_value_bytes + 1 KiB). */
 const LINE_OVERHEAD = 1024;
 
 /** Opens the store and starts serving clients; everything one node is, wired together. */
-export async function startNode(config: Config, logger: Logger): Promise<RunningNode> {
+export async function startNode(config: Config, logger: Logger, { load }: NodeOptions = {}): Promise<RunningNode> {
   // Certificates first: a file that cannot be read stops start-up before anything is opened.
   const tls = loadTls(config.network.tls);
   const mqttCa = config.mqtt.ca_file === '' ? undefined : readPem(config.mqtt.ca_file, 'mqtt.ca_file');
   const teardown = new Teardown();
   try {
-    return await start(config, logger, { tls, mqttCa, teardown });
+    return await start(config, logger, { tls, mqttCa, teardown, reloads: new Reloads(config, logger, load) });
   } catch (err) {
     // What was opened is closed again, as stop() would close it; the error to report is the one that stopped start-up.
     await runTeardown(teardown, logger);
@@ -60,6 +73,8 @@ interface StartOptions {
   readonly mqttCa: Buffer | undefined;
   /** Every part opened defers its stop here; stop() runs them in reverse. */
   readonly teardown: Teardown;
+  /** Where each part registers the settings it takes from a config reload (`onReload`). */
+  readonly reloads: Reloads;
 }
 
 /**
@@ -67,7 +82,7 @@ interface StartOptions {
  * stops anti-entropy, closes the client ports, publishes what is written, stops the replicator, closes
  * the store, the broker, and the metrics endpoint last.
  */
-async function start(config: Config, logger: Logger, { tls, mqttCa, teardown }: StartOptions): Promise<RunningNode> {
+async function start(config: Config, logger: Logger, { tls, mqttCa, teardown, reloads }: StartOptions): Promise<RunningNode> {
   // The metrics endpoint closes last, so that /health and /ready say 'stopping' while the rest stops:
   // its step is deferred first, before there is a metrics server.
   let metrics: MetricsServer | undefined;
@@ -75,8 +90,11 @@ async function start(config: Config, logger: Logger, { tls, mqttCa, teardown }: 
   // The broker first: this node's own replicator (and the other nodes) connect to it.
   const broker = config.mqtt.embedded.enabled ? await startEmbeddedBroker(config, logger) : undefined;
   if (broker !== undefined) teardown.defer('broker', () => broker.close());
-  const store = openStore(config, logger);
+  const store = openStore(config, logger, teardown);
   teardown.defer('store', () => store.close());
+  const backups = new Backups(store, backupSettings(config), logger);
+  teardown.defer('backups', () => backups.close());
+  reloads.onReload(['storage.backup_*'], (next) => backups.configure(backupSettings(next)));
   const limits: Limits = { maxKeyBytes: config.storage.max_key_bytes, maxValueBytes: config.storage.max_value_bytes };
   // The other nodes' statuses (online, offline), as the broker reports them.
   const presence = new Presence(config.node_id);
@@ -86,16 +104,18 @@ async function start(config: Config, logger: Logger, { tls, mqttCa, teardown }: 
   teardown.defer('flush', () => store.flush());
   const peerProof = new PeerProof(config.cluster_secret);
   const antiEntropy = createAntiEntropy(config, logger, { store, limits, peerProof, presence, replicator, tls });
-  const { ctx, server, memcached } = createListeners(config, logger, { store, limits, replicator, antiEntropy, peerProof, tls });
+  const { ctx, server, memcached } = createListeners(config, logger, { store, limits, replicator, antiEntropy, peerProof, tls, backups, reloads });
   teardown.defer('client ports', () => Promise.all([server.close(), memcached?.close()]));
+  registerLive(reloads, { logger, auth: ctx.auth, server, memcached, antiEntropy, tls });
   if (config.metrics.enabled) metrics = createMetrics(logger, { ctx, replicator, antiEntropy, server, teardown });
   const address = await server.listen(config.network.bind_port, config.network.bind_address);
   const memcachedAddress = await memcached?.listen(config.memcached.port, config.memcached.bind_address);
   const metricsAddress = await metrics?.listen(config.metrics.port, config.metrics.bind_address);
-  announce(config, logger, { address, memcachedAddress, metricsAddress, tls: tls !== undefined, store, ctx });
+  announce(logger, { address, memcachedAddress, metricsAddress, tls: tls !== undefined, store, ctx });
   // Connected only now: this node's status and last will name the client port it listens on.
   replicator?.start(advertised(config, address, logger));
   antiEntropy.start();
+  backups.start();
   // First on stop: exchanges in progress end, so the SYNCs waiting on them are answered before the ports close.
   teardown.defer('anti-entropy', () => antiEntropy.stop());
   return {
@@ -107,6 +127,7 @@ async function start(config: Config, logger: Logger, { tls, mqttCa, teardown }: 
     antiEntropy,
     metricsAddress,
     memcachedAddress,
+    reload: () => reloads.reload(),
     async stop() {
       const failure = await runTeardown(teardown, logger);
       if (failure !== undefined) throw failure.err;
@@ -127,15 +148,25 @@ function startEmbeddedBroker(config: Config, logger: Logger): Promise<EmbeddedBr
   return startBroker(embedded.bind_address, embedded.port, logger, username === '' ? undefined : { username, password, topicPrefix });
 }
 
-function openStore(config: Config, logger: Logger): Store {
+/**
+ * Opens the store: in `storage.path`, or for a cache node (`persistence_enabled = false`) in a fresh
+ * temporary directory, syncing nothing, whose removal is deferred here to follow the store's close.
+ */
+function openStore(config: Config, logger: Logger, teardown: Teardown): Store {
+  const persistent = config.storage.persistence_enabled;
+  if (!persistent && config.storage.path !== '') {
+    logger.warn({ path: config.storage.path }, 'storage.path is ignored: with persistence_enabled = false the data lives in a temporary directory');
+  }
+  const path = persistent ? config.storage.path : freshCacheDirectory(config.node_id);
+  if (!persistent) teardown.defer('cache directory', () => removeCacheDirectory(path));
   return Store.open({
-    path: config.storage.path,
+    path,
     nodeId: config.node_id,
     maxClockSkewMs: config.storage.max_clock_skew_ms,
     tombstoneGraceSeconds: config.storage.tombstone_grace_seconds,
     clusterSecret: config.cluster_secret,
     treeBits: config.anti_entropy.segment_bits,
-    fsync: config.storage.fsync,
+    fsync: persistent ? config.storage.fsync : 'none',
     fsyncPeriodMs: config.storage.fsync_period_ms,
     maxValueBytes: config.storage.max_value_bytes,
     logger,
@@ -186,13 +217,9 @@ function createAntiEntropy(config: Config, logger: Logger, { store, limits, peer
     nodeId: config.node_id,
     limits,
     proof: peerProof,
-    tls: tls?.client,
     enabled: config.anti_entropy.enabled,
-    peers: config.anti_entropy.peer_list,
-    intervalMs: config.anti_entropy.interval_seconds * 1000,
-    maxConcurrent: config.anti_entropy.max_concurrent_syncs,
+    ...antiEntropySettings(config, tls?.client),
     presence,
-    discover: config.anti_entropy.discover_peers,
     brokerConnected: () => replicator?.stats.connected === true,
     logger,
   });
@@ -205,13 +232,17 @@ interface ListenerParts {
   readonly antiEntropy: AntiEntropy;
   readonly peerProof: PeerProof;
   readonly tls: TlsSetup | undefined;
+  readonly backups: Backups;
+  /** CONFIG RELOAD. */
+  readonly reloads: Reloads;
 }
 
 /** What the commands may touch, the client port's server and the memcached listener (none listening yet). */
 function createListeners(config: Config, logger: Logger, parts: ListenerParts): { ctx: Context; server: KvServer; memcached: MemcachedListener | undefined } {
-  const { store, limits, replicator, antiEntropy, peerProof, tls } = parts;
+  const { store, limits, replicator, antiEntropy, peerProof, tls, backups } = parts;
   const ctx: Context = {
     store,
+    backups,
     stats: new Stats(COMMAND_NAMES),
     limits,
     nodeId: config.node_id,
@@ -222,6 +253,7 @@ function createListeners(config: Config, logger: Logger, parts: ListenerParts): 
     antiEntropy,
     peerProof,
     auth: new Authenticator({ password: config.security.password, users: config.security.users }),
+    reloadConfig: () => parts.reloads.reload(),
     adminCommands: config.security.admin_commands,
     sectionStats: {
       replication: () => replicator?.statsLines() ?? ['replication_enabled:0'],
@@ -285,7 +317,7 @@ interface Listening {
 }
 
 /** Says where the node listens, and warns of ports anyone can use. */
-function announce(config: Config, logger: Logger, { address, memcachedAddress, metricsAddress, tls, store, ctx }: Listening): void {
+function announce(logger: Logger, { address, memcachedAddress, metricsAddress, tls, store, ctx }: Listening): void {
   if (memcachedAddress !== undefined) {
     logger.info({ address: memcachedAddress.address, port: memcachedAddress.port }, 'memcached listener listening');
     if (!isLoopbackAddress(memcachedAddress.address)) {
@@ -293,7 +325,8 @@ function announce(config: Config, logger: Logger, { address, memcachedAddress, m
     }
   }
   if (metricsAddress !== undefined) logger.info({ address: metricsAddress.address, port: metricsAddress.port }, 'metrics listening (/metrics, /health, /ready)');
-  logger.info({ address: address.address, port: address.port, tls, path: config.storage.path, keys: store.size }, 'node listening');
+  const persistence = store.figures().persistence;
+  logger.info({ address: address.address, port: address.port, tls, path: store.path, persistence, keys: store.size }, 'node listening');
   if (!ctx.auth.required && !isLoopbackAddress(address.address)) {
     logger.warn(
       { address: address.address, port: address.port },

@@ -32,6 +32,14 @@ function issue(dir: string, name: string, subject: string, ca: { cert: string; k
   openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '2', '-out', `${name}.pem`, '-extfile', `${name}.ext`]);
 }
 
+const SERVER_EXT = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n';
+
+/** Another server certificate and key from the same CA (a renewal): `<name>.pem` and `<name>.key` beside the others. */
+export function renewServerCert(certs: Certs, name = 'renewed'): { readonly cert: string; readonly key: string } {
+  issue(certs.dir, name, '/CN=localhost', { cert: certs.caCert, key: certs.caKey }, SERVER_EXT);
+  return { cert: join(certs.dir, `${name}.pem`), key: join(certs.dir, `${name}.key`) };
+}
+
 /**
  * Makes a fresh CA and certificates with `openssl` in `dir` (by default a temporary directory removed
  * after the test).
@@ -40,7 +48,7 @@ export function makeCerts(dir = tempDir()): Certs {
   const caExt = '[req]\ndistinguished_name=dn\n[dn]\n[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n';
   issue(dir, 'ca', '/CN=merkle-kv test CA', undefined, caExt);
   const ca = { cert: 'ca.pem', key: 'ca.key' };
-  issue(dir, 'server', '/CN=localhost', ca, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n');
+  issue(dir, 'server', '/CN=localhost', ca, SERVER_EXT);
   issue(dir, 'client', '/CN=test-client', ca, 'extendedKeyUsage=clientAuth\n');
   const at = (f: string): string => join(dir, f);
   return {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { duplexPair, type Duplex } from 'node:stream';
 import { AntiEntropy } from '../src/antientropy/antientropy.js';
+import { Backups } from '../src/backups.js';
 import { Stats, type Context } from '../src/commands/context.js';
 import { LineDialect } from '../src/commands/dialect.js';
 import { COMMAND_NAMES } from '../src/commands/index.js';
@@ -35,6 +36,7 @@ export function streamServer(limits: Limits, overrides: Partial<ServerOptions> &
     currentConnections: () => server.connectionCount,
     clients: () => server.clients(),
     replication: undefined,
+    backups: new Backups(store, { path: join(dir, 'backups'), keep: 3, intervalHours: 0 }, silent),
     sectionStats: { replication: () => [], antientropy: () => [], peers: () => [] },
     antiEntropy: new AntiEntropy({
       store,

@@ -1,57 +1,17 @@
-import type { ConnectionOptions } from 'node:tls';
-import type { Logger } from 'pino';
 import { SelfPeerError, SyncError } from '../errors.js';
 import { expected } from '../expected.js';
-import type { Limits } from '../rules.js';
-import type { Store } from '../store/index.js';
 import { exchange, type ExchangeResult } from './exchange.js';
-import { provePeer, type PeerProof } from './handshake.js';
+import { provePeer } from './handshake.js';
 import { CopyCursors } from './cursors.js';
 import { StreamWatch } from './progress.js';
 import { PeerClient } from './peer.js';
-import type { NodeStatus, Presence } from '../replication/presence.js';
+import type { NodeStatus } from '../replication/presence.js';
 import { chooseInTurn, PeerSet, type PeerState } from './rotation.js';
+import { PeerTotalsTable, type PeerTotals } from './totals.js';
+import type { AntiEntropyOptions, AntiEntropySettings } from './options.js';
 
-export interface AntiEntropyOptions {
-  readonly store: Store;
-  readonly nodeId: string;
-  readonly limits: Limits;
-  /** Proves this node to each peer and checks the peer's proof before an exchange. */
-  readonly proof: PeerProof;
-  /** Run exchanges on a timer (`[anti_entropy] enabled`); SYNC works either way. */
-  readonly enabled: boolean;
-  /** `host:port` of each peer's client port. */
-  readonly peers: readonly string[];
-  readonly intervalMs: number;
-  readonly maxConcurrent: number;
-  readonly logger: Logger;
-  /** Peers' client ports serve TLS (this node's does): how to connect to them. */
-  readonly tls?: ConnectionOptions | undefined;
-  /** Connect and per-reply timeout. */
-  readonly timeoutMs?: number;
-  /** The other nodes' presence (replication/presence.ts): offline peers are skipped, returning ones synced at once. */
-  readonly presence?: Presence;
-  /** Whether this node hears the broker now: only then does an offline status count. */
-  readonly brokerConnected?: () => boolean;
-  /** Also exchange with the nodes `presence` reports (`[anti_entropy] discover_peers`), at the address each advertises. */
-  readonly discover?: boolean;
-}
-
-/** What exchanges with one peer came to (metrics). */
-export interface PeerTotals {
-  syncs: number;
-  failures: number;
-  keysSent: number;
-  keysReceived: number;
-  bytesSent: number;
-  bytesReceived: number;
-  /** Seconds spent in exchanges, failed ones included. */
-  seconds: number;
-}
-
-/** Peers tracked one by one; SYNC with further addresses counts under OTHER_PEERS. */
-const MAX_TRACKED_PEERS = 64;
-const OTHER_PEERS = 'other';
+export type { AntiEntropyOptions, AntiEntropySettings } from './options.js';
+export type { PeerTotals };
 
 const MAX_BACKOFF_FACTOR = 10;
 /** While a node has not yet caught up, a peer it finds brings its next round this close (ms). */
@@ -75,7 +35,11 @@ export class AntiEntropy {
   bytesReceived = 0;
   roundTrips = 0;
   private readonly peers: PeerSet;
-  private readonly totals = new Map<string, PeerTotals>();
+  private readonly totals = new PeerTotalsTable();
+  /** What a config reload may change (configure()). */
+  private settings: AntiEntropySettings;
+  /** Re-reads the peers every `discoveryIntervalMs`. */
+  private discovery: NodeJS.Timeout | undefined;
   private readonly clients = new Set<PeerClient>();
   /** Where a copy of a peer's whole store (by its node id) was cut short: resumed by the next exchange. */
   private readonly copies: CopyCursors;
@@ -100,24 +64,61 @@ export class AntiEntropy {
   constructor(private readonly opts: AntiEntropyOptions) {
     this.streams = new StreamWatch(opts.logger);
     this.copies = new CopyCursors(opts.store.path, opts.logger);
+    this.settings = opts;
     this.peers = new PeerSet(opts.peers);
     opts.presence?.onChange((now, before) => this.heard(now, before));
     opts.presence?.onForget((node) => this.peers.forget(node));
   }
 
-  /** A node's status changed: with discovery it is a peer (found now, or moved); coming online, it may be due now. */
+  /**
+   * A node's status changed: with discovery it is a peer (moved, or found now if this node has not caught
+   * up yet; otherwise at the next refresh); coming online, it may be due now.
+   */
   private heard(now: NodeStatus, before: NodeStatus | undefined): void {
-    const tracked = this.opts.discover === true ? this.peers.track(now) : undefined;
+    const atOnce = this.settings.discoveryIntervalMs === undefined || !this.caughtUp || this.peers.find(now) !== undefined;
+    const tracked = this.settings.discover === true && atOnce ? this.peers.track(now) : undefined;
     const p = tracked?.peer ?? this.peers.find(now);
     if (p === undefined) return;
-    if (tracked?.added === true) {
-      // A node that joins a running cluster catches up by itself: the others take it at the back of their
-      // turns, not all at once. One that has not caught up yet wants it first, and its next round now.
-      if (this.caughtUp) tracked.peer.turn = ++this.turns;
-      else if (this.rounds > 0) this.roundAt = Math.min(this.roundAt, Date.now() + CATCH_UP_DELAY_MS);
-      this.schedule();
-    }
+    if (tracked?.added === true) this.joined([tracked.peer]);
     if (now.state === 'online' && before?.state !== 'online') this.returned(p, now, before);
+  }
+
+  /**
+   * New peers: a node that joins a running cluster catches up by itself, so the others take it at the back
+   * of their turns, not all at once. One that has not caught up yet wants it first, and its next round now.
+   */
+  private joined(added: readonly PeerState[]): void {
+    if (added.length === 0) return;
+    for (const p of added) if (this.caughtUp) p.turn = ++this.turns;
+    if (!this.caughtUp && this.rounds > 0) this.roundAt = Math.min(this.roundAt, Date.now() + CATCH_UP_DELAY_MS);
+    this.schedule();
+  }
+
+  /** Re-reads who the peers are (every `discoveryIntervalMs`, and on configure()). */
+  refreshPeers(): void {
+    const { peers, discover } = this.settings;
+    const added = this.peers.refresh(peers, discover === true ? (this.opts.presence?.all() ?? []) : undefined);
+    if (added.length > 0) this.opts.logger.info({ peers: added.map((p) => p.address) }, 'anti-entropy: new peers');
+    this.joined(added);
+  }
+
+  /** Takes new settings (a config reload): the peers are re-read at once, a shorter interval brings the next round nearer. */
+  configure(next: AntiEntropySettings): void {
+    const before = this.settings;
+    this.settings = next;
+    if (this.started && next.intervalMs < before.intervalMs) this.roundAt = Math.min(this.roundAt, Date.now() + next.intervalMs);
+    if (next.discoveryIntervalMs !== before.discoveryIntervalMs) this.watchPeers();
+    this.refreshPeers();
+    this.schedule();
+  }
+
+  /** (Re)arms the refresh of the peers. */
+  private watchPeers(): void {
+    clearInterval(this.discovery);
+    const every = this.settings.discoveryIntervalMs;
+    if (!this.started || this.stopped || every === undefined) return;
+    this.discovery = setInterval(() => this.refreshPeers(), every);
+    this.discovery.unref();
   }
 
   /**
@@ -154,7 +155,8 @@ export class AntiEntropy {
     this.started = true;
     // A node that just started may have missed writes: its first round comes soon (spread out over the
     // cluster); until one exchange has succeeded, a peer found on the broker later brings the next nearer.
-    this.roundAt = Date.now() + 500 + Math.random() * Math.min(this.opts.intervalMs, 5000);
+    this.roundAt = Date.now() + 500 + Math.random() * Math.min(this.settings.intervalMs, 5000);
+    this.watchPeers();
     this.schedule();
   }
 
@@ -162,6 +164,7 @@ export class AntiEntropy {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.discovery);
     for (const c of this.clients) c.close();
   }
 
@@ -173,7 +176,7 @@ export class AntiEntropy {
     const where = `${host}:${port}`;
     // Clients can ask for exchanges (SYNC) on many connections at once: each holds a connection and
     // its replies in memory, so their number is bounded.
-    if (this.active >= this.opts.maxConcurrent + EXTRA_EXCHANGES) {
+    if (this.active >= this.settings.maxConcurrent + EXTRA_EXCHANGES) {
       this.syncsFailed++;
       throw new SyncError(`sync with ${where} failed: ${this.active} exchanges in progress already`, false);
     }
@@ -184,7 +187,7 @@ export class AntiEntropy {
     let totals: PeerTotals | undefined;
     let watch: ReturnType<StreamWatch['begin']> | undefined;
     try {
-      client = await PeerClient.open(host, port, this.opts.timeoutMs ?? 30_000, this.opts.tls);
+      client = await PeerClient.open(host, port, this.opts.timeoutMs ?? 30_000, this.settings.tls);
       this.clients.add(client);
       const { accepted } = await provePeer(client, this.opts.proof);
       // Awaited below, unless the proof was refused: then its failure is expected, not unhandled (which
@@ -200,7 +203,7 @@ export class AntiEntropy {
       this.roundTrips += result.roundTrips;
       this.keysSent += result.keysSent;
       this.keysReceived += result.keysReceived;
-      totals = this.totalsOf(where);
+      totals = this.totals.of(where);
       totals.syncs++;
       totals.keysSent += result.keysSent;
       totals.keysReceived += result.keysReceived;
@@ -212,7 +215,7 @@ export class AntiEntropy {
       const self = err instanceof SelfPeerError;
       if (!self) {
         this.syncsFailed++;
-        totals = this.totalsOf(where);
+        totals = this.totals.of(where);
         totals.failures++;
       }
       const why = (err instanceof Error ? err.message : String(err)).replace(/[\r\n]+/g, ' ');
@@ -236,16 +239,7 @@ export class AntiEntropy {
 
   /** Per peer (`host:port`, or 'other' beyond MAX_TRACKED_PEERS): what its exchanges came to. */
   peerTotals(): ReadonlyMap<string, Readonly<PeerTotals>> {
-    return this.totals;
-  }
-
-  private totalsOf(where: string): PeerTotals {
-    let t = this.totals.get(where) ?? (this.totals.size < MAX_TRACKED_PEERS ? undefined : this.totals.get(OTHER_PEERS));
-    if (t === undefined) {
-      t = { syncs: 0, failures: 0, keysSent: 0, keysReceived: 0, bytesSent: 0, bytesReceived: 0, seconds: 0 };
-      this.totals.set(this.totals.size < MAX_TRACKED_PEERS ? where : OTHER_PEERS, t);
-    }
-    return t;
+    return this.totals.all;
   }
 
   statsLines(): string[] {
@@ -295,7 +289,7 @@ export class AntiEntropy {
     if (this.stopped || !this.started) return;
     clearTimeout(this.timer);
     // All slots busy: the exchange that ends first calls again.
-    if (this.running >= this.opts.maxConcurrent) return;
+    if (this.running >= this.settings.maxConcurrent) return;
     let next = Infinity;
     let idle = false;
     for (const p of this.peers.all) {
@@ -311,7 +305,7 @@ export class AntiEntropy {
 
   private runDue(): void {
     const now = Date.now();
-    const max = this.opts.maxConcurrent;
+    const max = this.settings.maxConcurrent;
     // Peers back online first, as soon as a slot is free.
     for (const p of this.peers.all) {
       if (this.running >= max) break;
@@ -322,7 +316,7 @@ export class AntiEntropy {
     }
     // The round: up to `max` peers in turn (fewer while exchanges still run; none until a slot is free).
     if (this.roundAt <= now && this.running < max) {
-      this.roundAt = now + this.opts.intervalMs * (0.8 + Math.random() * 0.4);
+      this.roundAt = now + this.settings.intervalMs * (0.8 + Math.random() * 0.4);
       this.rounds++;
       const chosen = chooseInTurn(this.peers.all, max - this.running, (p) => {
         if (p.running || p.self || p.retryAt > now) return false;
@@ -348,7 +342,7 @@ export class AntiEntropy {
   }
 
   private async runPeer(p: PeerState): Promise<void> {
-    const interval = this.opts.intervalMs;
+    const interval = this.settings.intervalMs;
     try {
       const result = await this.syncWith(p.host, p.port);
       if (p.listed) {

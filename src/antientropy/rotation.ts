@@ -14,8 +14,8 @@ export interface PeerState {
   address: string;
   host: string;
   port: number;
-  /** From `peer_list`: kept for good, at the listed address. Otherwise found on the broker. */
-  readonly listed: boolean;
+  /** From `peer_list`: kept while listed, at the listed address. Otherwise found on the broker. */
+  listed: boolean;
   /** Breaks ties between peers that had no turn yet, so that the nodes of a cluster do not all start with the same ones. */
   readonly rank: number;
   /** Order of its last exchange (0: none yet); the oldest goes first. */
@@ -113,6 +113,45 @@ export class PeerSet {
   /** The node's status was cleared on the broker (removed for good): a found peer of it is dropped. */
   forget(node: string): void {
     this.list = this.list.filter((p) => p.listed || p.node !== node);
+  }
+
+  /**
+   * `peer_list` as it is now (after a config reload): a new address becomes a listed peer (a found peer
+   * already at that address stays, listed now, with its turns and history); a listed peer no longer
+   * listed is dropped (found again at the next refresh if the broker reports it). Returns the peers added.
+   */
+  relist(addresses: readonly string[]): PeerState[] {
+    const wanted = new Set(addresses);
+    const dropped = this.list.filter((p) => p.listed && !wanted.has(p.address));
+    // An exchange still running with one of them then merges nothing into the set (merge()).
+    for (const p of dropped) p.listed = false;
+    this.list = this.list.filter((p) => !dropped.includes(p));
+    const added: PeerState[] = [];
+    for (const address of wanted) {
+      const known = this.list.find((p) => p.address === address);
+      if (known !== undefined) {
+        known.listed = true;
+        continue;
+      }
+      const peer = newPeer(address, true);
+      this.list.push(peer);
+      added.push(peer);
+    }
+    return added;
+  }
+
+  /**
+   * Re-reads who the peers are: `listed` (`peer_list`) and, with discovery (`statuses` given), every node
+   * the broker has reported; without it the found peers are dropped. Returns the peers added.
+   */
+  refresh(listed: readonly string[], statuses: readonly NodeStatus[] | undefined): PeerState[] {
+    const added = this.relist(listed);
+    if (statuses === undefined) this.list = this.list.filter((p) => p.listed);
+    for (const status of statuses ?? []) {
+      const tracked = this.track(status);
+      if (tracked?.added === true) added.push(tracked.peer);
+    }
+    return added;
   }
 
   /** An exchange told listed peer `p` its node id: a peer found for the same node is the same peer. */

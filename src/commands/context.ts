@@ -4,7 +4,9 @@ import type { Outcome } from '../protocol/dialect.js';
 import type { Output } from '../protocol/output.js';
 
 import type { AntiEntropy } from '../antientropy/antientropy.js';
+import type { Backups } from '../backups.js';
 import type { PeerProof } from '../antientropy/handshake.js';
+import type { ReloadResult } from '../config/reload.js';
 import type { Access, Authenticator, Session } from '../security/auth.js';
 import type { Store } from '../store/index.js';
 
@@ -89,6 +91,8 @@ export interface Context {
   readonly currentConnections: () => number;
   /** The open client connections (CLIENT LIST). */
   readonly clients: () => Iterable<ClientInfo>;
+  /** BACKUP and the scheduled backups (backups.ts). */
+  readonly backups: Pick<Backups, 'take' | 'figures'>;
   /** Present when `[mqtt] enabled`. */
   readonly replication: ReplicationSwitch | undefined;
   /** Runs SYNC's exchanges (and the periodic ones). */
@@ -97,6 +101,8 @@ export interface Context {
   readonly peerProof: PeerProof;
   /** Checks AUTH (security/auth.ts). */
   readonly auth: Authenticator;
+  /** CONFIG RELOAD: re-reads the configuration and applies what can change live (config/reload.ts); absent: it cannot. */
+  readonly reloadConfig?: () => ReloadResult;
   /** `[security] admin_commands`: false refuses admin commands (TRUNCATE, FLUSHDB, SYNC) to everyone. */
   readonly adminCommands: boolean;
   /** The `name:value` lines of STATS replication and STATS antientropy. */

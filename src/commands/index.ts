@@ -7,6 +7,8 @@ import { client, memory, replicate } from './admin.js';
 import { aeDiff, aeGet, aePut, aeRange, aeRoot, aeScan } from './antientropy.js';
 import { append, prepend } from './append.js';
 import auth from './auth.js';
+import { config } from './config.js';
+import backup from './backup.js';
 import type { Command, Context } from './context.js';
 import dbsize from './dbsize.js';
 import del from './del.js';
@@ -78,6 +80,8 @@ const COMMANDS = [
   aePut,
   aeRange,
   aeScan,
+  backup,
+  config,
 ] as const;
 
 /** Every request a client can make, discriminated by `kind`: what the commands' parsers return. */

@@ -51,8 +51,10 @@ export function statsLines(ctx: Context, section: StatsSection): string[] {
 /** The write path's state: the durability mode and how far the disk and LMDB are behind. */
 function storageLines(ctx: Context): string[] {
   const f = ctx.store.figures();
+  const b = ctx.backups.figures();
   return [
     `storage_fsync:${f.fsync}`,
+    `storage_persistence:${f.persistence}`,
     `storage_sync_lag_ms:${f.syncLagMs}`,
     `storage_syncs:${f.syncs}`,
     `storage_pending_writes:${f.pendingWrites}`,
@@ -60,6 +62,11 @@ function storageLines(ctx: Context): string[] {
     `storage_lmdb_lag_ms:${f.lmdbLagMs}`,
     `storage_lmdb_batches:${f.lmdbBatches}`,
     `storage_lmdb_failures:${f.lmdbFailures}`,
+    // BACKUP and the scheduled ones: taken, failed, when the last good one began (Unix seconds, 0 none).
+    `storage_backups:${b.taken}`,
+    `storage_backup_failures:${b.failed}`,
+    `storage_backup_running:${b.running ? 1 : 0}`,
+    `storage_last_backup_unix:${Math.floor(b.lastAt / 1000)}`,
   ];
 }
 

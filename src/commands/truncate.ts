@@ -1,5 +1,6 @@
 import type { Args } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
+import { truncate } from '../store/index.js';
 import type { Command, Context } from './context.js';
 
 export interface TruncateRequest {
@@ -16,7 +17,7 @@ export default {
   },
   execute(_req: TruncateRequest, ctx: Context, out: Output): undefined {
     // Tombstones, not a cleared database: the deletes must replicate and win over older writes elsewhere.
-    const done = ctx.store.truncate();
+    const done = truncate(ctx.store);
     out.line('OK');
     out.dependOn(done);
   },

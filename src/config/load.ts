@@ -151,7 +151,9 @@ function finish(values: Values): Config {
   const result = config as unknown as Config;
   check(result);
   if (result.mqtt.client_id === '') result.mqtt.client_id = nodeId;
-  if (result.storage.path === '') result.storage.path = `./data/${nodeId}`;
+  // A cache node keeps its data in a temporary directory (node.ts): `path` stays as set, '' if it was not.
+  if (result.storage.path === '' && result.storage.persistence_enabled) result.storage.path = `./data/${nodeId}`;
+  if (result.storage.backup_path === '') result.storage.backup_path = `./backups/${nodeId}`;
   return result;
 }
 

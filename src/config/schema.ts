@@ -35,6 +35,8 @@ export interface Config {
     peer_list: string[];
     max_concurrent_syncs: number;
     discover_peers: boolean;
+    /** Seconds between re-readings of who the peers are (`peer_list`, and the nodes the broker reports). */
+    peer_discovery_interval: number;
     segment_bits: number;
   };
   storage: {
@@ -45,6 +47,11 @@ export interface Config {
     max_clock_skew_ms: number;
     fsync: FsyncMode;
     fsync_period_ms: number;
+    /** false: a cache node (store/cache.ts): its data in a fresh temporary directory, `path` ignored, nothing synced. */
+    persistence_enabled: boolean;
+    backup_interval_hours: number;
+    backup_path: string;
+    backup_keep: number;
   };
   memcached: {
     enabled: boolean;
@@ -102,7 +109,7 @@ const bool = (d: boolean): Field => ({ type: 'bool', default: d });
 /**
  * Every accepted key, by dotted path. Anything else in a file or a MERKLE_KV_* variable is an error,
  * so a typo never silently falls back to a default.
- * Empty defaults of `mqtt.client_id` and `storage.path` are derived from `node_id` in `finish()`.
+ * Empty defaults of `mqtt.client_id`, `storage.path` and `storage.backup_path` are derived from `node_id` in `finish()`.
  */
 export const FIELDS: Readonly<Record<string, Field>> = {
   node_id: str('', true),
@@ -142,6 +149,9 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   'anti_entropy.max_concurrent_syncs': int(3, 1, 64),
   // Also exchange with the nodes whose presence status on the broker is online (signed, with a secret).
   'anti_entropy.discover_peers': bool(true),
+  // Seconds between re-readings of who the peers are (the reference's name and default); a node that has
+  // not caught up yet takes in every node it hears of at once.
+  'anti_entropy.peer_discovery_interval': int(600, 1, 86_400),
   // Merkle segments = 2^segment_bits; a multiple of 4 (the tree is 16-ary). The same on every node.
   'anti_entropy.segment_bits': int(16, 4, 20),
   'storage.path': str(''),
@@ -153,6 +163,13 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   // "periodic": OK once the write is in the OS, fdatasync every fsync_period_ms; "always": OK once on disk.
   'storage.fsync': { type: 'enum', default: 'periodic', values: FSYNC_MODES },
   'storage.fsync_period_ms': int(100, 1, 60_000),
+  // false: a cache node, as the reference's in-memory store: wiped at every start, refilled from its peers.
+  'storage.persistence_enabled': bool(true),
+  // Live backups on a schedule (backups.ts): 0 none; each in a new directory under backup_path
+  // (empty: ./backups/<node_id>), the newest backup_keep kept.
+  'storage.backup_interval_hours': int(0, 0, 24 * 365),
+  'storage.backup_path': str(''),
+  'storage.backup_keep': int(3, 1, 10_000),
   // A second listener speaking memcached's text protocol, on the same store (memcached/).
   'memcached.enabled': bool(false),
   'memcached.bind_address': str('127.0.0.1', true),

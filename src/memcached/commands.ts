@@ -1,6 +1,6 @@
 import { keyProblem, type Limits } from '../rules.js';
 import type { Output } from '../protocol/output.js';
-import { casUnique, expire, hasExpired, increment, readItem, type Store, writeItem } from '../store/index.js';
+import { casUnique, expire, hasExpired, increment, readItem, type Store, truncate, writeItem } from '../store/index.js';
 import { toUnsigned64 } from './numbers.js';
 import { TOO_LARGE, type McRequest } from './parser.js';
 
@@ -114,7 +114,7 @@ export function execute(req: McRequest, ctx: McContext, out: Output): 'close' | 
       return undefined;
     case 'flush_all':
       ctx.counters.cmdFlush++;
-      ctx.schedule(req.delay * 1000, () => void store.truncate());
+      ctx.schedule(req.delay * 1000, () => void truncate(store));
       reply('OK', req.noreply);
       return undefined;
     case 'store':

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Context } from '../commands/context.js';
-import { KvServer } from '../server/server.js';
+import { KvServer, type ServerLimits } from '../server/server.js';
 import { McCounters, type McContext } from './commands.js';
 import { McDialect } from './dialect.js';
 import { MEMCACHED_LIMITS } from './parser.js';
@@ -39,9 +39,12 @@ export class MemcachedListener {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly startedAt = Date.now();
   private address: AddressInfo | undefined;
+  /** What `stats settings` reports of the limits a config reload may change. */
+  private limits: ServerLimits;
 
   constructor(opts: MemcachedOptions) {
     const { ctx } = opts;
+    this.limits = { maxConnections: opts.maxConnections, idleTimeoutMs: opts.idleTimeoutMs };
     const mc: McContext = {
       counters: this.counters,
       store: ctx.store,
@@ -53,7 +56,7 @@ export class MemcachedListener {
           counters: this.counters,
           version: mc.version,
           startedAt: this.startedAt,
-          maxConnections: opts.maxConnections,
+          maxConnections: this.limits.maxConnections,
           currentConnections: this.server.connectionCount,
           totalConnections: ctx.stats.connectionsTotal,
           rejectedConnections: ctx.stats.connectionsRejected,
@@ -66,7 +69,7 @@ export class MemcachedListener {
           bytesWritten: this.server.traffic.bytesOut,
           yields: this.server.traffic.yields,
           itemSizeMax: opts.itemSizeMax,
-          idleTimeoutSeconds: Math.floor(opts.idleTimeoutMs / 1000),
+          idleTimeoutSeconds: Math.floor(this.limits.idleTimeoutMs / 1000),
           tls: opts.tls !== undefined,
         }),
     };
@@ -85,6 +88,12 @@ export class MemcachedListener {
   async listen(port: number, host: string): Promise<AddressInfo> {
     this.address = await this.server.listen(port, host);
     return this.address;
+  }
+
+  /** New connection limit and idle timeout (a config reload). */
+  configure(limits: ServerLimits): void {
+    this.limits = limits;
+    this.server.configure(limits);
   }
 
   /** Stops accepting, answers what is in flight, and drops flushes still waiting for their delay. */

@@ -49,6 +49,15 @@ export class Authenticator {
 
   constructor(opts: AuthOptions) {
     this.failureDelayMs = opts.failureDelayMs ?? 200;
+    this.setAccounts(opts);
+  }
+
+  /**
+   * The password and users from now on (a config reload): new connections and AUTH attempts check these;
+   * a connection keeps what it has proven already.
+   */
+  setAccounts(opts: Pick<AuthOptions, 'password' | 'users'>): void {
+    this.accounts.clear();
     if (opts.password !== '') this.accounts.set(DEFAULT_USER, { digest: this.digest(opts.password), role: 'admin' });
     for (const [name, user] of Object.entries(opts.users)) {
       this.accounts.set(name, { digest: this.digest(user.password), role: user.role });

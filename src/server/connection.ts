@@ -48,11 +48,14 @@ export class Connection implements ClientInfo {
   private closing = false;
   private closed = false;
   private ending = false;
+  /** `opts.idleTimeoutMs`, until a config reload changes it (setIdleTimeout). */
+  private idleTimeoutMs: number;
 
   constructor(
     private readonly stream: Duplex,
     private readonly opts: ConnectionOptions,
   ) {
+    this.idleTimeoutMs = opts.idleTimeoutMs;
     if (opts.idleTimeoutMs > 0) this.armIdle(opts.idleTimeoutMs);
     stream.on('data', (chunk: Buffer) => {
       this.opts.ctx.stats.bytesIn += chunk.length;
@@ -245,12 +248,19 @@ export class Connection implements ClientInfo {
     setTimeout(() => this.stream.destroy(), LINGER_MS).unref();
   }
 
+  /** Closes the connection once idle this long from now on (0: never); counted from its last bytes in. */
+  setIdleTimeout(ms: number): void {
+    this.idleTimeoutMs = ms;
+    clearTimeout(this.idle);
+    if (ms > 0 && !this.closed) this.armIdle(Math.max(0, ms - (Date.now() - this.lastActivity)));
+  }
+
   private onIdle(): void {
-    if (this.closed) return;
+    if (this.closed || this.idleTimeoutMs === 0) return;
     const quiet = Date.now() - this.lastActivity;
-    if (this.busy || quiet < this.opts.idleTimeoutMs) {
+    if (this.busy || quiet < this.idleTimeoutMs) {
       // Active since the timer was armed, or waiting on a commit or the client: check again later.
-      this.armIdle(this.busy ? this.opts.idleTimeoutMs : this.opts.idleTimeoutMs - quiet);
+      this.armIdle(this.busy ? this.idleTimeoutMs : this.idleTimeoutMs - quiet);
       return;
     }
     this.opts.logger.debug('closing idle connection');

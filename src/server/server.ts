@@ -1,6 +1,6 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import { createServer as createTlsServer, type SecureContextOptions, type Server as TlsServer, type TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ClientInfo, Context } from '../commands/context.js';
 import type { Dialect } from '../protocol/dialect.js';
@@ -20,6 +20,12 @@ export interface ServerOptions {
   readonly tls?: TlsOptions | undefined;
 }
 
+/** What `configure()` changes while the server runs. */
+export interface ServerLimits {
+  readonly maxConnections: number;
+  readonly idleTimeoutMs: number;
+}
+
 /**
  * The client-facing server. `handle()` takes any Duplex stream, so tests can use `duplexPair()`;
  * `listen()` adds a TCP listener in front of it.
@@ -31,8 +37,23 @@ export class KvServer {
   private readonly out = new Output();
   private tcp: Server | undefined;
   private nextId = 1;
+  /** The limits a config reload may change (configure()). */
+  private limits: ServerLimits;
 
-  constructor(private readonly opts: ServerOptions) {}
+  constructor(private readonly opts: ServerOptions) {
+    this.limits = { maxConnections: opts.maxConnections, idleTimeoutMs: opts.idleTimeoutMs };
+  }
+
+  /** New limits (a config reload): the connection limit for new connections, the idle timeout for all. */
+  configure(limits: ServerLimits): void {
+    this.limits = limits;
+    for (const conn of this.connections) conn.setIdleTimeout(limits.idleTimeoutMs);
+  }
+
+  /** A renewed certificate, key or CA (a config reload): new TLS clients get it. No-op on a plain TCP listener. */
+  setSecureContext(options: SecureContextOptions): void {
+    if (this.opts.tls !== undefined) (this.tcp as TlsServer | undefined)?.setSecureContext(options);
+  }
 
   get connectionCount(): number {
     return this.connections.size;
@@ -46,7 +67,7 @@ export class KvServer {
   /** Serves one client stream; refuses it with an ERROR line when `maxConnections` are open. */
   handle(stream: Duplex): void {
     const { ctx, logger } = this.opts;
-    if (this.connections.size >= this.opts.maxConnections) {
+    if (this.connections.size >= this.limits.maxConnections) {
       ctx.stats.connectionsRejected++;
       logger.debug('connection refused: max connections reached');
       stream.on('error', () => {});
@@ -65,7 +86,7 @@ export class KvServer {
       logger,
       dialect: this.opts.dialect(),
       maxBatch: this.opts.maxBatch ?? 1024,
-      idleTimeoutMs: this.opts.idleTimeoutMs,
+      idleTimeoutMs: this.limits.idleTimeoutMs,
       drainTimeoutMs: this.opts.drainTimeoutMs ?? 30_000,
       traffic: this.traffic,
       onClose: (c) => {

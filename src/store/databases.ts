@@ -26,8 +26,10 @@ export type RecordScan = (visit: (rec: Buffer, keyOf: () => string) => void) => 
 /**
  * Opens the LMDB environment at `path`. `overlappingSync` is off, so an asynchronous put settles only
  * once its transaction is committed and synced: the write-ahead log's segments are deleted on that.
+ * With `noSync` nothing is ever flushed to disk (a crash may leave the database torn): only for a
+ * directory that is thrown away at the next start, a cache node's (cache.ts).
  */
-export function openDatabases(path: string): Databases {
+export function openDatabases(path: string, noSync = false): Databases {
   let root: RootDatabase<Buffer, Buffer>;
   try {
     root = open<Buffer, Buffer>({
@@ -40,6 +42,7 @@ export function openDatabases(path: string): Databases {
       compression: false,
       overlappingSync: false,
       noMemInit: true,
+      noSync,
     });
   } catch (err) {
     throw new StorageError(`cannot open LMDB at ${path}: ${(err as Error).message}`, { cause: err });

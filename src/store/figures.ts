@@ -24,6 +24,7 @@ export function storeFigures(p: FigureSources): StoreFigures {
     tombstones: counts.tombstones,
     expiring: counts.expiringCount,
     fsync: log.mode,
+    persistence: log.mode === 'none' ? 'cache' : 'disk',
     syncLagMs: log.syncLagMs,
     syncs: log.syncs,
     pendingWrites: overlay.size,

@@ -3,13 +3,16 @@
  * no-restricted-imports). Everything not exported here is the store's own business.
  */
 export { Store } from './store.js';
+export { listBackups, type BackupResult } from './backup.js';
 export type { CopiedRecords, CopyResult, Hashes, Held, MerkleView, Read, StoreFigures, StoreOptions } from './types.js';
 export type { Ack, AcknowledgedWrite } from './writepath.js';
 export type { KeyHashRanges, StoredEntry } from './keyhash.js';
-export type { FsyncMode } from './wal.js';
+export type { FsyncMode, LogMode } from './wal.js';
+// A cache node's data directory (`[storage] persistence_enabled = false`).
+export { cacheDirectory, freshCacheDirectory, removeCacheDirectory } from './cache.js';
 
 // The key-value operations that build on what a key holds (operations.ts, setops.ts).
-export { casUnique, expire, expiresAt, hasExpired, increment, readItem, setWithExpiry, timeToLive, writeItem, type IncrementResult, type Item } from './operations.js';
+export { casUnique, expire, expiresAt, hasExpired, increment, readItem, setWithExpiry, timeToLive, truncate, writeItem, type IncrementResult, type Item } from './operations.js';
 export { addMembers, countMembers, hasMember, listMembers, removeMembers, type SetResult } from './setops.js';
 
 // A record's state and its kinds, as replication and anti-entropy carry them (state.ts, counter.ts, members.ts).

@@ -72,6 +72,15 @@ export function readItem(store: Store, key: Buffer): Item | undefined {
   return { value, flags: 0, expiresAt: recordExpiry(rec), counter: true, rec };
 }
 
+/** Deletes every live key (as tombstones, so the deletes replicate). */
+export function truncate(store: Store): Ack {
+  let last: Ack = null;
+  for (const key of store.scan(EMPTY)) last = store.delete(key) ?? last;
+  return last;
+}
+
+const EMPTY = Buffer.alloc(0);
+
 /** Whether `key` holds a record whose expiry has passed (memcached's get_expired: a miss that found one). */
 export function hasExpired(store: Store, key: Buffer): boolean {
   const rec = store.read(key).value;

@@ -4,6 +4,7 @@ import { HybridClock, type Version } from '../hlc.js';
 import type { Limits } from '../rules.js';
 import { TreeHasher } from '../merkle/hash.js';
 import { leafBitsFor, MerkleTree } from '../merkle/tree.js';
+import { takeBackup, type BackupResult } from './backup.js';
 import { CopyMerge } from './copy.js';
 import { storeFigures } from './figures.js';
 import { counterValue, decodeCounter } from './counter.js';
@@ -122,7 +123,7 @@ export class Store {
     const unlock = lockDataDirectory(opts.path);
     let dbs: Databases | undefined;
     try {
-      dbs = openDatabases(opts.path);
+      dbs = openDatabases(opts.path, opts.fsync === 'none');
       const store = new Store(dbs, opts);
       store.unlock = unlock;
       return store;
@@ -354,11 +355,9 @@ export class Store {
     return scanKeys({ db: this.db, pending: this.overlay.values(), cardinality: (k, rec) => this.sets.card(k, rec) }, prefix);
   }
 
-  /** Deletes every live key (as tombstones, so the deletes replicate). */
-  truncate(): Ack {
-    let last: Ack = null;
-    for (const key of this.scan(EMPTY)) last = this.delete(key) ?? last;
-    return last;
+  /** A consistent copy of the store in the new directory `dir`, taken while writes go on (backup.ts). */
+  backup(dir: string): Promise<BackupResult> {
+    return takeBackup({ root: this.root, path: this.opts.path, flushed: () => this.writes.flushed() }, dir);
   }
 
   /** Removes tombstones written (and records expired) before `olderThan` (ms since the epoch), pending ones too. Returns how many. */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { FsyncMode } from './wal.js';
+import type { LogMode } from './wal.js';
 import type { Version } from '../hlc.js';
 import type { Ack } from './writepath.js';
 
@@ -13,8 +13,11 @@ export interface StoreOptions {
   readonly clusterSecret?: string;
   /** Segment bits of the Merkle tree (default 16). */
   readonly treeBits?: number;
-  /** `[storage] fsync` (default "periodic") and `fsync_period_ms` (default 100). */
-  readonly fsync?: FsyncMode;
+  /**
+   * `[storage] fsync` (default "periodic") and `fsync_period_ms` (default 100); "none" (a cache node,
+   * cache.ts) syncs neither the log nor LMDB, for a directory that no start-up reads again.
+   */
+  readonly fsync?: LogMode;
   readonly fsyncPeriodMs?: number;
   /** The largest value a write may carry (bounds what start-up accepts from the log). */
   readonly maxValueBytes?: number;
@@ -37,7 +40,10 @@ export interface StoreFigures {
   readonly tombstones: number;
   /** Live keys that will expire. */
   readonly expiring: number;
-  readonly fsync: FsyncMode;
+  /** The log's mode: `[storage] fsync`, or "none" on a cache node. */
+  readonly fsync: LogMode;
+  /** "disk" (the data survives a restart) or "cache" (a cache node: wiped at every start). */
+  readonly persistence: 'disk' | 'cache';
   readonly syncLagMs: number;
   readonly syncs: number;
   readonly pendingWrites: number;

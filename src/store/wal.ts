@@ -25,11 +25,12 @@ import { expected } from '../expected.js';
  */
 
 export type { FsyncMode } from '../config/schema.js';
+export type LogMode = FsyncMode | 'none'; // "none": a cache node's log (its directory wiped at every start), never synced
 
 export interface LogOptions {
   /** The data directory (LMDB's). */
   readonly dir: string;
-  readonly mode: FsyncMode;
+  readonly mode: LogMode;
   readonly periodMs: number;
   readonly logger: Logger;
   /** The first segment number to use (one past the newest found at start-up). */
@@ -179,7 +180,7 @@ export class WriteAheadLog {
     this.seq = opts.firstSeq;
     this.fd = this.openSegment(this.seq);
     this.dirFd = openSync(opts.dir, 'r');
-    if (opts.mode === 'periodic') {
+    if (opts.mode !== 'always') {
       this.timer = setInterval(() => {
         if (this.syncing === null && (this.written > this.synced || this.dirDirty)) this.startSync();
       }, opts.periodMs);
@@ -187,7 +188,7 @@ export class WriteAheadLog {
     }
   }
 
-  get mode(): FsyncMode {
+  get mode(): LogMode {
     return this.opts.mode;
   }
 
@@ -249,10 +250,10 @@ export class WriteAheadLog {
 
   /**
    * What a reply about the write that ends at `pos` must wait for: in "always" mode an fdatasync
-   * that covers it, unless one already has; in "periodic" mode nothing (null).
+   * that covers it, unless one already has; in "periodic" (and "none") mode nothing (null).
    */
   durableAfter(pos: number): Promise<void> | null {
-    if (this.opts.mode === 'periodic' || pos <= this.synced) return null;
+    if (this.opts.mode !== 'always' || pos <= this.synced) return null;
     if (this.syncing !== null && this.syncing.target >= pos) return this.syncing.promise;
     // Started by the next flush() (the batch that wrote `pos` is not all appended yet), or when the
     // sync under way ends.
@@ -338,7 +339,7 @@ export class WriteAheadLog {
     }
   }
 
-  /** One round of fdatasync over every file with unsynced writes (and the directory, for new segments). */
+  /** One round of fdatasync over every file with unsynced writes (and the directory, for new segments); in "none" one that syncs nothing and closes ended segments. */
   private startSync(): void {
     // Those waiting may have appended entries still buffered (their batch is not over): they wait for
     // the round that the flush() ending their batch starts.
@@ -349,11 +350,11 @@ export class WriteAheadLog {
     this.syncing = current;
     this.syncingSince = this.unsyncedSince;
     this.unsyncedSince = 0;
-    const files = [...this.dirty];
+    const files = this.opts.mode === 'none' ? [] : [...this.dirty];
     this.dirty.clear();
     const retiring = this.retired;
     this.retired = [];
-    const dir = this.dirDirty;
+    const dir = this.dirDirty && this.opts.mode !== 'none';
     this.dirDirty = false;
     let left = files.length + (dir ? 1 : 0);
     let failure: Error | undefined;
@@ -361,7 +362,7 @@ export class WriteAheadLog {
       if (err) failure ??= err;
       if (--left > 0) return;
       this.syncing = null;
-      this.syncs++;
+      if (this.opts.mode !== 'none') this.syncs++;
       if (failure === undefined) {
         this.synced = Math.max(this.synced, current.target);
         this.syncingSince = 0;

@@ -1,14 +1,11 @@
 import { cpSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { open } from 'lmdb';
 import { pino } from 'pino';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { TreeHasher } from '../../src/merkle/hash.js';
-import { MerkleTree } from '../../src/merkle/tree.js';
-import { decodeRecord } from '../../src/store/record.js';
 import { Store } from '../../src/store/store.js';
 import { LineClient, silent, tempDir } from '../helpers.js';
 import { spawnNode } from '../process.js';
+import { rootFromScratch } from './scratch.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
 
@@ -45,20 +42,6 @@ function segmentsOf(path: string): string[] {
     .map((n) => join(path, n));
 }
 
-/** The Merkle root recomputed from nothing but the stored keys and values: every item hash rehashed. */
-export function rootFromScratch(path: string, bits = 16): string {
-  const env = open<Buffer, Buffer>({ path, keyEncoding: 'binary', encoding: 'binary', readOnly: true });
-  const records = env.openDB<Buffer, Buffer>('records', { keyEncoding: 'binary', encoding: 'binary' });
-  const hasher = new TreeHasher('');
-  const tree = new MerkleTree(bits);
-  for (const { key, value } of records.getRange({})) {
-    const r = decodeRecord(Buffer.from(value.subarray(0, value.length)));
-    const item = hasher.item(key, r, r.flags, r.body);
-    tree.updateBytes(tree.segmentOf(hasher.keyHash(key).hi), Buffer.from(item, 'latin1'), 0, 1);
-  }
-  void env.close();
-  return tree.root().toString('hex');
-}
 
 /** A logger that keeps its warnings. */
 function recordingLogger(): { logger: typeof silent; warnings: string[] } {
