@@ -1,10 +1,8 @@
 import { appendFileSync, readFileSync } from 'node:fs';
-import { connect as connectTcp, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { connect as connectTls } from 'node:tls';
-import { ReplyReader } from '../protocol/replies.js';
+import { createClient, MerkleKVError, ReplyError, type MerkleKVClient } from '../client/index.js';
 import { format } from './format.js';
 
 export interface ClientOptions {
@@ -29,73 +27,21 @@ export const EXIT_NO_CONNECTION = 2;
 export const DEFAULT_HISTORY = join(homedir(), '.merkle_kv_history');
 const HISTORY_SIZE = 1000;
 
-/** One connection and its replies, request by request. */
-class Session {
-  private readonly reader = new ReplyReader();
-  private readonly waiting: { resolve: (reply: string[]) => void; reject: (err: Error) => void }[] = [];
-  private failure: Error | undefined;
-
-  private constructor(private readonly socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      try {
-        for (const reply of this.reader.push(chunk)) this.waiting.shift()?.resolve(reply);
-      } catch (err) {
-        this.fail(err as Error);
-        socket.destroy();
-      }
-    });
-    socket.on('error', (err) => this.fail(err));
-    socket.on('close', () => this.fail(new Error('connection closed by the server')));
-  }
-
-  static async open(opts: ClientOptions): Promise<Session> {
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s: Socket = opts.tls
-        ? connectTls({ host: opts.host, port: opts.port, ...(opts.cacert ? { ca: readFileSync(opts.cacert) } : {}) }, () => resolve(s))
-        : connectTcp({ host: opts.host, port: opts.port }, () => resolve(s));
-      s.once('error', reject);
-    });
-    socket.setNoDelay(true);
-    return new Session(socket);
-  }
-
-  /** Sends one request line; resolves with its reply's lines. */
-  call(line: string): Promise<string[]> {
-    if (this.failure !== undefined) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      this.reader.expect(line);
-      this.waiting.push({ resolve, reject });
-      this.socket.write(`${line}\r\n`);
-    });
-  }
-
-  private fail(err: Error): void {
-    if (this.failure !== undefined) return;
-    this.failure = err;
-    for (const w of this.waiting.splice(0)) w.reject(err);
-  }
-
-  close(): void {
-    this.socket.end();
-  }
-}
-
 /** `merkle-kv cli GET k`: one request, its reply on stdout; the exit code says how it went. */
 export async function runOnce(opts: ClientOptions, words: readonly string[]): Promise<number> {
-  const session = await openSession(opts);
-  if (typeof session === 'number') return session;
+  const client = await openSession(opts);
+  if (typeof client === 'number') return client;
   try {
     const line = words.join(' ');
     const progress = /^sync\s/i.test(line) ? await watchSync(opts) : undefined;
-    const reply = await session.call(line).finally(() => progress?.stop());
+    const reply = await client.command(line).finally(() => progress?.stop());
     print(reply, opts.raw);
     return isError(reply) ? EXIT_ERROR_REPLY : EXIT_OK;
   } catch (err) {
     process.stderr.write(`merkle-kv cli: ${(err as Error).message}\n`);
     return EXIT_NO_CONNECTION;
   } finally {
-    session.close();
+    await client.close();
   }
 }
 
@@ -104,8 +50,8 @@ export async function runOnce(opts: ClientOptions, words: readonly string[]): Pr
  * line of stdin, replies on stdout, exit 1 if any was an ERROR.
  */
 export async function runInteractive(opts: ClientOptions): Promise<number> {
-  const session = await openSession(opts);
-  if (typeof session === 'number') return session;
+  const client = await openSession(opts);
+  if (typeof client === 'number') return client;
   const terminal = process.stdin.isTTY === true && process.stdout.isTTY === true;
   const history = terminal && opts.history !== '' ? loadHistory(opts.history) : [];
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal, history, historySize: HISTORY_SIZE });
@@ -121,7 +67,7 @@ export async function runInteractive(opts: ClientOptions): Promise<number> {
       // Like redis-cli, AUTH (and its password) stays out of the history file.
       if (terminal && opts.history !== '' && !/^auth\b/i.test(line)) saveHistory(opts.history, line);
       try {
-        const reply = await session.call(line);
+        const reply = await client.command(line);
         sawError ||= isError(reply);
         print(reply, opts.raw);
       } catch (err) {
@@ -133,7 +79,7 @@ export async function runInteractive(opts: ClientOptions): Promise<number> {
     if (terminal) rl.prompt();
   }
   rl.close();
-  session.close();
+  await client.close();
   return lost ? EXIT_NO_CONNECTION : sawError ? EXIT_ERROR_REPLY : EXIT_OK;
 }
 
@@ -145,17 +91,16 @@ const PROGRESS_EVERY_MS = 500;
  * twice a second and shows them on stderr while a stream fills the node (a new node, or SYNC --full).
  */
 async function watchSync(opts: ClientOptions): Promise<{ stop: () => void }> {
-  const session = await openSession(opts);
-  if (typeof session === 'number') return { stop: () => {} };
+  const client = await openSession(opts);
+  if (typeof client === 'number') return { stop: () => {} };
   let shown = false;
   const timer = setInterval(() => {
-    session.call('STATS antientropy').then(
-      (reply) => {
-        const f = new Map(reply.map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
-        if (f.get('anti_entropy_streams_active') === '0') return;
+    client.stats('antientropy').then(
+      (f) => {
+        if (f.anti_entropy_streams_active === '0') return;
         shown = true;
-        const mb = (Number(f.get('anti_entropy_stream_running_bytes')) / 1e6).toFixed(1);
-        process.stderr.write(`\rsync: ${f.get('anti_entropy_stream_percent')}% ${f.get('anti_entropy_stream_running_keys')} keys ${mb} MB ${f.get('anti_entropy_stream_keys_per_second')} keys/s  `);
+        const mb = (Number(f.anti_entropy_stream_running_bytes) / 1e6).toFixed(1);
+        process.stderr.write(`\rsync: ${f.anti_entropy_stream_percent}% ${f.anti_entropy_stream_running_keys} keys ${mb} MB ${f.anti_entropy_stream_keys_per_second} keys/s  `);
       },
       () => clearInterval(timer),
     );
@@ -164,30 +109,38 @@ async function watchSync(opts: ClientOptions): Promise<{ stop: () => void }> {
     stop: () => {
       clearInterval(timer);
       if (shown) process.stderr.write('\n');
-      session.close();
+      // A poll still waiting for its reply is not worth waiting for.
+      void client.disconnect();
     },
   };
 }
 
-/** Connects and authenticates; an exit code instead when either fails (said on stderr). */
-async function openSession(opts: ClientOptions): Promise<Session | number> {
-  let session: Session;
+/**
+ * Connects and authenticates with the client library (src/client): no request timeout (a SYNC runs as
+ * long as it runs) and no reconnection (a lost connection ends the session). An exit code instead when
+ * either fails (said on stderr).
+ */
+async function openSession(opts: ClientOptions): Promise<MerkleKVClient | number> {
   try {
-    session = await Session.open(opts);
+    const client = createClient({
+      host: opts.host,
+      port: opts.port,
+      // --user alone asks for nothing: AUTH needs a password.
+      ...(opts.password === undefined ? {} : { user: opts.user, password: opts.password }),
+      tls: opts.tls ? (opts.cacert === undefined ? true : { ca: readFileSync(opts.cacert) }) : false,
+      timeout: 0,
+      reconnect: false,
+    });
+    await client.connect();
+    return client;
   } catch (err) {
-    process.stderr.write(`merkle-kv cli: cannot connect to ${opts.host}:${opts.port}: ${(err as Error).message}\n`);
+    const message = (err as Error).message;
+    if (err instanceof ReplyError) process.stderr.write(`merkle-kv cli: AUTH refused: ERROR ${message}\n`);
+    // The library's ConnectionError names the address already; ArgumentError: a password of two words.
+    else if (err instanceof MerkleKVError) process.stderr.write(`merkle-kv cli: ${message}\n`);
+    else process.stderr.write(`merkle-kv cli: cannot connect to ${opts.host}:${opts.port}: ${message}\n`);
     return EXIT_NO_CONNECTION;
   }
-  if (opts.password === undefined) return session;
-  try {
-    const reply = await session.call(opts.user === undefined ? `AUTH ${opts.password}` : `AUTH ${opts.user} ${opts.password}`);
-    if (reply[0] === 'OK') return session;
-    process.stderr.write(`merkle-kv cli: AUTH refused: ${reply[0] ?? ''}\n`);
-  } catch (err) {
-    process.stderr.write(`merkle-kv cli: ${(err as Error).message}\n`);
-  }
-  session.close();
-  return EXIT_NO_CONNECTION;
 }
 
 function isError(reply: readonly string[]): boolean {
