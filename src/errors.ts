@@ -13,6 +13,8 @@ export const ErrorCode = {
   Peer: 'ERR_PEER',
   /** The peer address turned out to be this node. */
   SelfPeer: 'ERR_SELF_PEER',
+  /** A client write past `[storage] memory_limit_mb` (store/capacity.ts). */
+  StorageFull: 'ERR_STORAGE_FULL',
   /** The data directory is held by another running node. */
   DirectoryInUse: 'ERR_DIR_IN_USE',
 } as const;

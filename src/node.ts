@@ -19,7 +19,7 @@ import type { Limits } from './rules.js';
 import { Authenticator, isLoopbackAddress } from './security/auth.js';
 import { loadTls, readPem, type TlsSetup } from './security/tls.js';
 import { KvServer } from './server/server.js';
-import { freshCacheDirectory, removeCacheDirectory, Store } from './store/index.js';
+import { Capacity, freshCacheDirectory, removeCacheDirectory, Store } from './store/index.js';
 import { Teardown } from './teardown.js';
 import { VERSION } from './version.js';
 
@@ -90,7 +90,9 @@ async function start(config: Config, logger: Logger, { tls, mqttCa, teardown, re
   // The broker first: this node's own replicator (and the other nodes) connect to it.
   const broker = config.mqtt.embedded.enabled ? await startEmbeddedBroker(config, logger) : undefined;
   if (broker !== undefined) teardown.defer('broker', () => broker.close());
-  const store = openStore(config, logger, teardown);
+  const capacity = new Capacity(config.storage.memory_limit_mb);
+  reloads.onReload(['storage.memory_limit_mb'], (next) => capacity.setLimitMb(next.storage.memory_limit_mb));
+  const store = openStore(config, logger, teardown, capacity);
   teardown.defer('store', () => store.close());
   const backups = new Backups(store, backupSettings(config), logger);
   teardown.defer('backups', () => backups.close());
@@ -104,7 +106,7 @@ async function start(config: Config, logger: Logger, { tls, mqttCa, teardown, re
   teardown.defer('flush', () => store.flush());
   const peerProof = new PeerProof(config.cluster_secret);
   const antiEntropy = createAntiEntropy(config, logger, { store, limits, peerProof, presence, replicator, tls });
-  const { ctx, server, memcached } = createListeners(config, logger, { store, limits, replicator, antiEntropy, peerProof, tls, backups, reloads });
+  const { ctx, server, memcached } = createListeners(config, logger, { store, capacity, limits, replicator, antiEntropy, peerProof, tls, backups, reloads });
   teardown.defer('client ports', () => Promise.all([server.close(), memcached?.close()]));
   registerLive(reloads, { logger, auth: ctx.auth, server, memcached, antiEntropy, tls });
   if (config.metrics.enabled) metrics = createMetrics(logger, { ctx, replicator, antiEntropy, server, teardown });
@@ -152,7 +154,7 @@ function startEmbeddedBroker(config: Config, logger: Logger): Promise<EmbeddedBr
  * Opens the store: in `storage.path`, or for a cache node (`persistence_enabled = false`) in a fresh
  * temporary directory, syncing nothing, whose removal is deferred here to follow the store's close.
  */
-function openStore(config: Config, logger: Logger, teardown: Teardown): Store {
+function openStore(config: Config, logger: Logger, teardown: Teardown, capacity: Capacity): Store {
   const persistent = config.storage.persistence_enabled;
   if (!persistent && config.storage.path !== '') {
     logger.warn({ path: config.storage.path }, 'storage.path is ignored: with persistence_enabled = false the data lives in a temporary directory');
@@ -169,6 +171,7 @@ function openStore(config: Config, logger: Logger, teardown: Teardown): Store {
     fsync: persistent ? config.storage.fsync : 'none',
     fsyncPeriodMs: config.storage.fsync_period_ms,
     maxValueBytes: config.storage.max_value_bytes,
+    capacity,
     logger,
   });
 }
@@ -233,15 +236,17 @@ interface ListenerParts {
   readonly peerProof: PeerProof;
   readonly tls: TlsSetup | undefined;
   readonly backups: Backups;
+  readonly capacity: Capacity;
   /** CONFIG RELOAD. */
   readonly reloads: Reloads;
 }
 
 /** What the commands may touch, the client port's server and the memcached listener (none listening yet). */
 function createListeners(config: Config, logger: Logger, parts: ListenerParts): { ctx: Context; server: KvServer; memcached: MemcachedListener | undefined } {
-  const { store, limits, replicator, antiEntropy, peerProof, tls, backups } = parts;
+  const { store, capacity, limits, replicator, antiEntropy, peerProof, tls, backups } = parts;
   const ctx: Context = {
     store,
+    capacity,
     backups,
     stats: new Stats(COMMAND_NAMES),
     limits,
@@ -295,10 +300,11 @@ interface MetricsParts {
 
 function createMetrics(logger: Logger, { ctx, replicator, antiEntropy, server, teardown }: MetricsParts): MetricsServer {
   return new MetricsServer(
-    createRegistry({ stats: ctx.stats, store: ctx.store, antiEntropy, replicator, connections: () => server.connectionCount }),
+    createRegistry({ stats: ctx.stats, store: ctx.store, capacity: ctx.capacity, antiEntropy, replicator, connections: () => server.connectionCount }),
     {
       health: () => [
         ...(teardown.stopping ? ['stopping'] : []),
+        ...(ctx.capacity.over ? ['storage over memory_limit_mb: client writes that grow the data are refused'] : []),
         ...(replicator !== undefined && !replicator.stats.connected ? ['not connected to the replication broker'] : []),
       ],
       ready: () => (teardown.stopping ? ['stopping'] : []),

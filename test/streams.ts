@@ -11,7 +11,7 @@ import type { Limits } from '../src/rules.js';
 import { Authenticator } from '../src/security/auth.js';
 import { PeerProof } from '../src/antientropy/handshake.js';
 import { KvServer, type ServerOptions } from '../src/server/server.js';
-import { Store } from '../src/store/index.js';
+import { Capacity, Store } from '../src/store/index.js';
 import { silent } from './helpers.js';
 
 /** A server with no listener over its own store; clients are `duplexPair()` streams. */
@@ -26,7 +26,8 @@ export interface StreamServer {
 export function streamServer(limits: Limits, overrides: Partial<ServerOptions> & { maxLineBytes?: number } = {}): StreamServer {
   const { maxLineBytes = limits.maxValueBytes + limits.maxKeyBytes + 64, ...options } = overrides;
   const dir = mkdtempSync(join(tmpdir(), 'merkle-kv-streams-'));
-  const store = Store.open({ path: join(dir, 'db'), nodeId: 't', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 86_400, logger: silent });
+  const capacity = new Capacity();
+  const store = Store.open({ path: join(dir, 'db'), nodeId: 't', maxClockSkewMs: 60_000, tombstoneGraceSeconds: 86_400, logger: silent, capacity });
   const ctx: Context = {
     store,
     stats: new Stats(COMMAND_NAMES),
@@ -36,6 +37,7 @@ export function streamServer(limits: Limits, overrides: Partial<ServerOptions> &
     currentConnections: () => server.connectionCount,
     clients: () => server.clients(),
     replication: undefined,
+    capacity,
     backups: new Backups(store, { path: join(dir, 'backups'), keep: 3, intervalHours: 0 }, silent),
     sectionStats: { replication: () => [], antientropy: () => [], peers: () => [] },
     antiEntropy: new AntiEntropy({

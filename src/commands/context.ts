@@ -8,7 +8,7 @@ import type { Backups } from '../backups.js';
 import type { PeerProof } from '../antientropy/handshake.js';
 import type { ReloadResult } from '../config/reload.js';
 import type { Access, Authenticator, Session } from '../security/auth.js';
-import type { Store } from '../store/index.js';
+import type { Capacity, Store } from '../store/index.js';
 
 /** Upper bounds (seconds) of the request latency histogram's buckets (metrics/metrics.ts). */
 export const LATENCY_BOUNDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] as const;
@@ -91,6 +91,8 @@ export interface Context {
   readonly currentConnections: () => number;
   /** The open client connections (CLIENT LIST). */
   readonly clients: () => Iterable<ClientInfo>;
+  /** `[storage] memory_limit_mb` (store/capacity.ts): checked by the store on every client write, by MSET whole. */
+  readonly capacity: Capacity;
   /** BACKUP and the scheduled backups (backups.ts). */
   readonly backups: Pick<Backups, 'take' | 'figures'>;
   /** Present when `[mqtt] enabled`. */

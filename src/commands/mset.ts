@@ -1,7 +1,7 @@
 import type { Args } from '../protocol/args.js';
 import { checkValue } from '../rules.js';
 import type { Output } from '../protocol/output.js';
-import type { Ack } from '../store/index.js';
+import { setsGrowth, type Ack } from '../store/index.js';
 import type { Command, Context } from './context.js';
 
 export interface MsetRequest {
@@ -24,6 +24,8 @@ export default {
     return { kind: 'mset', pairs };
   },
   execute(req: MsetRequest, ctx: Context, out: Output): undefined {
+    // Refused whole, before any write, if the pairs would take the data past memory_limit_mb.
+    if (ctx.capacity.limitBytes > 0) ctx.capacity.admit(setsGrowth(ctx.store, req.pairs));
     ctx.stats.writes += req.pairs.length;
     // The writes of one batch share one log write (and, with "always", one fdatasync): the last
     // write's wait covers them all.

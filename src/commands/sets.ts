@@ -1,7 +1,7 @@
 import { ProtocolError } from '../errors.js';
 import type { Args } from '../protocol/args.js';
 import type { Output } from '../protocol/output.js';
-import { addMembers, countMembers, hasMember, listMembers, memberProblem, removeMembers, type SetResult } from '../store/index.js';
+import { addMembers, addMembersGrowth, countMembers, hasMember, listMembers, memberProblem, removeMembers, type SetResult } from '../store/index.js';
 import type { Command, Context } from './context.js';
 import { WRONG_KIND } from './kinds.js';
 
@@ -43,6 +43,8 @@ export const sadd = {
   requires: 'a key and at least one member',
   parse: parser('sadd', 1, Infinity),
   execute(req: MembersRequest, ctx: Context, out: Output): undefined {
+    // Refused whole, before any write, if the members could take the data past memory_limit_mb.
+    if (ctx.capacity.limitBytes > 0) ctx.capacity.admit(addMembersGrowth(ctx.store, req.key, req.members));
     const added = settle(addMembers(ctx.store, req.key, req.members), out);
     ctx.stats.writes++;
     out.line(`SADD ${added}`);

@@ -62,6 +62,11 @@ function storageLines(ctx: Context): string[] {
     `storage_lmdb_lag_ms:${f.lmdbLagMs}`,
     `storage_lmdb_batches:${f.lmdbBatches}`,
     `storage_lmdb_failures:${f.lmdbFailures}`,
+    // [storage] memory_limit_mb: the data it counts, the limit (0 none), over it (replicated writes can take it there), client writes refused.
+    `storage_data_bytes:${ctx.capacity.usedBytes}`,
+    `storage_memory_limit_bytes:${ctx.capacity.limitBytes}`,
+    `storage_over_limit:${ctx.capacity.over ? 1 : 0}`,
+    `storage_full_refusals:${ctx.capacity.refused}`,
     // BACKUP and the scheduled ones: taken, failed, when the last good one began (Unix seconds, 0 none).
     `storage_backups:${b.taken}`,
     `storage_backup_failures:${b.failed}`,

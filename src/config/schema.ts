@@ -49,6 +49,7 @@ export interface Config {
     fsync_period_ms: number;
     /** false: a cache node (store/cache.ts): its data in a fresh temporary directory, `path` ignored, nothing synced. */
     persistence_enabled: boolean;
+    memory_limit_mb: number;
     backup_interval_hours: number;
     backup_path: string;
     backup_keep: number;
@@ -165,6 +166,8 @@ export const FIELDS: Readonly<Record<string, Field>> = {
   'storage.fsync_period_ms': int(100, 1, 60_000),
   // false: a cache node, as the reference's in-memory store: wiped at every start, refilled from its peers.
   'storage.persistence_enabled': bool(true),
+  // Client writes that would take the live data past this many MiB get ERROR Storage full (store/capacity.ts); 0 none.
+  'storage.memory_limit_mb': int(0, 0, 1024 * 1024),
   // Live backups on a schedule (backups.ts): 0 none; each in a new directory under backup_path
   // (empty: ./backups/<node_id>), the newest backup_keep kept.
   'storage.backup_interval_hours': int(0, 0, 24 * 365),

@@ -41,6 +41,8 @@ export class McCounters {
   touchHits = 0;
   touchMisses = 0;
   storeTooLarge = 0;
+  /** Stores refused by `[storage] memory_limit_mb` (memcached: out of memory). */
+  storeNoMemory = 0;
   /** Items written through this listener since start (or `stats reset`): stores that answered STORED, incr/decr. */
   totalItems = 0;
 

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { ErrorCode, MerkleKvError } from '../errors.js';
 import { errorMessage, type Dialect, type Outcome } from '../protocol/dialect.js';
 import type { Output } from '../protocol/output.js';
 import { execute, type McContext } from './commands.js';
@@ -47,9 +48,13 @@ export class McDialect implements Dialect {
     }
   }
 
-  /** memcached reports what went wrong on its side as SERVER_ERROR. */
+  /** memcached reports what went wrong on its side as SERVER_ERROR; a store past memory_limit_mb as memcached out of memory. */
   failure(err: unknown): Buffer {
     this.ctx.counters.errors++;
+    if (err instanceof MerkleKvError && err.code === ErrorCode.StorageFull) {
+      this.ctx.counters.storeNoMemory++;
+      return Buffer.from('SERVER_ERROR out of memory storing object\r\n');
+    }
     return Buffer.from(`SERVER_ERROR ${errorMessage(err, this.logger).replace(/[\r\n]+/g, ' ')}\r\n`);
   }
 }

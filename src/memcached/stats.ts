@@ -97,8 +97,8 @@ function general(s: McStatsSource): Pairs {
     ['touch_hits', c.touchHits],
     ['touch_misses', c.touchMisses],
     ['store_too_large', c.storeTooLarge],
-    // Items live on disk: a store is never refused for want of memory.
-    ['store_no_memory', 0],
+    // Stores refused by [storage] memory_limit_mb.
+    ['store_no_memory', c.storeNoMemory],
     // The text protocol has no authentication here (auth_enabled_ascii no).
     ['auth_cmds', 0],
     ['auth_errors', 0],

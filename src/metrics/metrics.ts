@@ -2,12 +2,14 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric
 import type { AntiEntropy } from '../antientropy/antientropy.js';
 import { LATENCY_BOUNDS, type Stats } from '../commands/context.js';
 import type { Replicator } from '../replication/replicator.js';
-import type { Store } from '../store/index.js';
+import type { Capacity, Store } from '../store/index.js';
 
 /** What the metrics are read from, at scrape time: nothing on the request path knows about them. */
 export interface MetricsSource {
   readonly stats: Stats;
   readonly store: Store;
+  /** `[storage] memory_limit_mb` and the data it counts. */
+  readonly capacity: Capacity;
   readonly antiEntropy: AntiEntropy;
   readonly replicator: Replicator | undefined;
   readonly connections: () => number;
@@ -79,6 +81,11 @@ export function createRegistry(src: MetricsSource): Registry {
   gauge('merklekv_pending_writes', 'Writes in the log that LMDB does not hold yet.', () => store.figures().pendingWrites);
   counter('merklekv_log_syncs_total', 'fdatasyncs of the write-ahead log.', [], (set) => set({}, store.figures().syncs));
   counter('merklekv_lmdb_commit_failures_total', 'LMDB commits that failed (and were retried).', [], (set) => set({}, store.figures().lmdbFailures));
+  const { capacity } = src;
+  gauge('merklekv_data_bytes', 'Bytes of the live records (keys and records, set members included): what memory_limit_mb bounds.', () => capacity.usedBytes);
+  gauge('merklekv_memory_limit_bytes', '[storage] memory_limit_mb in bytes (0: no limit).', () => capacity.limitBytes);
+  gauge('merklekv_storage_over_limit', '1 while the data is past memory_limit_mb (writes from other nodes can take it there).', () => (capacity.over ? 1 : 0));
+  counter('merklekv_storage_full_refusals_total', 'Client writes refused with Storage full.', [], (set) => set({}, capacity.refused));
 
   const r = src.replicator;
   if (r !== undefined) {

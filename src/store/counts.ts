@@ -10,9 +10,15 @@ import { FLAG_EXPIRY, FLAG_TOMBSTONE, KIND, kindOf, recordExpiry, recordFlags } 
 export class RecordCounts {
   private liveCount = 0;
   private tombstoneCount = 0;
+  /** Bytes of the live records (key and record) and of the set members counted with `member` (capacity.ts). */
+  private bytes = 0;
   private readonly expiring = new ExpiryIndex();
 
-  constructor(private readonly isEmptySet: (k: string, rec: Buffer, o: number) => boolean) {}
+  /** `sizeOf(k)`: the bytes of the record a key (latin1) holds now, for a live one whose time came (counted live until then). */
+  constructor(
+    private readonly isEmptySet: (k: string, rec: Buffer, o: number) => boolean,
+    private readonly sizeOf: (k: string) => number,
+  ) {}
 
   get live(): number {
     this.sweep();
@@ -30,6 +36,17 @@ export class RecordCounts {
     return this.expiring.size;
   }
 
+  /** The bytes of the live records and set members (capacity.ts). */
+  get liveBytes(): number {
+    this.sweep();
+    return this.bytes;
+  }
+
+  /** Adds (`sign` 1) or takes back (-1) a set member of `bytes` bytes (members are not keys: not counted as records). */
+  member(bytes: number, sign: 1 | -1): void {
+    this.bytes += sign * bytes;
+  }
+
   /** Records of either kind, without sweeping (an estimate is enough for its callers). */
   get total(): number {
     return this.liveCount + this.tombstoneCount;
@@ -37,9 +54,9 @@ export class RecordCounts {
 
   /**
    * Adds (`sign` 1) or takes back (-1) the part of the record at `o` of `rec` (key `k`, latin1; only
-   * read for records with an expiry and sets' headers) in the counts.
+   * read for records with an expiry and sets' headers; `bytes` with its key) in the counts.
    */
-  count(k: string, rec: Buffer, o: number, sign: 1 | -1): void {
+  count(k: string, rec: Buffer, o: number, sign: 1 | -1, bytes: number): void {
     const flags = recordFlags(rec, o);
     if (kindOf(flags) === KIND.set && this.isEmptySet(k, rec, o)) {
       this.tombstoneCount += sign;
@@ -47,6 +64,7 @@ export class RecordCounts {
     }
     if (sign < 0 && (flags & FLAG_EXPIRY) !== 0 && this.expiring.remove(k)) {
       this.liveCount--;
+      this.bytes -= bytes;
       return;
     }
     const at = (flags & FLAG_EXPIRY) === 0 ? 0 : recordExpiry(rec, o);
@@ -55,26 +73,29 @@ export class RecordCounts {
       return;
     }
     this.liveCount += sign;
+    this.bytes += sign * bytes;
     if (at !== 0) this.expiring.add(k, at);
   }
 
   /** The counts as they stand (records whose time has come swept), and the expiring keys with their times. */
-  saved(): { live: number; tombstones: number; expiring: ReadonlyMap<string, number> } {
+  saved(): { live: number; tombstones: number; liveBytes: number; expiring: ReadonlyMap<string, number> } {
     this.sweep();
-    return { live: this.liveCount, tombstones: this.tombstoneCount, expiring: this.expiring.entries };
+    return { live: this.liveCount, tombstones: this.tombstoneCount, liveBytes: this.bytes, expiring: this.expiring.entries };
   }
 
   /** Counts as `saved()` gave them (a snapshot, tally.ts), in place of counting every record. */
-  restore(live: number, tombstones: number, expiring: Map<string, number>): void {
+  restore(live: number, tombstones: number, liveBytes: number, expiring: Map<string, number>): void {
     this.liveCount = live;
     this.tombstoneCount = tombstones;
+    this.bytes = liveBytes;
     this.expiring.restore(expiring);
   }
 
   private sweep(): void {
-    const due = this.expiring.sweep(Date.now()).length;
-    this.liveCount -= due;
-    this.tombstoneCount += due;
+    const due = this.expiring.sweep(Date.now());
+    for (const k of due) this.bytes -= this.sizeOf(k);
+    this.liveCount -= due.length;
+    this.tombstoneCount += due.length;
   }
 }
 

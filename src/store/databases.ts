@@ -19,9 +19,9 @@ export interface Databases {
 /**
  * Calls `visit` with every record, in key order: `rec` is lmdb's shared buffer, valid until the next
  * record (no LMDB read may happen inside `visit`; copy what you keep), `keyOf` gives the record's key as
- * a latin1 string, made only when asked for.
+ * a latin1 string, made only when asked for, and its length in bytes.
  */
-export type RecordScan = (visit: (rec: Buffer, keyOf: () => string) => void) => void;
+export type RecordScan = (visit: (rec: Buffer, keyOf: () => string, keyBytes: number) => void) => void;
 
 /**
  * Opens the LMDB environment at `path`. `overlappingSync` is off, so an asynchronous put settles only
@@ -96,6 +96,6 @@ function scanRecords(root: RootDatabase<Buffer, Buffer>): RecordScan {
   };
   const records = root.openDB<Buffer, Buffer>('records', options);
   return (visit) => {
-    for (const { value } of records.getRange({ start: FIRST_KEY })) visit(value, keyOf);
+    for (const { value } of records.getRange({ start: FIRST_KEY })) visit(value, keyOf, end - start);
   };
 }

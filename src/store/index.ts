@@ -4,6 +4,7 @@
  */
 export { Store } from './store.js';
 export { listBackups, type BackupResult } from './backup.js';
+export { Capacity, StorageFullError } from './capacity.js';
 export type { CopiedRecords, CopyResult, Hashes, Held, MerkleView, Read, StoreFigures, StoreOptions } from './types.js';
 export type { Ack, AcknowledgedWrite } from './writepath.js';
 export type { KeyHashRanges, StoredEntry } from './keyhash.js';
@@ -12,8 +13,8 @@ export type { FsyncMode, LogMode } from './wal.js';
 export { cacheDirectory, freshCacheDirectory, removeCacheDirectory } from './cache.js';
 
 // The key-value operations that build on what a key holds (operations.ts, setops.ts).
-export { casUnique, expire, expiresAt, hasExpired, increment, readItem, setWithExpiry, timeToLive, truncate, writeItem, type IncrementResult, type Item } from './operations.js';
-export { addMembers, countMembers, hasMember, listMembers, removeMembers, type SetResult } from './setops.js';
+export { casUnique, expire, expiresAt, hasExpired, increment, readItem, setsGrowth, setWithExpiry, timeToLive, truncate, writeItem, type IncrementResult, type Item } from './operations.js';
+export { addMembers, addMembersGrowth, countMembers, hasMember, listMembers, removeMembers, type SetResult } from './setops.js';
 
 // A record's state and its kinds, as replication and anti-entropy carry them (state.ts, counter.ts, members.ts).
 export { encodeState, isSimpleState, newestWall, parseBody, plainState, stateKind, stateOf, type ExpiryRegister, type RecordState } from './state.js';

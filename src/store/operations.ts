@@ -1,6 +1,6 @@
 import { counterValue, decodeCounter, encodeCounter, increment as add, parseInt64, type Counter } from './counter.js';
 import type { Version } from '../hlc.js';
-import { isAbsent, isTombstone, KIND, kindFlags, recordClientFlags, recordExpiry, recordItem, recordKind, recordValue } from './record.js';
+import { HEADER, isAbsent, isTombstone, KIND, kindFlags, recordClientFlags, recordExpiry, recordItem, recordKind, recordValue } from './record.js';
 import { epochOfAbsent, isAbsentState, plainState, stateKind, stateOf, type ExpiryRegister, type RecordState } from './state.js';
 import type { Store } from './store.js';
 import type { Read } from './types.js';
@@ -70,6 +70,21 @@ export function readItem(store: Store, key: Buffer): Item | undefined {
   if (kind !== KIND.counter) return undefined;
   const value = Buffer.from(counterValue(decodeCounter(recordValue(rec), true)).toString());
   return { value, flags: 0, expiresAt: recordExpiry(rec), counter: true, rec };
+}
+
+/**
+ * What writes of `pairs` (plain values) would add to the data `[storage] memory_limit_mb` bounds
+ * (capacity.ts): each new record's bytes less what its key holds now. MSET checks it whole before it
+ * writes anything, so that it is refused whole.
+ */
+export function setsGrowth(store: Store, pairs: readonly (readonly [Buffer, Buffer])[]): number {
+  const node = Buffer.byteLength(store.nodeId, 'latin1');
+  let growth = 0;
+  for (const [key, value] of pairs) {
+    const rec = store.read(key).value;
+    growth += key.length + HEADER + node + value.length - (rec === undefined || isAbsent(rec, Date.now()) ? 0 : key.length + rec.length);
+  }
+  return growth;
 }
 
 /** Deletes every live key (as tombstones, so the deletes replicate). */

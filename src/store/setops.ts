@@ -1,6 +1,6 @@
 import type { Version } from '../hlc.js';
 import { addMember, decodeMember, encodeMember, isPresent, memberKey, removeMember, type MemberState } from './members.js';
-import { compareWithRecord, KIND, kindFlags, payloadOffset } from './record.js';
+import { compareWithRecord, HEADER, KIND, kindFlags, payloadOffset } from './record.js';
 import { epochOfAbsent, isAbsentState, stateKind, stateOf, type RecordState } from './state.js';
 import type { Store } from './store.js';
 import type { Read } from './types.js';
@@ -21,6 +21,20 @@ interface SetView {
   readonly header: Buffer | undefined;
   readonly state: RecordState | undefined;
 }
+
+/**
+ * An upper bound of what SADD of `members` adds to the data `[storage] memory_limit_mb` bounds
+ * (capacity.ts): the set's header, and for each member its record (key, header, node id and an add of
+ * at most MEMBER_PAYLOAD_BYTES). SADD checks it whole before it writes anything.
+ */
+export function addMembersGrowth(store: Store, key: Buffer, members: readonly Buffer[]): number {
+  const node = Buffer.byteLength(store.nodeId, 'latin1');
+  let growth = key.length + HEADER + node;
+  for (const m of members) growth += 3 + key.length + m.length + HEADER + node + MEMBER_PAYLOAD_BYTES;
+  return growth;
+}
+
+const MEMBER_PAYLOAD_BYTES = 64;
 
 /**
  * SADD: adds the members (a new add of each, present or not); makes the set if the key holds none.

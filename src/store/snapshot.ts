@@ -24,16 +24,18 @@ import type { Hlc } from '../hlc.js';
  * Head (little-endian): 0 format (u8), 1 tree bits (u8), 2..17 the secret's fingerprint (16 hex
  * characters), 18 LMDB transaction id (f64), 26 clock floor wall (f64), 34 its counter (u16), 36 live
  * (f64), 44 tombstones (f64), 52 chunk count (u32), 56 CRC-32 of the stream (u32), 60 the sections'
- * lengths (f64 each, SECTIONS of them).
+ * lengths (f64 each, SECTIONS of them), then the live records' bytes (f64). Format 1 had no such bytes.
  */
 
-const FORMAT = 1;
+const FORMAT = 2;
 const CHUNK_BYTES = 1 << 20;
 const HEAD_KEY = Buffer.from([0]);
 const CHUNK_TAG = 1;
 const FINGERPRINT_BYTES = 16;
 const SECTIONS = ['tree', 'expiring', 'cards', 'records'] as const;
-const HEAD_BYTES = 60 + 8 * SECTIONS.length;
+const HEAD_BYTES = 68 + 8 * SECTIONS.length;
+/** Where the head keeps the live records' bytes (capacity.ts), after the sections' lengths. */
+const LIVE_BYTES_AT = 60 + 8 * SECTIONS.length;
 
 /** What the saved state depends on besides the records: the tree's shape and the hashes' key. */
 export interface SnapshotMark {
@@ -47,6 +49,8 @@ export interface Snapshot {
   readonly floor: Hlc;
   readonly live: number;
   readonly tombstones: number;
+  /** The bytes of the live records and set members (counts.ts). */
+  readonly liveBytes: number;
   readonly tree: Buffer;
   readonly expiring: Buffer;
   readonly cards: Buffer;
@@ -79,6 +83,7 @@ export function saveSnapshot(t: SnapshotTarget, mark: SnapshotMark, s: Snapshot)
     head.writeUInt32LE(chunks, 52);
     head.writeUInt32LE(crc32(stream), 56);
     sections.forEach((b, i) => head.writeDoubleLE(b.length, 60 + 8 * i));
+    head.writeDoubleLE(s.liveBytes, LIVE_BYTES_AT);
     void t.snapshot.put(HEAD_KEY, head);
   });
 }
@@ -106,8 +111,9 @@ export function takeSnapshot(t: SnapshotTarget, mark: SnapshotMark): { taken: Ta
 
 function read(t: SnapshotTarget, mark: SnapshotMark, entries: number): Taken {
   const head = t.snapshot.getBinary(HEAD_KEY);
-  if (head === undefined || head.length !== HEAD_BYTES) return { ignored: 'no head' };
+  if (head === undefined || head.length === 0) return { ignored: 'no head' };
   if (head[0] !== FORMAT) return { ignored: `format ${head[0]}` };
+  if (head.length !== HEAD_BYTES) return { ignored: 'head cut short' };
   if (head[1] !== mark.bits) return { ignored: `saved with ${head[1]} tree bits` };
   if (head.toString('latin1', 2, 2 + FINGERPRINT_BYTES).trimEnd() !== mark.fingerprint) return { ignored: 'saved with another cluster secret' };
   const txn = head.readDoubleLE(18);
@@ -134,6 +140,7 @@ function read(t: SnapshotTarget, mark: SnapshotMark, entries: number): Taken {
       floor: { wall: head.readDoubleLE(26), counter: head.readUInt16LE(34) },
       live: head.readDoubleLE(36),
       tombstones: head.readDoubleLE(44),
+      liveBytes: head.readDoubleLE(LIVE_BYTES_AT),
       tree: section(0),
       expiring: section(1),
       cards: section(2),

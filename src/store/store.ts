@@ -5,6 +5,7 @@ import type { Limits } from '../rules.js';
 import { TreeHasher } from '../merkle/hash.js';
 import { leafBitsFor, MerkleTree } from '../merkle/tree.js';
 import { takeBackup, type BackupResult } from './backup.js';
+import { Capacity } from './capacity.js';
 import { CopyMerge } from './copy.js';
 import { storeFigures } from './figures.js';
 import { counterValue, decodeCounter } from './counter.js';
@@ -75,7 +76,7 @@ export class Store {
     const isPending = (k: string): boolean => this.overlay.get(k) !== undefined;
     const forgotten = (k: string, rec: Buffer): void => this.tally.forgotten(k, rec);
     this.sets = new SetIndex({ ...dbs, logger, readAt, isPending, pending: () => this.overlay.values(), onRemoved: forgotten });
-    this.tally = new Tally({ tree: this.tree, sets: this.sets, readAt });
+    this.tally = new Tally({ tree: this.tree, sets: this.sets, readAt, capacity: opts.capacity ?? new Capacity() });
     const maxEntryBytes = 4096 + (opts.maxValueBytes ?? 64 * 1024 * 1024);
     const { nextSeq, segments } = replayLog({ ...dbs, dir: opts.path, logger, maxEntryBytes });
     const mark = { bits: this.tree.leafBits, fingerprint: this.hasher.secretFingerprint };
@@ -307,7 +308,7 @@ export class Store {
     // An explicit literal: a spread here cost more than the hashing (measured with --prof).
     const keyed = encodeKeyedRecord(key, { wall: version.wall, counter: version.counter, node: version.node, flags, body, item, keyHash });
     const recOffset = keyedRecordOffset(key.length);
-    this.tally.replaced(k, this.tree.segmentOf(keyHash.hi), before, at, keyed, recOffset);
+    this.tally.replaced(k, this.tree.segmentOf(keyHash.hi), before, at, keyed, recOffset, w.origin === 'local');
     // A new epoch of a key that had a set leaves the old epoch's members dead: remove them soon.
     if (before !== undefined && this.sets.hasMembers(k) && recordEpochId(before, at) !== recordEpochId(keyed, recOffset)) this.sets.sweepLater(k);
     return this.writes.add(new PendingWrite(k, keyed, w.origin === 'local'), before !== undefined);

@@ -4,7 +4,8 @@ import { LEAF_ENTRY, type MerkleTree } from '../merkle/tree.js';
 import { RecordCounts } from './counts.js';
 import type { RecordScan } from './databases.js';
 import { setKeyOf } from './members.js';
-import { isSimple, ITEM_OFFSET, KIND, recordEpochId, recordKeyHashHi, recordKind, recordVersion } from './record.js';
+import type { Capacity } from './capacity.js';
+import { isAbsent, isSimple, isTombstone, ITEM_OFFSET, KIND, recordEpochId, recordKeyHashHi, recordKind, recordVersion } from './record.js';
 import { isSetHeader, type SetIndex } from './sets.js';
 import { decodeEntries, encodeEntries, saveSnapshot, takeSnapshot, type Snapshot, type SnapshotMark, type SnapshotTarget } from './snapshot.js';
 
@@ -13,6 +14,8 @@ export interface TallyOptions {
   readonly sets: SetIndex;
   /** The record under a key (latin1 `k`), pending writes first (a view). */
   readonly readAt: (key: Buffer, k: string) => Buffer | undefined;
+  /** `[storage] memory_limit_mb`: a local write that would pass it is refused before anything changes. */
+  readonly capacity: Capacity;
 }
 
 /** What the tally starts from (`start`). */
@@ -44,14 +47,20 @@ export class Tally {
   constructor(private readonly opts: TallyOptions) {
     this.tree = opts.tree;
     this.sets = opts.sets;
-    this.counts = new RecordCounts((k, rec, o) => this.sets.card(k, rec, o) === 0);
+    this.counts = new RecordCounts(
+      (k, rec, o) => this.sets.card(k, rec, o) === 0,
+      (k) => k.length + (opts.readAt(Buffer.from(k, 'latin1'), k)?.length ?? 0),
+    );
+    opts.capacity.measureWith(() => this.counts.liveBytes);
   }
 
   /**
    * A write of the keyed record `keyed` (its record at `recOffset`, key `k` in latin1, Merkle segment
-   * `segment`) over `before` (the record at `at` of that buffer; undefined for a new key).
+   * `segment`) over `before` (the record at `at` of that buffer; undefined for a new key). A `local`
+   * write (a client's) that would grow the data past `[storage] memory_limit_mb` throws StorageFullError first.
    */
-  replaced(k: string, segment: number, before: Buffer | undefined, at: number, keyed: Buffer, recOffset: number): void {
+  replaced(k: string, segment: number, before: Buffer | undefined, at: number, keyed: Buffer, recOffset: number, local = false): void {
+    if (local && this.opts.capacity.limitBytes > 0) this.admit(k, before, at, keyed, recOffset);
     this.tree.replaceBytes(segment, before, at + ITEM_OFFSET, keyed, recOffset + ITEM_OFFSET);
     if (before !== undefined) this.account(k, before, at, -1);
     this.account(k, keyed, recOffset, 1);
@@ -109,11 +118,14 @@ export class Tally {
    */
   countAll(scan: RecordScan): Hlc {
     let newest: Hlc = { wall: 0, counter: 0 };
-    scan((rec, keyOf) => {
+    scan((rec, keyOf, keyBytes) => {
       // Member keys sort first (they start with 0x00): every set's cardinality is known before its header is counted.
-      if (recordKind(rec) === KIND.member) this.sets.count(keyOf(), rec, 0, 1);
+      if (recordKind(rec) === KIND.member) {
+        this.sets.count(keyOf(), rec, 0, 1);
+        if (!isTombstone(rec)) this.counts.member(keyBytes + rec.length, 1);
+      }
       // The key is only read for records with an expiry and sets' headers.
-      else this.counts.count(isSimple(rec) ? '' : keyOf(), rec, 0, 1);
+      else this.counts.count(isSimple(rec) ? '' : keyOf(), rec, 0, 1, keyBytes + rec.length);
       this.tree.updateBytes(this.tree.segmentOf(recordKeyHashHi(rec)), rec, ITEM_OFFSET, 1);
       const v = recordVersion(rec);
       if (compareHlc(v, newest) > 0) newest = v;
@@ -132,12 +144,13 @@ export class Tally {
     // Not before the start-up's deletion of the last one: it would delete this one (same keys).
     await this.snapshotRemoved;
     try {
-      const { live, tombstones, expiring } = this.counts.saved();
+      const { live, tombstones, liveBytes, expiring } = this.counts.saved();
       const sets = this.sets.saved();
       saveSnapshot(t, t.mark, {
         floor: compareHlc(floor, this.newest) > 0 ? floor : this.newest,
         live,
         tombstones,
+        liveBytes,
         tree: this.tree.encodeLeaves(),
         expiring: encodeEntries(expiring),
         cards: encodeEntries(sets.cards),
@@ -152,14 +165,14 @@ export class Tally {
   private restore(s: Snapshot): string | undefined {
     let parts: [Map<string, number>, Map<string, number>, Map<string, number>];
     try {
-      if (!isCount(s.live) || !isCount(s.tombstones)) throw new RangeError('counts');
+      if (!isCount(s.live) || !isCount(s.tombstones) || !isCount(s.liveBytes)) throw new RangeError('counts');
       checkTree(s.tree, this.tree.leafBits);
       parts = [decodeEntries(s.expiring), decodeEntries(s.cards), decodeEntries(s.records)];
     } catch (err) {
       return `unreadable: ${(err as Error).message}`;
     }
     for (let o = 0; o < s.tree.length; o += LEAF_ENTRY) this.tree.updateBytes(s.tree.readUInt32LE(o), s.tree, o + 4, 1);
-    this.counts.restore(s.live, s.tombstones, parts[0]);
+    this.counts.restore(s.live, s.tombstones, s.liveBytes, parts[0]);
     this.sets.restore(parts[1], parts[2]);
     this.newest = s.floor;
     return undefined;
@@ -171,17 +184,26 @@ export class Tally {
    * counts as a tombstone while the set is empty) is counted again.
    */
   private account(k: string, rec: Buffer, o: number, sign: 1 | -1): void {
+    const bytes = k.length + rec.length - o;
     if (recordKind(rec, o) !== KIND.member) {
-      this.counts.count(k, rec, o, sign);
+      this.counts.count(k, rec, o, sign, bytes);
       return;
     }
+    if (!isTombstone(rec, o)) this.counts.member(bytes, sign);
     const setK = this.sets.crossing(k, rec, o, sign);
     const header = setK === undefined ? undefined : this.headerOf(k);
     const recount = header !== undefined && isSetHeader(header) && recordEpochId(header) === recordEpochId(rec, o);
+    const headerBytes = (setK?.length ?? 0) + (header?.length ?? 0);
     // Taken back under the cardinality it was counted with, added again under the new one.
-    if (recount) this.counts.count(setK as string, header, 0, -1);
+    if (recount) this.counts.count(setK as string, header, 0, -1, headerBytes);
     this.sets.count(k, rec, o, sign);
-    if (recount) this.counts.count(setK as string, header, 0, 1);
+    if (recount) this.counts.count(setK as string, header, 0, 1, headerBytes);
+  }
+
+  /** Refuses (StorageFullError) a client write that grows the data past the limit; one that does not grow it passes. */
+  private admit(k: string, before: Buffer | undefined, at: number, keyed: Buffer, recOffset: number): void {
+    const counted = (rec: Buffer, o: number): number => (isAbsent(rec, Date.now(), o) ? 0 : k.length + rec.length - o);
+    this.opts.capacity.admit(counted(keyed, recOffset) - (before === undefined ? 0 : counted(before, at)));
   }
 }
 

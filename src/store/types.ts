@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Capacity } from './capacity.js';
 import type { LogMode } from './wal.js';
 import type { Version } from '../hlc.js';
 import type { Ack } from './writepath.js';
@@ -21,6 +22,8 @@ export interface StoreOptions {
   readonly fsyncPeriodMs?: number;
   /** The largest value a write may carry (bounds what start-up accepts from the log). */
   readonly maxValueBytes?: number;
+  /** `[storage] memory_limit_mb` (capacity.ts); none: no limit. */
+  readonly capacity?: Capacity;
 }
 
 /** A value read, and what a reply showing it must wait for. */

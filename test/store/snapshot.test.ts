@@ -239,6 +239,7 @@ describe('snapshot records', () => {
       floor: { wall: 1_700_000_000_123, counter: 9 },
       live: 12,
       tombstones: 3,
+      liveBytes: 4567,
       tree: Buffer.from([1, 0, 0, 0, ...Array<number>(16).fill(5)]),
       expiring: encodeEntries(new Map([['k\u00ff', 1_700_000_000_000]])),
       cards: big,
