@@ -17,13 +17,15 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY configs ./configs
-RUN mkdir -p /data && chown node:node /data
-VOLUME /data
+RUN mkdir -p /data /backups && chown node:node /data /backups
+# BACKUP and scheduled backups go to their own volume: a backup inside /data (the data directory) is refused.
+VOLUME /data /backups
 # 7878: the client port; 9178: /metrics, /health and /ready.
 EXPOSE 7878 9178
 # Listen on all interfaces inside the container; publish the ports with `docker run -p`.
 ENV MERKLE_KV_NETWORK_BIND_ADDRESS=0.0.0.0 \
     MERKLE_KV_STORAGE_PATH=/data \
+    MERKLE_KV_STORAGE_BACKUP_PATH=/backups \
     MERKLE_KV_LOGGING_FORMAT=json \
     MERKLE_KV_METRICS_ENABLED=true \
     MERKLE_KV_METRICS_BIND_ADDRESS=0.0.0.0

@@ -30,17 +30,17 @@ describe('deployment files', () => {
   const compose = read('docker-compose.yml');
   const env = dockerEnv(dockerfile);
 
-  it('the Dockerfile builds in stages, runs as a non-root user with a data volume, and checks /health', () => {
+  it('the Dockerfile builds in stages, runs as a non-root user with a data volume and a backup volume, and checks /health', () => {
     expect(dockerfile.match(/^FROM /gm)).toHaveLength(2);
     expect(dockerfile).toMatch(/^USER node$/m);
-    expect(dockerfile).toMatch(/^VOLUME \/data$/m);
+    expect(dockerfile).toMatch(/^VOLUME \/data \/backups$/m);
     expect(env).toMatchObject({ MERKLE_KV_STORAGE_PATH: '/data', MERKLE_KV_METRICS_ENABLED: 'true' });
     const health = /^HEALTHCHECK .*\n?.*127\.0\.0\.1:(\d+)\/health/m.exec(dockerfile);
     expect(health?.[1]).toBe('9178');
     // Its default command's configuration loads with the image's environment.
     const cmd = /^CMD \["--config", "([^"]+)"\]$/m.exec(dockerfile)?.[1] as string;
     const config = loadConfig({ file: join(ROOT, cmd), env });
-    expect(config).toMatchObject({ network: { bind_address: '0.0.0.0' }, storage: { path: '/data' }, metrics: { enabled: true, port: 9178 } });
+    expect(config).toMatchObject({ network: { bind_address: '0.0.0.0' }, storage: { path: '/data', backup_path: '/backups' }, metrics: { enabled: true, port: 9178 } });
   });
 
   it("every node configuration docker-compose.yml runs loads, and they make one cluster of the compose file's services", () => {
