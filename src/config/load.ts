@@ -29,7 +29,7 @@ export function loadConfig(sources: ConfigSources): Config {
   for (const [path, raw] of Object.entries(sources.flags ?? {})) {
     if (raw === undefined) continue;
     if (FIELDS[path] === undefined) throw new ConfigError(`unknown setting ${path}`);
-    values.set(path, fromString(path, raw, `command-line flag for ${path}`));
+    values.set(path, fromString(path, raw, 'command-line flag'));
   }
   return finish(values);
 }

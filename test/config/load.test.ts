@@ -155,7 +155,7 @@ describe('loadConfig', () => {
       /unknown environment variable MERKLE_KV_NETWORK_PORT/,
     );
     expect(configError(() => loadConfig({ flags: { node_id: 'a', 'network.bind_port': '-1' } }))).toMatch(
-      /command-line flag for network\.bind_port .* must be in 0\.\.65535/,
+      /command-line flag \(network\.bind_port\) must be in 0\.\.65535/,
     );
   });
 });

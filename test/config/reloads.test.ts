@@ -47,6 +47,6 @@ describe('Reloads', () => {
     expect(applied).toHaveLength(3);
 
     flags['storage.max_key_bytes'] = '0';
-    expect(reloads.reload()).toEqual({ ok: false, reason: 'command-line flag for storage.max_key_bytes (storage.max_key_bytes) must be in 1..1970, got 0' });
+    expect(reloads.reload()).toEqual({ ok: false, reason: 'command-line flag (storage.max_key_bytes) must be in 1..1970, got 0' });
   });
 });
