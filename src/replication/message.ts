@@ -36,16 +36,19 @@ export interface Message {
   readonly ops: Op[];
 }
 
-/** The op that publishes a record this node wrote: for a counter, only this node's totals (a delta). */
-export function opOf(key: Buffer, state: RecordState, node: string): Op {
+/**
+ * The op that publishes a record this node wrote: for a counter, only the totals of `writer` (the name
+ * this node's totals go under, the store's counterWriter; by default the node id): a delta.
+ */
+export function opOf(key: Buffer, state: RecordState, node: string, writer = node): Op {
   if (stateKind(state) !== KIND.counter) return { key, state };
   const c = decodeCounter(state.payload, true);
-  return { key, state: { ...state, payload: encodeCounter({ base: c.base, entries: c.entries.filter((e) => e.node === node) }) } };
+  return { key, state: { ...state, payload: encodeCounter({ base: c.base, entries: c.entries.filter((e) => e.node === writer) }) } };
 }
 
 /** Encodes ops into messages of at most about `maxBytes` each (one op larger than that goes alone). */
 export function encodeMessages(node: string, ops: readonly Op[], maxBytes: number): Buffer[] {
-  return pack(node, ops.map((op) => wireOp(op.key, op.state, node, false)), maxBytes);
+  return pack(node, ops.map((op) => wireOp(op.key, op.state, node, undefined)), maxBytes);
 }
 
 /**
@@ -53,11 +56,11 @@ export function encodeMessages(node: string, ops: readonly Op[], maxBytes: numbe
  * ops (`opOf`), read from the record's bytes: a plain value or tombstone without decoding it into a
  * state, a counter decoded once.
  */
-export function encodeWrites(node: string, writes: readonly AcknowledgedWrite[], maxBytes: number): Buffer[] {
+export function encodeWrites(node: string, writes: readonly AcknowledgedWrite[], maxBytes: number, writer = node): Buffer[] {
   const parts: string[] = [];
   for (const { key, rec } of writes) {
     if (!isSimple(rec)) {
-      parts.push(wireOp(key, stateOf(rec), node, true));
+      parts.push(wireOp(key, stateOf(rec), node, writer));
       continue;
     }
     const epoch = recordVersionOf(rec);
@@ -87,9 +90,9 @@ function pack(node: string, ops: readonly string[], maxBytes: number): Buffer[] 
 
 /**
  * One op as JSON, members in the order JSON.stringify would write them, built as text (a message may
- * carry thousands of ops; no object per op). `ownTotals`: of a counter, only `node`'s totals (opOf).
+ * carry thousands of ops; no object per op). `writer`: of a counter, only that writer's totals (opOf); undefined: all.
  */
-function wireOp(key: Buffer, state: RecordState, node: string, ownTotals: boolean): string {
+function wireOp(key: Buffer, state: RecordState, node: string, writer: string | undefined): string {
   const expiry = state.expiry === undefined ? '' : wireExpiry(state.expiry, node);
   if ((state.flags & FLAG_TOMBSTONE) !== 0) return delJson(key, state.epoch, node);
   const kind = stateKind(state);
@@ -103,7 +106,7 @@ function wireOp(key: Buffer, state: RecordState, node: string, ownTotals: boolea
   }
   if (kind === KIND.counter) {
     const c = decodeCounter(state.payload, true);
-    const entries = ownTotals ? c.entries.filter((e) => e.node === node) : c.entries;
+    const entries = writer === undefined ? c.entries : c.entries.filter((e) => e.node === writer);
     const totals = entries.map((e) => `[${JSON.stringify(e.node)},"${e.p}","${e.n}","${formatHlc(e.at)}"]`).join(',');
     return `{"op":"counter","key":${k},${version},"base":"${c.base}","totals":[${totals}]${expiry}}`;
   }

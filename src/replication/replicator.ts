@@ -305,7 +305,7 @@ export class Replicator {
       this.stats.publishFailures += ops.length;
       return;
     }
-    for (const message of encodeWrites(this.opts.nodeId, ops, this.maxMessageBytes)) {
+    for (const message of encodeWrites(this.opts.nodeId, ops, this.maxMessageBytes, this.opts.store.counterWriter)) {
       const payload = this.signer ? this.signer.sign(this.topic, message) : message;
       this.stats.publishedMessages++;
       this.client.publish(this.topic, payload, { qos: 1 }, (err) => {

@@ -41,7 +41,7 @@ export function increment(store: Store, key: Buffer, delta: bigint): IncrementRe
       return 'wrongtype';
     }
   }
-  const next = add(counter, store.nodeId, delta, store.newVersion());
+  const next = add(counter, store.counterWriter, delta, store.newVersion());
   if (next === undefined) return 'overflow';
   const after = store.writeState(key, { epoch, flags: kindFlags(KIND.counter), expiry, payload: encodeCounter(next) });
   return { value: counterValue(next), after };

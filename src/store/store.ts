@@ -7,6 +7,7 @@ import { leafBitsFor, MerkleTree } from '../merkle/tree.js';
 import { takeBackup, type BackupResult } from './backup.js';
 import { Capacity } from './capacity.js';
 import { CopyMerge } from './copy.js';
+import { counterWriter } from './incarnation.js';
 import { storeFigures } from './figures.js';
 import { counterValue, decodeCounter } from './counter.js';
 import { openDatabases, type Databases } from './databases.js';
@@ -38,6 +39,10 @@ export class Store {
   readonly merkle: MerkleView;
   /** Records by key-hash range: what anti-entropy compares and sends. */
   readonly ranges: KeyHashRanges;
+  /** A fingerprint of the cluster secret that keys the Merkle hashes: peers compare it in the handshake. */
+  readonly secretFingerprint: string;
+  /** The name its counter totals go under (incarnation.ts): the node id, or a new one after a start that lost some. */
+  readonly counterWriter: string;
 
   private readonly clock: HybridClock;
   private readonly tree: MerkleTree;
@@ -71,6 +76,7 @@ export class Store {
     this.tree = new MerkleTree(opts.treeBits ?? 16, leafBitsFor(opts.treeBits ?? 16, (db.getStats() as { entryCount: number }).entryCount));
     this.merkle = this.tree;
     this.hasher = new TreeHasher(opts.clusterSecret ?? '');
+    this.secretFingerprint = this.hasher.secretFingerprint;
     upgradeDataDirectory({ ...dbs, hasher: this.hasher, logger });
     const readAt = (key: Buffer, k: string): Buffer | undefined => this.readAt(key, k);
     const isPending = (k: string): boolean => this.overlay.get(k) !== undefined;
@@ -81,6 +87,8 @@ export class Store {
     const { nextSeq, segments } = replayLog({ ...dbs, dir: opts.path, logger, maxEntryBytes });
     const mark = { bits: this.tree.leafBits, fingerprint: this.hasher.secretFingerprint };
     this.clock.observe(this.tally.start({ ...dbs, mark, logSegments: segments, logger }));
+    // After the tally took any snapshot: saving the name is a transaction of its own.
+    this.counterWriter = counterWriter(dbs, { dir: opts.path, nodeId: opts.nodeId, logSegments: segments });
     this.log = new WriteAheadLog({ dir: opts.path, mode: opts.fsync ?? 'periodic', periodMs: opts.fsyncPeriodMs ?? 100, logger, firstSeq: nextSeq });
     this.overlay = new Overlay({ db, index, log: this.log, logger, flush: () => this.writes.flush() });
     this.writes = new WritePath({
@@ -143,11 +151,6 @@ export class Store {
   /** The data directory. */
   get path(): string {
     return this.opts.path;
-  }
-
-  /** A fingerprint of the cluster secret that keys the Merkle hashes: peers compare it in the handshake. */
-  get secretFingerprint(): string {
-    return this.hasher.secretFingerprint;
   }
 
   /** The version of a new write made here: newer than every version this node has made or seen. */
@@ -367,10 +370,7 @@ export class Store {
     return this.purger.purge(olderThan);
   }
 
-  /**
-   * Resolves once every write so far is in LMDB, committed and synced, and the members of old set
-   * epochs are removed.
-   */
+  /** Resolves once every write so far is in LMDB, committed and synced, and old set epochs' members are removed. */
   async settled(): Promise<void> {
     this.writes.flush();
     await this.overlay.settle();

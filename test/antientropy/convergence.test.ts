@@ -123,7 +123,7 @@ describe('convergence of counters, sets, expiries and plain values on 3 replicas
     let outbox: Pending[] = [];
     nodes.forEach((n, from) =>
       n.store.onAcknowledged((writes) => {
-        const ops = writes.map((w) => opOf(Buffer.from(w.key), stateOf(Buffer.from(w.rec)), n.store.nodeId));
+        const ops = writes.map((w) => opOf(Buffer.from(w.key), stateOf(Buffer.from(w.rec)), n.store.nodeId, n.store.counterWriter));
         for (const payload of encodeMessages(n.store.nodeId, ops, 1 << 20)) {
           for (let to = 0; to < 3; to++) if (to !== from) outbox.push({ from, to, payload });
         }

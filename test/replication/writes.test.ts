@@ -17,8 +17,8 @@ function recording(): { store: Store; writes: AcknowledgedWrite[] } {
 }
 
 /** What the replicator published before it read records directly: each record decoded to its op, then encoded. */
-const viaStates = (writes: AcknowledgedWrite[], maxBytes: number): Buffer[] =>
-  encodeMessages('n1', writes.map((w) => opOf(w.key, stateOf(w.rec), 'n1')), maxBytes);
+const viaStates = (writes: AcknowledgedWrite[], maxBytes: number, writer: string): Buffer[] =>
+  encodeMessages('n1', writes.map((w) => opOf(w.key, stateOf(w.rec), 'n1', writer)), maxBytes);
 
 describe('publishing acknowledged writes', () => {
   it('encodes every kind of record exactly as its decoded op would be encoded', () => {
@@ -36,9 +36,13 @@ describe('publishing acknowledged writes', () => {
     addMembers(store, b('tags'), [b('red'), b('blue')]);
     store.flush();
     expect(writes.length).toBeGreaterThanOrEqual(9);
-    expect(encodeWrites('n1', writes, 1 << 20)).toEqual(viaStates(writes, 1 << 20));
+    expect(encodeWrites('n1', writes, 1 << 20, store.counterWriter)).toEqual(viaStates(writes, 1 << 20, store.counterWriter));
+    // The counter's own totals travel, under the name this store's totals go under (not n0's).
+    const published = encodeWrites('n1', writes, 1 << 20, store.counterWriter).join('');
+    expect(published).toContain(`"totals":[[${JSON.stringify(store.counterWriter)},"3","0",`);
+    expect(published).not.toContain('["n0"');
     // Split the same way when they do not fit one message.
-    expect(encodeWrites('n1', writes, 200)).toEqual(viaStates(writes, 200));
+    expect(encodeWrites('n1', writes, 200, store.counterWriter)).toEqual(viaStates(writes, 200, store.counterWriter));
   });
 
   it('agrees with the decoded path for any plain value, key and delete', () => {
@@ -53,7 +57,7 @@ describe('publishing acknowledged writes', () => {
         for (const { key, value } of ops) void (value === undefined ? store.delete(Buffer.from(key)) : store.set(Buffer.from(key), Buffer.from(value)));
         store.flush();
         expect(writes).toHaveLength(ops.length);
-        expect(encodeWrites('n1', writes, 1 << 20)).toEqual(viaStates(writes, 1 << 20));
+        expect(encodeWrites('n1', writes, 1 << 20, store.counterWriter)).toEqual(viaStates(writes, 1 << 20, store.counterWriter));
       }),
       { numRuns: 100, seed: 23 },
     );

@@ -27,9 +27,9 @@ describe('counters', () => {
     expect(await c.lines(1)).toEqual(['hits']);
     const state = stateOf(n.store.read(Buffer.from('hits')).value as Buffer);
     expect(state.flags).toBe(kindFlags(KIND.counter));
-    // One entry for this node, whatever the number of increments.
-    expect(decodeCounter(state.payload)).toMatchObject({ base: 0n, entries: [{ node: n.store.nodeId, p: 10n, n: 3n }] });
-    expect(state.payload.length).toBe(10 + 1 + Buffer.byteLength(n.store.nodeId) + 24);
+    // One entry for this node (under the name its counter totals go under), whatever the number of increments.
+    expect(decodeCounter(state.payload)).toMatchObject({ base: 0n, entries: [{ node: n.store.counterWriter, p: 10n, n: 3n }] });
+    expect(state.payload.length).toBe(10 + 1 + Buffer.byteLength(n.store.counterWriter) + 24);
   });
 
   it('grow out of a plain integer, keeping its epoch; SET, DEL and APPEND make them plain again', async () => {

@@ -115,6 +115,29 @@ describe('cache node', () => {
     expect(listening).toMatchObject({ persistence: 'cache', path: cache.store.path });
   });
 
+  it('loses no increment made after a restart, before the refill (its counter totals go under a new name)', async () => {
+    const peer = await startTestNode({ node_id: 'peer', 'anti_entropy.enabled': 'false' });
+    const id = uniqueId('counter');
+    // No periodic exchange: the increments below come before any refill.
+    const flags = { 'anti_entropy.enabled': 'false' };
+    let cache = await startCacheNode(id, flags);
+    const first = cache.store.counterWriter;
+    expect(first).toMatch(new RegExp(`^${id}~[0-9a-f]{8}$`));
+    let c = await LineClient.connect(cache.address.port);
+    for (let i = 1; i <= 5; i++) expect(await c.call('INC hits')).toBe(`VALUE ${i}`);
+    expect(await c.call(`SYNC 127.0.0.1 ${peer.address.port}`)).toBe('OK');
+    await cache.stop();
+    cache = await startCacheNode(id, flags);
+    expect(cache.store.counterWriter).not.toBe(first);
+    c = await LineClient.connect(cache.address.port);
+    // It knows nothing of its earlier totals yet: its own count starts again, under its new name.
+    expect(await c.call('INC hits')).toBe('VALUE 1');
+    expect(await c.call(`SYNC 127.0.0.1 ${peer.address.port}`)).toBe('OK');
+    expect(await c.call('GET hits')).toBe('VALUE 6');
+    const p = await LineClient.connect(peer.address.port);
+    expect(await p.call('GET hits')).toBe('VALUE 6');
+  });
+
   it('comes back empty after a restart and refills from the peer in its peer_list', async () => {
     const peer = await startTestNode({ node_id: 'peer', 'anti_entropy.enabled': 'false' });
     for (let i = 0; i < 3000; i++) void peer.store.set(Buffer.from(`key:${i}`), Buffer.from(`value ${i}`));
