@@ -43,6 +43,9 @@ const { values: args } = parseArgs({
   },
 });
 
+// Extra flags for the node processes, e.g. BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=prof' to profile.
+const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+
 /** A minimal line client: one request at a time. */
 async function lineClient(port) {
   const socket = connect({ port, host: '127.0.0.1', noDelay: true });
@@ -103,6 +106,7 @@ async function startNodes(n, dir, brokerUrl, secret = '') {
       env.MERKLE_KV_MQTT_BROKER_ADDRESS = url;
     }
     const proc = startProcess(args['server-cpu'], process.execPath, [
+      ...nodeFlags,
       args.cli, '--node-id', `node-${i}`, '--port', String(port), '--data-dir', join(dir, `node-${i}`), '--log-level', 'warn',
       // Only when asked: a build from before `[storage] fsync` has no such flag.
       ...(args.fsync ? ['--fsync', args.fsync] : []),
